@@ -1,0 +1,73 @@
+//! The one error type of the crate.
+
+use std::io;
+
+/// Everything that can go wrong with a mapping.
+///
+/// Variants other than [`Error::Io`] describe a misuse that the caller can
+/// avoid; `Io` carries the operating-system error together with the name of
+/// the system call that produced it, so that nothing is flattened into a bare
+/// number.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A system call failed.
+    #[error("{op}: {source}")]
+    Io {
+        /// The OS call that failed, e.g. `"shm_open"` or `"CreateFileMappingW"`.
+        op: &'static str,
+        /// The error the OS reported.
+        #[source]
+        source: io::Error,
+    },
+    /// The mapping was closed (or never opened successfully).
+    #[error("mmapfile closed or invalid")]
+    Closed,
+    /// An offset, size or count falls outside the view. The message names
+    /// the operation, with the wording pywin32 uses where it has one.
+    #[error("{0}")]
+    OutOfRange(&'static str),
+    /// An argument is not acceptable for a reason other than range.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A name for a shared block cannot be used on this OS.
+    #[error("invalid mapping name: {0}")]
+    InvalidName(String),
+    /// A write was attempted on a read-only mapping.
+    #[error("mapping is read-only")]
+    ReadOnly,
+    /// The memory is exported (e.g. through Python's buffer protocol), so it
+    /// cannot be unmapped or moved.
+    #[error("cannot {0} while the mapping's memory is exported")]
+    Exported(&'static str),
+    /// The backing file or block shrank under the mapping, so the touched
+    /// pages no longer exist.
+    #[error("{0}")]
+    Truncated(String),
+}
+
+impl Error {
+    /// Wraps the last OS error (`errno` / `GetLastError`) for `op`.
+    pub(crate) fn last_os(op: &'static str) -> Self {
+        Error::Io {
+            op,
+            source: io::Error::last_os_error(),
+        }
+    }
+
+    /// Wraps an `io::Error` for `op`.
+    pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
+        Error::Io { op, source }
+    }
+
+    /// The raw OS error code, if this is an OS error that has one.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

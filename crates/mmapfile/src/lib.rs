@@ -1,0 +1,57 @@
+//! Memory mappings with the semantics of Windows' file mappings, on every OS.
+//!
+//! A mapping is backed by one of three things:
+//!
+//! - a **file** on disk ([`MapOptions::file`]): created if missing, grown
+//!   when a larger size is asked for, never padded otherwise;
+//! - a **named block** of shared memory ([`MapOptions::name`]): any process
+//!   that opens the same name sees the same bytes. On POSIX systems it is the
+//!   shared-memory object `/mmapfile.<name>` (so `/dev/shm/mmapfile.<name>`
+//!   on Linux), with a `Local\` or `Global\` prefix removed;
+//! - an **unnamed block** (neither): shared with forked children only.
+//!
+//! [`MapFile`] then offers pywin32's `mmapfile` operations — `read`,
+//! `write`, `seek`, `find`, `move`, `flush`, `resize`, … — with every bound
+//! checked. Mapped memory is shared with other processes, so it is only ever
+//! copied in and out through raw pointers, never lent out as a Rust slice.
+//!
+//! ```
+//! use mmapfile::MapOptions;
+//!
+//! let dir = std::env::temp_dir().join(format!("mmapfile-doc-{}", std::process::id()));
+//! std::fs::write(&dir, b"first line\nsecond line\n").unwrap();
+//! let mut m = MapOptions::new().file(&dir).open()?;
+//! assert_eq!(m.len()?, 23);
+//! assert_eq!(m.readline()?, b"first line\n");
+//! assert_eq!(m.readline()?, b"second line\n");
+//! assert_eq!(m.readline()?, b"");
+//! m.close()?;
+//! # std::fs::remove_file(&dir).unwrap();
+//! # Ok::<(), mmapfile::Error>(())
+//! ```
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod access;
+mod error;
+mod mapping;
+mod mem;
+mod name;
+mod os;
+
+pub use access::{Access, CreateMode};
+pub use error::{Error, Result};
+pub use mapping::{MapFile, MapOptions, Source};
+pub use name::BlockName;
+
+/// The size of a memory page.
+pub fn page_size() -> usize {
+    os::page_size()
+}
+
+/// The alignment the OS requires of a view's file offset (the page size on
+/// POSIX, 64 KiB on Windows). Offsets given to this crate need not be
+/// aligned: they are aligned down internally.
+pub fn allocation_granularity() -> usize {
+    os::allocation_granularity()
+}

@@ -1,0 +1,673 @@
+//! Opening a mapping and working with its view: the whole pywin32 `mmapfile`
+//! contract, independent of the OS.
+
+use std::path::{Path, PathBuf};
+
+use crate::access::{Access, CreateMode};
+use crate::error::{Error, Result};
+use crate::mem::Region;
+use crate::name::BlockName;
+use crate::os;
+
+/// What a mapping is backed by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A file on disk.
+    File(PathBuf),
+    /// A named block of shared memory.
+    Named(BlockName),
+    /// An unnamed block of shared memory (shared with forked children only).
+    Anonymous,
+}
+
+/// How to open a mapping: the arguments of pywin32's `mmapfile.mmapfile`,
+/// plus the options that go beyond it.
+///
+/// ```
+/// use mmapfile::MapOptions;
+///
+/// let mut m = MapOptions::new().maximum_size(4096).open()?;
+/// m.write(b"hello\nworld\n")?;
+/// m.seek(0, 0)?;
+/// assert_eq!(m.readline()?, b"hello\n");
+/// assert_eq!(m.find(b"world", None, None)?, Some(6));
+/// # Ok::<(), mmapfile::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MapOptions {
+    file: Option<PathBuf>,
+    name: Option<String>,
+    maximum_size: u64,
+    offset: u64,
+    len: u64,
+    access: Access,
+    create: CreateMode,
+    mode: Option<u32>,
+    allow_other_owner: bool,
+}
+
+impl MapOptions {
+    /// Options for an unnamed block with nothing set yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Maps the file at `path`. It is created when it does not exist (unless
+    /// the access is read-only or copy-on-write).
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.file = Some(path.into());
+        self
+    }
+
+    /// The name of a shared block. Without [`MapOptions::file`], this creates
+    /// or opens the named block. With a file, the name is kept for reference
+    /// only on POSIX (Windows names the file's mapping object).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// pywin32's `MaximumSize`: the size of the mapping. For a file, 0 means
+    /// the file's size and a larger value grows the file. For a new block it
+    /// is the block's size; an existing named block keeps its own.
+    pub fn maximum_size(mut self, size: u64) -> Self {
+        self.maximum_size = size;
+        self
+    }
+
+    /// pywin32's `FileOffset`: where the view starts. Need not be aligned.
+    pub fn offset(mut self, offset: u64) -> Self {
+        self.offset = offset;
+        self
+    }
+
+    /// pywin32's `NumberOfBytesToMap`: the view's length; 0 means to the end.
+    pub fn len(mut self, len: u64) -> Self {
+        self.len = len;
+        self
+    }
+
+    /// The access mode (default [`Access::Write`]).
+    pub fn access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// Whether a named block may be created, opened, or either (default).
+    pub fn create(mut self, create: CreateMode) -> Self {
+        self.create = create;
+        self
+    }
+
+    /// Permission bits of a named block this call creates (default `0o600`).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// Allows opening a named block that belongs to another user (refused by
+    /// default, so that a block planted by someone else is not trusted).
+    pub fn allow_other_owner(mut self, allow: bool) -> Self {
+        self.allow_other_owner = allow;
+        self
+    }
+
+    /// Opens the mapping and maps the view. A failed call leaves nothing
+    /// behind: no open handle, and no file or block that it created.
+    pub fn open(&self) -> Result<MapFile> {
+        if self.mode.is_some_and(|m| m & !0o7777 != 0) {
+            return Err(Error::InvalidArgument(format!(
+                "mode {:#o} has bits other than permission bits",
+                self.mode.unwrap_or(0)
+            )));
+        }
+        if self.create != CreateMode::OpenOrCreate && (self.file.is_some() || self.name.is_none()) {
+            return Err(Error::InvalidArgument(
+                "create= applies to named blocks only (a Name and no File)".into(),
+            ));
+        }
+        let (source, backing, created) = match (&self.file, &self.name) {
+            (Some(path), _) => {
+                let (backing, created) = os::Backing::file(path, self.access)?;
+                (Source::File(path.clone()), backing, created)
+            }
+            (None, Some(name)) => {
+                let name = BlockName::new(name)?;
+                let (backing, created) = os::Backing::named(
+                    name.base(),
+                    self.maximum_size,
+                    self.create,
+                    self.access,
+                    self.mode.unwrap_or(0o600),
+                    self.allow_other_owner,
+                )?;
+                (Source::Named(name), backing, created)
+            }
+            (None, None) => {
+                if self.maximum_size == 0 {
+                    return Err(Error::InvalidArgument(
+                        "an unnamed mapping needs a MaximumSize greater than 0".into(),
+                    ));
+                }
+                let backing = os::Backing::anonymous(self.maximum_size)?;
+                (Source::Anonymous, backing, true)
+            }
+        };
+        // An existing named block keeps its size: MaximumSize only sizes a new one.
+        let requested = match source {
+            Source::Named(_) if !created => 0,
+            _ => self.maximum_size,
+        };
+        let size = match mapping_size(&backing, requested, self.access) {
+            Ok(size) => size,
+            Err(err) => return Err(abandon(backing, created, err)),
+        };
+        let live = match Live::map(backing, size, self.offset, self.len, self.access) {
+            Ok(live) => live,
+            Err((backing, err)) => return Err(abandon(backing, created, err)),
+        };
+        Ok(MapFile {
+            live: Some(live),
+            pos: 0,
+            access: self.access,
+            source,
+            name: self.name.clone(),
+            created,
+            exports: 0,
+        })
+    }
+}
+
+/// Gives up a backing object after a failed open, removing it if this open
+/// created it, and returns the error to report.
+fn abandon(backing: os::Backing, created: bool, err: Error) -> Error {
+    if created {
+        backing.abandon();
+    }
+    err
+}
+
+/// The size of the mapping object for a requested `MaximumSize`, growing the
+/// backing object when the request is larger.
+fn mapping_size(backing: &os::Backing, requested: u64, access: Access) -> Result<u64> {
+    let current = backing.len()?;
+    if requested > current {
+        if !access.writes_backing() {
+            return Err(Error::InvalidArgument(format!(
+                "MaximumSize {requested} is larger than the object ({current} bytes), \
+                 which this access mode cannot grow"
+            )));
+        }
+        backing.grow(requested)?;
+    }
+    let size = if requested == 0 { current } else { requested };
+    if size == 0 {
+        return Err(Error::InvalidArgument(
+            "Specified file is empty, and no mapping size given".into(),
+        ));
+    }
+    Ok(size)
+}
+
+/// An open backing object with its mapped view.
+#[derive(Debug)]
+struct Live {
+    backing: os::Backing,
+    view: os::RawView,
+    /// Bytes between the aligned start of `view` and the requested offset.
+    delta: usize,
+    /// Length of the part of the view the user asked for.
+    len: usize,
+    /// The requested offset of the view in the backing object.
+    offset: u64,
+}
+
+impl Live {
+    /// Maps the window `offset..offset + len` (len 0: to the end) of a
+    /// mapping object of `size` bytes.
+    fn map(
+        backing: os::Backing,
+        size: u64,
+        offset: u64,
+        len: u64,
+        access: Access,
+    ) -> std::result::Result<Live, (os::Backing, Error)> {
+        match Self::window(&backing, size, offset, len, access) {
+            Ok((view, delta, len)) => Ok(Live {
+                backing,
+                view,
+                delta,
+                len,
+                offset,
+            }),
+            Err(e) => Err((backing, e)),
+        }
+    }
+
+    fn window(
+        backing: &os::Backing,
+        size: u64,
+        offset: u64,
+        len: u64,
+        access: Access,
+    ) -> Result<(os::RawView, usize, usize)> {
+        if offset >= size {
+            return Err(Error::InvalidArgument(format!(
+                "FileOffset {offset} is not inside the mapping ({size} bytes)"
+            )));
+        }
+        let len = if len == 0 { size - offset } else { len };
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(Error::InvalidArgument(format!(
+                "NumberOfBytesToMap {len} at FileOffset {offset} goes past the end of the \
+                 mapping ({size} bytes)"
+            )));
+        }
+        let too_large = || {
+            Error::InvalidArgument(format!(
+                "a view of {len} bytes does not fit this address space"
+            ))
+        };
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= isize::MAX as usize)
+            .ok_or_else(too_large)?;
+        let granularity = os::allocation_granularity() as u64;
+        let aligned = offset - offset % granularity;
+        let delta = (offset - aligned) as usize;
+        let map_len = delta.checked_add(len).ok_or_else(too_large)?;
+        let view = backing.map(aligned, map_len, access)?;
+        Ok((view, delta, len))
+    }
+
+    fn region(&self) -> Region {
+        // SAFETY: `delta` is less than the view's length (the view spans
+        // `delta + len` bytes with `len > 0`), so the pointer stays inside it.
+        let ptr = unsafe { self.view.as_ptr().add(self.delta) };
+        Region { ptr, len: self.len }
+    }
+}
+
+/// An open mapping with a current position, as pywin32's `mmapfile` object.
+///
+/// All methods check bounds with overflow-checked arithmetic; none of them
+/// can read or write outside the view. After [`MapFile::close`], every
+/// method except `close` returns [`Error::Closed`].
+#[derive(Debug)]
+pub struct MapFile {
+    live: Option<Live>,
+    pos: usize,
+    access: Access,
+    source: Source,
+    name: Option<String>,
+    created: bool,
+    exports: usize,
+}
+
+/// Resolves a CPython-style slice bound: negative counts from the end, and
+/// the result is clamped to `0..=len`.
+fn clamp_index(index: Option<i64>, default: usize, len: usize) -> usize {
+    match index {
+        None => default,
+        Some(i) if i < 0 => len.saturating_sub(i.unsigned_abs().try_into().unwrap_or(usize::MAX)),
+        Some(i) => usize::try_from(i).map_or(len, |i| i.min(len)),
+    }
+}
+
+impl MapFile {
+    fn live(&self) -> Result<&Live> {
+        self.live.as_ref().ok_or(Error::Closed)
+    }
+
+    fn region(&self) -> Result<Region> {
+        Ok(self.live()?.region())
+    }
+
+    fn writable_region(&self) -> Result<Region> {
+        let region = self.region()?;
+        if !self.access.is_writable() {
+            return Err(Error::ReadOnly);
+        }
+        Ok(region)
+    }
+
+    /// Whether [`MapFile::close`] has been called.
+    pub fn is_closed(&self) -> bool {
+        self.live.is_none()
+    }
+
+    /// The access mode.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    /// What the mapping is backed by.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// The path of a file-backed mapping.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.source {
+            Source::File(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The name given when opening, if any (prefix included).
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Whether opening created the file or block (always true for an
+    /// unnamed block).
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// The offset of the view in the file or block, as requested.
+    pub fn offset(&self) -> Result<u64> {
+        Ok(self.live()?.offset)
+    }
+
+    /// The size of the view in bytes (pywin32's `size()`).
+    pub fn len(&self) -> Result<usize> {
+        Ok(self.live()?.len)
+    }
+
+    /// Whether the view is empty (never, for an open mapping).
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The current position.
+    pub fn tell(&self) -> Result<usize> {
+        self.live()?;
+        Ok(self.pos)
+    }
+
+    /// Moves the position: `how` 0 is from the start, 1 from the current
+    /// position, 2 from the end (`size - dist` for `dist >= 0`, as pywin32;
+    /// `size + dist` for a negative `dist`). The end itself is a valid
+    /// position. Returns the new position.
+    pub fn seek(&mut self, dist: i64, how: i32) -> Result<usize> {
+        let len = self.len()?;
+        let size = len as i128;
+        let dist = i128::from(dist);
+        let target = match how {
+            0 => dist,
+            1 => self.pos as i128 + dist,
+            2 if dist < 0 => size + dist,
+            2 => size - dist,
+            _ => return Err(Error::InvalidArgument("unknown seek type".into())),
+        };
+        if !(0..=size).contains(&target) {
+            return Err(Error::OutOfRange("seek out of range"));
+        }
+        self.pos = target as usize;
+        Ok(self.pos)
+    }
+
+    /// How many bytes `read(n)` returns: `n` clipped to what is left after
+    /// the position; a negative `n` means all of it.
+    pub fn read_len(&self, n: i64) -> Result<usize> {
+        let left = self.len()? - self.pos;
+        Ok(match usize::try_from(n) {
+            Ok(n) => n.min(left),
+            Err(_) => left,
+        })
+    }
+
+    /// Copies `dst.len()` bytes from the position into `dst` and advances
+    /// the position; fails without copying if fewer bytes are left.
+    pub fn read_into(&mut self, dst: &mut [u8]) -> Result<()> {
+        let region = self.region()?;
+        let end = self
+            .pos
+            .checked_add(dst.len())
+            .filter(|&e| e <= region.len)
+            .ok_or(Error::OutOfRange("read out of range"))?;
+        // SAFETY: `pos..end` lies inside the live view, which stays mapped
+        // while `self` is borrowed.
+        unsafe { region.copy_out(self.pos, dst) };
+        self.pos = end;
+        Ok(())
+    }
+
+    /// pywin32's `read(n)`: up to `n` bytes from the position (all that is
+    /// left for a negative `n`), advancing the position.
+    pub fn read(&mut self, n: i64) -> Result<Vec<u8>> {
+        let mut buf = vec![0; self.read_len(n)?];
+        self.read_into(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// pywin32's `read_byte()`.
+    pub fn read_byte(&mut self) -> Result<u8> {
+        let region = self.region()?;
+        if self.pos >= region.len {
+            return Err(Error::OutOfRange("read byte out of range"));
+        }
+        // SAFETY: `pos < len`, inside the live view.
+        let b = unsafe { region.byte(self.pos) };
+        self.pos += 1;
+        Ok(b)
+    }
+
+    /// The length of the line at the position: up to and including the next
+    /// `\n`, or the rest of the view if there is none (0 at the end).
+    pub fn readline_len(&self) -> Result<usize> {
+        let region = self.region()?;
+        // SAFETY: `pos..len` lies inside the live view.
+        let newline = unsafe { region.find(b"\n", self.pos, region.len) };
+        Ok(newline.map_or(region.len, |i| i + 1) - self.pos)
+    }
+
+    /// pywin32's `readline()`; at the end it returns an empty vector.
+    pub fn readline(&mut self) -> Result<Vec<u8>> {
+        let mut buf = vec![0; self.readline_len()?];
+        self.read_into(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// pywin32's `write(data)`: all of `data` at the position, or nothing if
+    /// it does not fit. Advances the position.
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        let region = self.writable_region()?;
+        let end = self
+            .pos
+            .checked_add(data.len())
+            .filter(|&e| e <= region.len)
+            .ok_or(Error::OutOfRange("data out of range"))?;
+        // SAFETY: `pos..end` lies inside the live, writable view.
+        unsafe { region.copy_in(self.pos, data) };
+        self.pos = end;
+        Ok(())
+    }
+
+    /// pywin32's `write_byte(b)`.
+    pub fn write_byte(&mut self, value: u8) -> Result<()> {
+        let region = self.writable_region()?;
+        if self.pos >= region.len {
+            return Err(Error::OutOfRange("write_byte past end of buffer"));
+        }
+        // SAFETY: `pos < len`, inside the live, writable view.
+        unsafe { region.set_byte(self.pos, value) };
+        self.pos += 1;
+        Ok(())
+    }
+
+    fn search_bounds(
+        &self,
+        start: Option<i64>,
+        end: Option<i64>,
+    ) -> Result<(Region, usize, usize)> {
+        let region = self.region()?;
+        let start = clamp_index(start, self.pos, region.len);
+        let end = clamp_index(end, region.len, region.len);
+        Ok((region, start, end))
+    }
+
+    /// The absolute index of the first `needle` in `start..end` (slice
+    /// semantics: negative counts from the end; `start` defaults to the
+    /// position and `end` to the view's end), as CPython's `mmap.find`.
+    /// The position does not move.
+    pub fn find(
+        &self,
+        needle: &[u8],
+        start: Option<i64>,
+        end: Option<i64>,
+    ) -> Result<Option<usize>> {
+        let (region, start, end) = self.search_bounds(start, end)?;
+        if end < start || end - start < needle.len() {
+            return Ok(None);
+        }
+        // SAFETY: `start <= end <= len`, inside the live view.
+        Ok(unsafe { region.find(needle, start, end) })
+    }
+
+    /// Like [`MapFile::find`], but the last occurrence.
+    pub fn rfind(
+        &self,
+        needle: &[u8],
+        start: Option<i64>,
+        end: Option<i64>,
+    ) -> Result<Option<usize>> {
+        let (region, start, end) = self.search_bounds(start, end)?;
+        if end < start || end - start < needle.len() {
+            return Ok(None);
+        }
+        // SAFETY: `start <= end <= len`, inside the live view.
+        Ok(unsafe { region.rfind(needle, start, end) })
+    }
+
+    /// pywin32's `move(dest, src, count)`: copies `count` bytes inside the
+    /// view (the ranges may overlap).
+    pub fn move_within(&mut self, dest: i64, src: i64, count: i64) -> Result<()> {
+        let region = self.writable_region()?;
+        let out_of_range = Error::OutOfRange("source or destination out of range");
+        let in_view = |start: i64| -> Option<usize> {
+            let start = usize::try_from(start).ok()?;
+            let count = usize::try_from(count).ok()?;
+            start
+                .checked_add(count)
+                .filter(|&e| e <= region.len)
+                .map(|_| start)
+        };
+        let (Some(dest), Some(src)) = (in_view(dest), in_view(src)) else {
+            return Err(out_of_range);
+        };
+        // SAFETY: both ranges were checked to lie inside the live, writable
+        // view; `count` is non-negative (checked by `in_view`).
+        unsafe { region.copy_within(dest, src, count as usize) };
+        Ok(())
+    }
+
+    /// pywin32's `flush(offset, size)`: writes `offset..offset + size` of the
+    /// view (size 0: to the end) back to the file and waits until the file
+    /// is durable on its device (`msync` then `fsync`; `FlushViewOfFile` then
+    /// `FlushFileBuffers`).
+    pub fn flush(&self, offset: i64, size: i64) -> Result<()> {
+        let live = self.live()?;
+        let out_of_range = || Error::OutOfRange("flush values out of range");
+        let offset = usize::try_from(offset)
+            .ok()
+            .filter(|&o| o <= live.len)
+            .ok_or_else(out_of_range)?;
+        let size = match usize::try_from(size).map_err(|_| out_of_range())? {
+            0 => live.len - offset,
+            n => n,
+        };
+        if offset.checked_add(size).is_none_or(|e| e > live.len) {
+            return Err(out_of_range());
+        }
+        if self.access == Access::Copy {
+            // Private pages never reach the file: nothing to write back.
+            return Ok(());
+        }
+        live.view.flush(live.delta + offset, size)?;
+        live.backing.sync()
+    }
+
+    /// pywin32's `resize(MaximumSize, FileOffset, NumberOfBytesToMap)`: maps
+    /// a new view of a mapping object of `maximum_size` bytes (0: the file's
+    /// or block's current size), growing the file or block when it is
+    /// smaller. Data is kept; the file or block never shrinks. The position
+    /// is clamped to the new view. On error the old view stays as it was.
+    pub fn resize(&mut self, maximum_size: u64, offset: u64, len: u64) -> Result<()> {
+        if self.exports > 0 {
+            return Err(Error::Exported("resize"));
+        }
+        let live = self.live.as_mut().ok_or(Error::Closed)?;
+        let size = mapping_size(&live.backing, maximum_size, self.access)?;
+        let (view, delta, len) = Live::window(&live.backing, size, offset, len, self.access)?;
+        let old = std::mem::replace(&mut live.view, view);
+        live.delta = delta;
+        live.len = len;
+        live.offset = offset;
+        self.pos = self.pos.min(len);
+        // The new view is already in place; an error unmapping the old one
+        // could only leave address space in use, which the caller cannot fix.
+        drop(old);
+        Ok(())
+    }
+
+    /// Unmaps the view and closes the backing object. Closing twice is fine.
+    /// Refused while the memory is exported.
+    pub fn close(&mut self) -> Result<()> {
+        if self.exports > 0 {
+            return Err(Error::Exported("close"));
+        }
+        let Some(live) = self.live.take() else {
+            return Ok(());
+        };
+        let unmapped = live.view.unmap();
+        let closed = live.backing.close();
+        unmapped.and(closed)
+    }
+
+    /// Copies `dst.len()` bytes at `offset` (not the position) into `dst`.
+    pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
+        let region = self.region()?;
+        if offset.checked_add(dst.len()).is_none_or(|e| e > region.len) {
+            return Err(Error::OutOfRange("read out of range"));
+        }
+        // SAFETY: the range was checked to lie inside the live view.
+        unsafe { region.copy_out(offset, dst) };
+        Ok(())
+    }
+
+    /// Copies `src` to `offset` (not the position).
+    pub fn write_at(&mut self, offset: usize, src: &[u8]) -> Result<()> {
+        let region = self.writable_region()?;
+        if offset.checked_add(src.len()).is_none_or(|e| e > region.len) {
+            return Err(Error::OutOfRange("data out of range"));
+        }
+        // SAFETY: the range was checked to lie inside the live, writable view.
+        unsafe { region.copy_in(offset, src) };
+        Ok(())
+    }
+
+    /// Hands out the view's address and length for an export (such as
+    /// Python's buffer protocol) and counts it: `close` and `resize` are
+    /// refused until every export is released with
+    /// [`MapFile::release_export`].
+    ///
+    /// The memory may be changed by other processes at any time; whoever
+    /// uses the pointer must treat it as shared memory, not as a Rust slice.
+    pub fn export(&mut self) -> Result<(*mut u8, usize)> {
+        let region = self.region()?;
+        self.exports += 1;
+        Ok((region.ptr, region.len))
+    }
+
+    /// Releases one export taken with [`MapFile::export`].
+    pub fn release_export(&mut self) {
+        self.exports = self.exports.saturating_sub(1);
+    }
+
+    /// The number of live exports.
+    pub fn exports(&self) -> usize {
+        self.exports
+    }
+}

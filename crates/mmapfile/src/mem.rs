@@ -1,0 +1,132 @@
+//! Every access to mapped memory goes through this module.
+//!
+//! Mapped memory may be changed at any moment by another process, so it is
+//! never handed out as a Rust slice: bytes are copied in and out through raw
+//! pointers. Keeping all such accesses in one place is also what lets the
+//! crate guard them against pages that vanish when the backing file shrinks.
+
+use memchr::memmem;
+
+/// A byte range of mapped memory: `ptr..ptr + len`, valid for the duration of
+/// the borrow that produced it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Region {
+    pub(crate) ptr: *mut u8,
+    pub(crate) len: usize,
+}
+
+impl Region {
+    /// Copies `dst.len()` bytes starting at `offset` into `dst`.
+    ///
+    /// # Safety
+    /// `offset + dst.len() <= self.len`, and the region must be mapped and
+    /// readable for the duration of the call. `dst` may point into the
+    /// region (a caller may pass a view of the mapping itself), so the copy
+    /// is a `memmove`.
+    pub(crate) unsafe fn copy_out(self, offset: usize, dst: &mut [u8]) {
+        debug_assert!(offset + dst.len() <= self.len);
+        // SAFETY: the caller guarantees the source range is mapped and in
+        // bounds; `copy` allows the ranges to overlap.
+        unsafe { std::ptr::copy(self.ptr.add(offset), dst.as_mut_ptr(), dst.len()) }
+    }
+
+    /// Copies `src` into the region at `offset`.
+    ///
+    /// # Safety
+    /// `offset + src.len() <= self.len`, and the region must be mapped and
+    /// writable for the duration of the call. `src` may point into the
+    /// region, so the copy is a `memmove`.
+    pub(crate) unsafe fn copy_in(self, offset: usize, src: &[u8]) {
+        debug_assert!(offset + src.len() <= self.len);
+        // SAFETY: the caller guarantees the destination range is mapped,
+        // writable and in bounds; `copy` allows the ranges to overlap.
+        unsafe { std::ptr::copy(src.as_ptr(), self.ptr.add(offset), src.len()) }
+    }
+
+    /// Moves `count` bytes from `src` to `dest` inside the region (the ranges
+    /// may overlap).
+    ///
+    /// # Safety
+    /// Both ranges lie inside the region, which must be mapped and writable.
+    pub(crate) unsafe fn copy_within(self, dest: usize, src: usize, count: usize) {
+        debug_assert!(dest + count <= self.len && src + count <= self.len);
+        // SAFETY: the caller guarantees both ranges are mapped and in bounds;
+        // `copy` allows overlap.
+        unsafe { std::ptr::copy(self.ptr.add(src), self.ptr.add(dest), count) }
+    }
+
+    /// Runs `f` on the bytes `start..end` seen as a slice.
+    ///
+    /// The slice never leaves this module's callers' search functions: it is
+    /// only read by `memchr`'s searches, which tolerate contents changing
+    /// under them (a concurrent writer can only make the answer stale, as
+    /// with any read of shared memory).
+    ///
+    /// # Safety
+    /// `start <= end <= self.len`, and the region must be mapped and readable
+    /// for the duration of the call.
+    unsafe fn with_slice<R>(self, start: usize, end: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+        debug_assert!(start <= end && end <= self.len);
+        // SAFETY: the caller guarantees the range is mapped and in bounds;
+        // the slice does not outlive this call.
+        let bytes = unsafe { std::slice::from_raw_parts(self.ptr.add(start), end - start) };
+        f(bytes)
+    }
+
+    /// Index (absolute) of the first `needle` in `start..end`.
+    ///
+    /// # Safety
+    /// As for [`Region::with_slice`].
+    pub(crate) unsafe fn find(self, needle: &[u8], start: usize, end: usize) -> Option<usize> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.with_slice(start, end, |hay| search_forward(hay, needle)) }.map(|i| i + start)
+    }
+
+    /// Index (absolute) of the last `needle` in `start..end`.
+    ///
+    /// # Safety
+    /// As for [`Region::with_slice`].
+    pub(crate) unsafe fn rfind(self, needle: &[u8], start: usize, end: usize) -> Option<usize> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.with_slice(start, end, |hay| search_backward(hay, needle)) }
+            .map(|i| i + start)
+    }
+
+    /// Reads one byte.
+    ///
+    /// # Safety
+    /// `offset < self.len`, and the region must be mapped and readable.
+    pub(crate) unsafe fn byte(self, offset: usize) -> u8 {
+        debug_assert!(offset < self.len);
+        // SAFETY: the caller guarantees `offset` is in bounds and mapped; a
+        // volatile read keeps the compiler from assuming the byte is stable.
+        unsafe { self.ptr.add(offset).read_volatile() }
+    }
+
+    /// Writes one byte.
+    ///
+    /// # Safety
+    /// `offset < self.len`, and the region must be mapped and writable.
+    pub(crate) unsafe fn set_byte(self, offset: usize, value: u8) {
+        debug_assert!(offset < self.len);
+        // SAFETY: the caller guarantees `offset` is in bounds, mapped and
+        // writable.
+        unsafe { self.ptr.add(offset).write_volatile(value) }
+    }
+}
+
+fn search_forward(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    match needle {
+        [] => Some(0),
+        [b] => memchr::memchr(*b, hay),
+        _ => memmem::find(hay, needle),
+    }
+}
+
+fn search_backward(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    match needle {
+        [] => Some(hay.len()),
+        [b] => memchr::memrchr(*b, hay),
+        _ => memmem::rfind(hay, needle),
+    }
+}

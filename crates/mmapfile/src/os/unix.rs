@@ -1,0 +1,458 @@
+//! POSIX backend: `open`/`ftruncate`/`mmap` for files, `shm_open` for named
+//! blocks, `memfd_create` (or an unlinked `shm_open` object) for unnamed ones.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::access::{Access, CreateMode};
+use crate::error::{Error, Result};
+
+/// Prefix of every POSIX shared-memory name this crate creates, so that its
+/// blocks can be told apart from other programs' in `/dev/shm`.
+pub(crate) const SHM_PREFIX: &str = "/mmapfile.";
+
+/// Longest name (bytes, after a `Local\` or `Global\` prefix is removed).
+#[cfg(target_os = "macos")]
+pub(crate) const NAME_MAX: usize = 31 - SHM_PREFIX.len();
+#[cfg(not(target_os = "macos"))]
+pub(crate) const NAME_MAX: usize = 255 - SHM_PREFIX.len() + 1;
+
+/// The memory page size.
+pub(crate) fn page_size() -> usize {
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    let cached = PAGE.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let size = if size > 0 { size as usize } else { 4096 };
+    PAGE.store(size, Ordering::Relaxed);
+    size
+}
+
+/// The alignment a view's file offset must have. On POSIX it is the page size.
+pub(crate) fn allocation_granularity() -> usize {
+    page_size()
+}
+
+/// The POSIX shared-memory object name for a validated block name.
+pub(crate) fn shm_name(name: &str) -> String {
+    format!("{SHM_PREFIX}{name}")
+}
+
+fn cstring(op: &'static str, bytes: &[u8]) -> Result<CString> {
+    CString::new(bytes).map_err(|_| Error::io(op, io::Error::from(io::ErrorKind::InvalidInput)))
+}
+
+fn cvt(op: &'static str, ret: libc::c_int) -> Result<libc::c_int> {
+    if ret == -1 {
+        Err(Error::last_os(op))
+    } else {
+        Ok(ret)
+    }
+}
+
+fn fstat(fd: &OwnedFd) -> Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fd` is an open descriptor and `st` points to writable memory
+    // large enough for a `stat`; fstat initialises it on success.
+    cvt("fstat", unsafe {
+        libc::fstat(fd.as_raw_fd(), st.as_mut_ptr())
+    })?;
+    // SAFETY: fstat returned 0, so it filled `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
+fn ftruncate(fd: &OwnedFd, len: u64) -> Result<()> {
+    let len = libc::off_t::try_from(len)
+        .map_err(|_| Error::io("ftruncate", io::Error::from_raw_os_error(libc::EFBIG)))?;
+    loop {
+        // SAFETY: `fd` is an open descriptor.
+        let ret = unsafe { libc::ftruncate(fd.as_raw_fd(), len) };
+        if ret == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(Error::io("ftruncate", err));
+        }
+    }
+}
+
+fn open_path(path: &CString, flags: libc::c_int, mode: libc::c_uint) -> io::Result<OwnedFd> {
+    loop {
+        // SAFETY: `path` is a NUL-terminated string that outlives the call.
+        let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, mode) };
+        if fd >= 0 {
+            // SAFETY: open returned a fresh descriptor that nothing else owns.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+fn shm_open(name: &CString, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is a NUL-terminated string that outlives the call.
+    let fd =
+        unsafe { libc::shm_open(name.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) };
+    if fd >= 0 {
+        // SAFETY: shm_open returned a fresh descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn shm_unlink(name: &CString) -> io::Result<()> {
+    // SAFETY: `name` is a NUL-terminated string that outlives the call.
+    if unsafe { libc::shm_unlink(name.as_ptr()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// A file on disk; `created` holds its path if this call created it, so
+    /// that a failed open can remove it again.
+    File { created: Option<PathBuf> },
+    /// A named block of POSIX shared memory.
+    Named { shm: CString, created: bool },
+    /// An unnamed block.
+    Anonymous,
+}
+
+/// An open object that views can be mapped from.
+#[derive(Debug)]
+pub(crate) struct Backing {
+    fd: OwnedFd,
+    kind: Kind,
+    writable: bool,
+}
+
+impl Backing {
+    /// Opens the file at `path`, creating it when `access` is
+    /// [`Access::Write`] and it does not exist. Returns whether it was created.
+    pub(crate) fn file(path: &Path, access: Access) -> Result<(Backing, bool)> {
+        let cpath = cstring("open", path.as_os_str().as_bytes())?;
+        let writable = access.writes_backing();
+        if !writable {
+            let fd = open_path(&cpath, libc::O_RDONLY, 0).map_err(|e| Error::io("open", e))?;
+            let backing = Backing {
+                fd,
+                kind: Kind::File { created: None },
+                writable,
+            };
+            return Ok((backing, false));
+        }
+        loop {
+            match open_path(&cpath, libc::O_RDWR, 0) {
+                Ok(fd) => {
+                    let backing = Backing {
+                        fd,
+                        kind: Kind::File { created: None },
+                        writable,
+                    };
+                    return Ok((backing, false));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("open", e)),
+            }
+            match open_path(&cpath, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 0o666) {
+                Ok(fd) => {
+                    let kind = Kind::File {
+                        created: Some(path.to_path_buf()),
+                    };
+                    return Ok((Backing { fd, kind, writable }, true));
+                }
+                // Someone else created it between our two calls: open theirs.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io("open", e)),
+            }
+        }
+    }
+
+    /// Creates or opens the named block `name` (already validated).
+    ///
+    /// `size` is the size of a block this call creates; an existing block
+    /// keeps its own size. With `size == 0` the block must exist.
+    pub(crate) fn named(
+        name: &str,
+        size: u64,
+        create: CreateMode,
+        access: Access,
+        mode: u32,
+        allow_other_owner: bool,
+    ) -> Result<(Backing, bool)> {
+        let shm = cstring("shm_open", shm_name(name).as_bytes())?;
+        let writable = access.writes_backing();
+        let open_flags = if writable {
+            libc::O_RDWR
+        } else {
+            libc::O_RDONLY
+        };
+        let may_create = size > 0 && create != CreateMode::OpenOnly;
+        if create == CreateMode::CreateOnly && size == 0 {
+            return Err(Error::InvalidArgument(
+                "creating a named block needs a MaximumSize greater than 0".into(),
+            ));
+        }
+        loop {
+            if may_create {
+                // Created read-write whatever the access: the creator sizes it.
+                match shm_open(
+                    &shm,
+                    libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+                    mode as libc::mode_t,
+                ) {
+                    Ok(fd) => {
+                        let backing = Backing {
+                            fd,
+                            kind: Kind::Named {
+                                shm: shm.clone(),
+                                created: true,
+                            },
+                            writable,
+                        };
+                        if let Err(e) = ftruncate(&backing.fd, size) {
+                            backing.abandon();
+                            return Err(e);
+                        }
+                        return Ok((backing, true));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        if create == CreateMode::CreateOnly {
+                            return Err(Error::io("shm_open", e));
+                        }
+                    }
+                    Err(e) => return Err(Error::io("shm_open", e)),
+                }
+            }
+            match shm_open(&shm, open_flags, 0) {
+                Ok(fd) => {
+                    let st = fstat(&fd)?;
+                    // SAFETY: geteuid has no preconditions.
+                    let me = unsafe { libc::geteuid() };
+                    if st.st_uid != me && !allow_other_owner {
+                        return Err(Error::io(
+                            "shm_open",
+                            io::Error::from_raw_os_error(libc::EACCES),
+                        ));
+                    }
+                    let kind = Kind::Named {
+                        shm: shm.clone(),
+                        created: false,
+                    };
+                    return Ok((Backing { fd, kind, writable }, false));
+                }
+                // It vanished between our create and open attempts: try again.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && may_create => continue,
+                Err(e) => return Err(Error::io("shm_open", e)),
+            }
+        }
+    }
+
+    /// Creates an unnamed block of `size` bytes, shared with forked children.
+    pub(crate) fn anonymous(size: u64) -> Result<Backing> {
+        let fd = anonymous_fd()?;
+        let backing = Backing {
+            fd,
+            kind: Kind::Anonymous,
+            writable: true,
+        };
+        ftruncate(&backing.fd, size)?;
+        Ok(backing)
+    }
+
+    /// The current size of the backing object in bytes.
+    pub(crate) fn len(&self) -> Result<u64> {
+        let st = fstat(&self.fd)?;
+        Ok(st.st_size.max(0) as u64)
+    }
+
+    /// Makes the backing object at least `len` bytes long (zero-filled).
+    pub(crate) fn grow(&self, len: u64) -> Result<()> {
+        if self.len()? >= len {
+            return Ok(());
+        }
+        if !self.writable {
+            return Err(Error::ReadOnly);
+        }
+        ftruncate(&self.fd, len)
+    }
+
+    /// Maps `len` bytes at `offset` (a multiple of
+    /// [`allocation_granularity`]).
+    pub(crate) fn map(&self, offset: u64, len: usize, access: Access) -> Result<RawView> {
+        let (prot, flags) = match access {
+            Access::Write => (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED),
+            Access::Read => (libc::PROT_READ, libc::MAP_SHARED),
+            Access::Copy => (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE),
+        };
+        let offset = libc::off_t::try_from(offset)
+            .map_err(|_| Error::io("mmap", io::Error::from_raw_os_error(libc::EOVERFLOW)))?;
+        // SAFETY: a fresh mapping at an address the kernel chooses overlaps
+        // nothing; `fd` is open; the result is checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                flags,
+                self.fd.as_raw_fd(),
+                offset,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(Error::last_os("mmap"));
+        }
+        Ok(RawView {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    /// Makes data written through views durable on the storage device (files
+    /// only: shared memory has no storage).
+    pub(crate) fn sync(&self) -> Result<()> {
+        if let Kind::File { .. } = self.kind {
+            // SAFETY: `fd` is an open descriptor.
+            cvt("fsync", unsafe { libc::fsync(self.fd.as_raw_fd()) })?;
+        }
+        Ok(())
+    }
+
+    /// Closes the object and reports errors.
+    pub(crate) fn close(self) -> Result<()> {
+        let fd = self.fd;
+        let raw = fd.as_raw_fd();
+        std::mem::forget(fd);
+        // SAFETY: we own `raw` (taken out of the OwnedFd above, which no
+        // longer closes it) and close it exactly once.
+        cvt("close", unsafe { libc::close(raw) })?;
+        Ok(())
+    }
+
+    /// Closes the object after a failed open, removing what this open created.
+    pub(crate) fn abandon(self) {
+        match &self.kind {
+            Kind::File {
+                created: Some(path),
+            } => {
+                // Nothing useful can be done if removal fails: the original
+                // error is the one the caller needs to see.
+                let _ = std::fs::remove_file(path);
+            }
+            Kind::Named { shm, created: true } => {
+                let _ = shm_unlink(shm);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn anonymous_fd() -> Result<OwnedFd> {
+    let name = c"mmapfile-unnamed";
+    // SAFETY: `name` is a NUL-terminated string.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::last_os("memfd_create"));
+    }
+    // SAFETY: memfd_create returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn anonymous_fd() -> Result<OwnedFd> {
+    // No memfd: create a uniquely named object and unlink it at once.
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        let name = cstring("shm_open", format!("/mmapfile-anon.{pid}.{n}").as_bytes())?;
+        match shm_open(&name, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 0o600) {
+            Ok(fd) => {
+                let _ = shm_unlink(&name);
+                return Ok(fd);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io("shm_open", e)),
+        }
+    }
+}
+
+/// One mapped view. Unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct RawView {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: a RawView is an address range owned by this value; nothing in it is
+// tied to the thread that created it.
+unsafe impl Send for RawView {}
+// SAFETY: RawView's methods take `&self` only to read its fields or to call
+// msync, which is thread-safe; memory access goes through raw pointers whose
+// users synchronise.
+unsafe impl Sync for RawView {}
+
+impl RawView {
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// Writes the pages covering `offset..offset + len` back to the backing
+    /// object and waits for it (`msync(MS_SYNC)`). The range must lie inside
+    /// the view.
+    pub(crate) fn flush(&self, offset: usize, len: usize) -> Result<()> {
+        debug_assert!(offset.checked_add(len).is_some_and(|end| end <= self.len));
+        if len == 0 {
+            return Ok(());
+        }
+        let page = page_size();
+        let start = offset - offset % page;
+        // SAFETY: `start..offset + len` lies inside the mapping (page
+        // alignment only moves `start` down to the mapping's aligned base or
+        // above), and msync does not touch the memory's contents.
+        cvt("msync", unsafe {
+            libc::msync(
+                self.ptr.add(start).cast(),
+                offset + len - start,
+                libc::MS_SYNC,
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Unmaps the view and reports errors.
+    pub(crate) fn unmap(self) -> Result<()> {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `ptr`/`len` came from a successful mmap and are unmapped
+        // exactly once (Drop will not run).
+        cvt("munmap", unsafe { libc::munmap(this.ptr.cast(), this.len) })?;
+        Ok(())
+    }
+}
+
+impl Drop for RawView {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` came from a successful mmap and are unmapped
+        // exactly once. An error cannot be reported from drop, and munmap of
+        // a range we mapped only fails on invalid arguments, which would be a
+        // bug caught by `unmap` in tests.
+        unsafe {
+            libc::munmap(self.ptr.cast(), self.len);
+        }
+    }
+}
