@@ -428,3 +428,46 @@ def test_every_method_after_close_raises(m, method, args):
     m.close()
     with pytest.raises(ValueError, match="^mmapfile closed or invalid$"):
         getattr(m, method)(*args)
+
+
+WRONG_TYPES = [
+    ("read", ("1",)),
+    ("read", (1.0,)),
+    ("write", ("text",)),
+    ("write", ([1, 2],)),
+    ("write_byte", (b"ab",)),
+    ("write_byte", ("a",)),
+    ("seek", (1.0,)),
+    ("seek", (0, None)),
+    ("find", ("h",)),
+    ("find", (b"h", 1.5)),
+    ("find", (b"h", 0, "9")),
+    ("rfind", ("h",)),
+    ("move", (0, 1, "1")),
+    ("move", (None, 1, 1)),
+    ("flush", ("0",)),
+    ("flush", (0, 1.0)),
+    ("resize", ("32",)),
+    ("resize", (32, "0")),
+    ("resize", (32, 0, 1.5)),
+]
+
+
+@pytest.mark.parametrize(("method", "args"), WRONG_TYPES, ids=repr)
+def test_wrong_argument_types_raise_type_error_and_change_nothing(m, method, args):
+    m.seek(2)
+    with pytest.raises(TypeError):
+        getattr(m, method)(*args)
+    assert m.tell() == 2
+    assert m.size() == 16
+    m.seek(0)
+    assert m.read(-1) == b"hello\nworld\n\0\0\0\0"
+
+
+def test_file_with_a_name_maps_the_file(path, block_name):
+    m = MapFile(str(path), block_name, 10)
+    m.write(b"file")
+    m.close()
+    assert path.read_bytes() == b"file" + bytes(6)
+    with pytest.raises(mmapfile.error):
+        MapFile(None, block_name)
