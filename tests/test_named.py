@@ -59,20 +59,38 @@ def test_parent_sees_what_a_child_wrote(block_name):
     m.close()
 
 
-def test_block_created_by_a_child_outlives_it_and_keeps_its_size(block_name):
-    run_child(
-        """
-        import sys, mmapfile
-        m = mmapfile.mmapfile(None, sys.argv[1], 12345)
-        m.write(b"made by child")
-        m.close()
-        """,
-        block_name,
+def test_block_created_by_a_child_is_opened_by_the_parent_at_its_size(block_name):
+    # The child keeps its mapping open until the parent is done, so the test
+    # holds whether or not a block disappears when its last mapping closes.
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                """
+                import sys, mmapfile
+                m = mmapfile.mmapfile(None, sys.argv[1], 12345)
+                m.write(b"made by child")
+                print("ready", flush=True)
+                sys.stdin.readline()
+                m.close()
+                """
+            ),
+            block_name,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    m = MapFile(None, block_name)
-    assert m.size() == 12345
-    assert m.read(13) == b"made by child"
-    m.close()
+    try:
+        assert child.stdout.readline() == "ready\n"
+        m = MapFile(None, block_name)
+        assert m.size() == 12345
+        assert m.read(13) == b"made by child"
+        m.close()
+    finally:
+        child.communicate("done\n", timeout=60)
+    assert child.returncode == 0
 
 
 def _spawned_writer(name: str, data: bytes) -> None:
