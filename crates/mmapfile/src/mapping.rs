@@ -158,7 +158,7 @@ impl MapOptions {
             Source::Named(_) if !created => 0,
             _ => self.maximum_size,
         };
-        let size = match mapping_size(&backing, requested, self.access) {
+        let size = match mapping_size(&backing, requested, self.offset, self.len, self.access) {
             Ok(size) => size,
             Err(err) => return Err(abandon(backing, created, err)),
         };
@@ -189,8 +189,24 @@ fn abandon(backing: os::Backing, created: bool, err: Error) -> Error {
 
 /// The size of the mapping object for a requested `MaximumSize`, growing the
 /// backing object when the request is larger.
-fn mapping_size(backing: &os::Backing, requested: u64, access: Access) -> Result<u64> {
+///
+/// The window `offset`/`len` is checked before anything grows, so that a call
+/// refused for a bad window leaves the file or block as it found it.
+fn mapping_size(
+    backing: &os::Backing,
+    requested: u64,
+    offset: u64,
+    len: u64,
+    access: Access,
+) -> Result<u64> {
     let current = backing.len()?;
+    let size = if requested == 0 { current } else { requested };
+    if size == 0 {
+        return Err(Error::InvalidArgument(
+            "Specified file is empty, and no mapping size given".into(),
+        ));
+    }
+    check_window(size, offset, len)?;
     if requested > current {
         if !access.writes_backing() {
             return Err(Error::InvalidArgument(format!(
@@ -200,13 +216,25 @@ fn mapping_size(backing: &os::Backing, requested: u64, access: Access) -> Result
         }
         backing.grow(requested)?;
     }
-    let size = if requested == 0 { current } else { requested };
-    if size == 0 {
-        return Err(Error::InvalidArgument(
-            "Specified file is empty, and no mapping size given".into(),
-        ));
-    }
     Ok(size)
+}
+
+/// Checks that the window `offset..offset + len` (len 0: to the end) lies
+/// inside a mapping object of `size` bytes and returns its length.
+fn check_window(size: u64, offset: u64, len: u64) -> Result<u64> {
+    if offset >= size {
+        return Err(Error::InvalidArgument(format!(
+            "FileOffset {offset} is not inside the mapping ({size} bytes)"
+        )));
+    }
+    let len = if len == 0 { size - offset } else { len };
+    if offset.checked_add(len).is_none_or(|end| end > size) {
+        return Err(Error::InvalidArgument(format!(
+            "NumberOfBytesToMap {len} at FileOffset {offset} goes past the end of the \
+             mapping ({size} bytes)"
+        )));
+    }
+    Ok(len)
 }
 
 /// An open backing object with its mapped view.
@@ -251,18 +279,7 @@ impl Live {
         len: u64,
         access: Access,
     ) -> Result<(os::RawView, usize, usize)> {
-        if offset >= size {
-            return Err(Error::InvalidArgument(format!(
-                "FileOffset {offset} is not inside the mapping ({size} bytes)"
-            )));
-        }
-        let len = if len == 0 { size - offset } else { len };
-        if offset.checked_add(len).is_none_or(|end| end > size) {
-            return Err(Error::InvalidArgument(format!(
-                "NumberOfBytesToMap {len} at FileOffset {offset} goes past the end of the \
-                 mapping ({size} bytes)"
-            )));
-        }
+        let len = check_window(size, offset, len)?;
         let too_large = || {
             Error::InvalidArgument(format!(
                 "a view of {len} bytes does not fit this address space"
@@ -599,7 +616,7 @@ impl MapFile {
             return Err(Error::Exported("resize"));
         }
         let live = self.live.as_mut().ok_or(Error::Closed)?;
-        let size = mapping_size(&live.backing, maximum_size, self.access)?;
+        let size = mapping_size(&live.backing, maximum_size, offset, len, self.access)?;
         let (view, delta, len) = Live::window(&live.backing, size, offset, len, self.access)?;
         let old = std::mem::replace(&mut live.view, view);
         live.delta = delta;

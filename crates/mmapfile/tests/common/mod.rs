@@ -1,0 +1,79 @@
+//! Helpers shared by the integration tests: scratch directories and block
+//! names that clean up after themselves.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn unique(tag: &str) -> String {
+    format!(
+        "cargo-test-{}-{tag}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fresh directory, removed with everything in it when dropped.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new() -> Self {
+        let dir = std::env::temp_dir().join(unique("dir"));
+        std::fs::create_dir(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.0
+    }
+
+    /// The names of the entries in the directory.
+    pub fn entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A block name no other test uses. The core does not unlink named blocks on
+/// last close yet, so the block is removed from /dev/shm when this is dropped.
+pub struct Block(String);
+
+impl Block {
+    pub fn new() -> Self {
+        Block(unique("block"))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+
+    /// Where the block lives on Linux.
+    pub fn shm_path(&self) -> PathBuf {
+        PathBuf::from(format!("/dev/shm/mmapfile.{}", self.0))
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        if cfg!(target_os = "linux") {
+            let _ = std::fs::remove_file(self.shm_path());
+        }
+    }
+}
