@@ -126,7 +126,7 @@ impl MapOptions {
                 "create= applies to named blocks only (a Name and no File)".into(),
             ));
         }
-        let (source, backing, created) = match (&self.file, &self.name) {
+        let (source, mut backing, created) = match (&self.file, &self.name) {
             (Some(path), _) => {
                 let (backing, created) = os::Backing::file(path, self.access)?;
                 (Source::File(path.clone()), backing, created)
@@ -134,7 +134,7 @@ impl MapOptions {
             (None, Some(name)) => {
                 let name = BlockName::new(name)?;
                 let (backing, created) = os::Backing::named(
-                    name.base(),
+                    &name,
                     self.maximum_size,
                     self.create,
                     self.access,
@@ -158,7 +158,7 @@ impl MapOptions {
             Source::Named(_) if !created => 0,
             _ => self.maximum_size,
         };
-        let size = match mapping_size(&backing, requested, self.offset, self.len, self.access) {
+        let size = match mapping_size(&mut backing, requested, self.offset, self.len, self.access) {
             Ok(size) => size,
             Err(err) => return Err(abandon(backing, created, err)),
         };
@@ -193,7 +193,7 @@ fn abandon(backing: os::Backing, created: bool, err: Error) -> Error {
 /// The window `offset`/`len` is checked before anything grows, so that a call
 /// refused for a bad window leaves the file or block as it found it.
 fn mapping_size(
-    backing: &os::Backing,
+    backing: &mut os::Backing,
     requested: u64,
     offset: u64,
     len: u64,
@@ -616,7 +616,7 @@ impl MapFile {
             return Err(Error::Exported("resize"));
         }
         let live = self.live.as_mut().ok_or(Error::Closed)?;
-        let size = mapping_size(&live.backing, maximum_size, offset, len, self.access)?;
+        let size = mapping_size(&mut live.backing, maximum_size, offset, len, self.access)?;
         let (view, delta, len) = Live::window(&live.backing, size, offset, len, self.access)?;
         let old = std::mem::replace(&mut live.view, view);
         live.delta = delta;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::access::{Access, CreateMode};
 use crate::error::{Error, Result};
+use crate::name::BlockName;
 
 /// Prefix of every POSIX shared-memory name this crate creates, so that its
 /// blocks can be told apart from other programs' in `/dev/shm`.
@@ -186,14 +187,14 @@ impl Backing {
     /// `size` is the size of a block this call creates; an existing block
     /// keeps its own size. With `size == 0` the block must exist.
     pub(crate) fn named(
-        name: &str,
+        name: &BlockName,
         size: u64,
         create: CreateMode,
         access: Access,
         mode: u32,
         allow_other_owner: bool,
     ) -> Result<(Backing, bool)> {
-        let shm = cstring("shm_open", shm_name(name).as_bytes())?;
+        let shm = cstring("shm_open", shm_name(name.base()).as_bytes())?;
         let writable = access.writes_backing();
         let open_flags = if writable {
             libc::O_RDWR
@@ -280,7 +281,7 @@ impl Backing {
     }
 
     /// Makes the backing object at least `len` bytes long (zero-filled).
-    pub(crate) fn grow(&self, len: u64) -> Result<()> {
+    pub(crate) fn grow(&mut self, len: u64) -> Result<()> {
         if self.len()? >= len {
             return Ok(());
         }
