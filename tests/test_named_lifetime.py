@@ -17,10 +17,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import mmapfile
 import pytest
 from conftest import linux_only, shm_path
-
-import mmapfile
 
 pytestmark = linux_only
 

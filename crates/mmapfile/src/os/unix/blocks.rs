@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{fstat, lifetime, shm_name, shm_open, shm_unlink, SHM_PREFIX};
+use super::{fstat, lifetime, shm_name, shm_open, shm_unlink};
 use crate::blocks::BlockInfo;
 use crate::error::{Error, Result};
 
@@ -25,6 +25,8 @@ fn time_of(secs: i64, nanos: i64) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
 }
 
+// mode_t is u32 on Linux but u16 on macOS, hence the conversion.
+#[allow(clippy::useless_conversion)]
 fn info_from_stat(base: &str, st: &libc::stat, holders: Option<u32>) -> BlockInfo {
     BlockInfo {
         name: base.to_owned(),
@@ -125,7 +127,7 @@ pub(crate) fn read_block(base: &str, offset: u64, len: Option<u64>) -> Result<Ve
 pub(crate) fn list_blocks() -> Result<Vec<BlockInfo>> {
     use std::os::unix::ffi::OsStrExt;
 
-    let prefix = &SHM_PREFIX.as_bytes()[1..];
+    let prefix = &super::SHM_PREFIX.as_bytes()[1..];
     let counts = holder_counts()?;
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
