@@ -402,3 +402,32 @@ def test_many_processes_opening_and_closing_never_see_a_destroyed_or_foreign_blo
     # The loop must actually have exercised both paths many times.
     assert totals["created"] > 10 and totals["opened"] > 100, totals
     assert not os.path.exists(shm_path(block_name))
+
+
+def test_last_two_holders_closing_at_once_leave_nothing(block_name):
+    # Two holders whose closes overlap must not each leave it to the other.
+    # Threads are enough: each object opens its own file description, so
+    # their locks interact exactly as between processes.
+    import threading
+
+    rounds = 1000
+    barrier = threading.Barrier(2)
+    left_behind = []
+
+    def holder(first: bool) -> None:
+        for i in range(rounds):
+            m = mmapfile.mmapfile(None, block_name, 4096)
+            barrier.wait()
+            m.close()
+            barrier.wait()
+            if first and os.path.exists(shm_path(block_name)):
+                left_behind.append(i)
+                os.unlink(shm_path(block_name))
+            barrier.wait()
+
+    threads = [threading.Thread(target=holder, args=(i == 0,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert left_behind == []

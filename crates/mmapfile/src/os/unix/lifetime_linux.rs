@@ -12,8 +12,9 @@
 //! - The name is removed only by a process that holds the *exclusive* lock
 //!   on the object the name refers to, and that has checked (`st_nlink`)
 //!   that the object is still linked. A closing holder gets that lock by
-//!   converting its shared lock (atomic for OFD locks) without waiting; an
-//!   opener that gets it finds a dead block and removes it.
+//!   converting its shared lock without waiting (or, if refused, by
+//!   dropping it and trying once more); an opener that gets it finds a dead
+//!   block and removes it.
 //! - Anyone who gets a lock re-checks `st_nlink`: an object unlinked in the
 //!   meantime is never used, the caller starts over with the name.
 
@@ -67,6 +68,10 @@ pub(crate) fn try_exclusive(fd: &OwnedFd) -> Result<bool> {
 /// cannot deadlock among processes that follow the protocol.
 fn wait_shared(fd: &OwnedFd) -> Result<()> {
     ofd_lock(fd.as_raw_fd(), libc::F_OFD_SETLKW, libc::F_RDLCK).map_err(|e| Error::io("fcntl", e))
+}
+
+fn unlock(fd: &OwnedFd) -> Result<()> {
+    ofd_lock(fd.as_raw_fd(), libc::F_OFD_SETLK, libc::F_UNLCK).map_err(|e| Error::io("fcntl", e))
 }
 
 /// Whether an open file description other than `fd`'s holds a lock on the
@@ -274,11 +279,25 @@ pub(crate) fn open(
 /// Leaves the block as a holder: the last holder removes its name. The
 /// descriptor is closed by the caller afterwards.
 pub(crate) fn release(fd: &OwnedFd, shm: &CString, lockable: bool) -> Result<()> {
+    if !lockable {
+        return Ok(());
+    }
     // Converting our shared lock to exclusive succeeds only if no other
     // holder exists; while we hold it nobody can join, so removing the name
     // cannot strand a new holder. Openers waiting for the shared lock see
     // st_nlink == 0 once we are done and start over.
-    if lockable && try_exclusive(fd)? && is_linked(fd)? {
+    let mut last = try_exclusive(fd)?;
+    if !last {
+        // Two holders closing at once can each be refused because of the
+        // other's shared lock, and the block would be left dead. So drop
+        // ours and try again: of the holders that leave together, the one
+        // that tries last finds the others' locks gone and removes the name.
+        // Meanwhile we hold nothing, which is fine: we are leaving, and an
+        // opener that finds no holder at all removes the block just as we would.
+        unlock(fd)?;
+        last = try_exclusive(fd)?;
+    }
+    if last && is_linked(fd)? {
         unlink_held(shm)?;
     }
     Ok(())
