@@ -1,9 +1,5 @@
-"""Shared fixtures: unique block names, and removal of the blocks tests leave in /dev/shm.
-
-The core does not yet unlink a named block when its last mapping closes, so every block a
-test creates would outlive the test run. All test blocks share the prefix
-``pytest-<pid>-`` and are removed at the end of the session.
-"""
+"""Shared fixtures: unique block names, and a check that the run leaves
+nothing behind in /dev/shm."""
 
 from __future__ import annotations
 
@@ -14,23 +10,31 @@ from pathlib import Path
 
 import pytest
 
-BLOCK_PREFIX = f"pytest-{os.getpid()}-"
 SHM_DIR = Path("/dev/shm")
+# Every block a test makes starts with this, so the leftover check below
+# (and only it) can tell this run's blocks from anything else on the machine.
+RUN_PREFIX = f"pytest-{os.getpid()}-"
 _counter = itertools.count()
 
 
 def new_block_name() -> str:
-    return f"{BLOCK_PREFIX}{next(_counter)}"
+    return f"{RUN_PREFIX}{next(_counter)}"
 
 
 def shm_path(name: str) -> Path:
-    """Where the named block ``name`` lives on Linux."""
+    """Where Linux keeps the bytes of the named block ``name``."""
     return SHM_DIR / f"mmapfile.{name}"
 
 
 def open_fds() -> set[str]:
     """The descriptors this process has open (Linux only)."""
     return set(os.listdir("/proc/self/fd"))
+
+
+def leftovers() -> list[str]:
+    if not SHM_DIR.is_dir():
+        return []
+    return sorted(e for e in os.listdir(SHM_DIR) if e.startswith(f"mmapfile.{RUN_PREFIX}"))
 
 
 needs_proc = pytest.mark.skipif(
@@ -40,11 +44,14 @@ needs_dev_shm = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not SHM_DIR.is_dir(),
     reason="named blocks are visible in /dev/shm on Linux only",
 )
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="holder tracking needs Linux"
+)
 
 
 @pytest.fixture
 def block_name() -> str:
-    """A block name no other test (or test run) uses."""
+    """A block name no other test (or other run) uses."""
     return new_block_name()
 
 
@@ -55,8 +62,9 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _remove_test_blocks():
+def nothing_left_in_dev_shm():
     yield
-    if SHM_DIR.is_dir():
-        for leftover in SHM_DIR.glob(f"mmapfile.{BLOCK_PREFIX}*"):
-            leftover.unlink(missing_ok=True)
+    left = leftovers()
+    for entry in left:  # clean up so the next run starts clean, then fail
+        os.unlink(SHM_DIR / entry)
+    assert not left, f"the tests left blocks in {SHM_DIR}: {left}"

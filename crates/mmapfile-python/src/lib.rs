@@ -5,6 +5,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod blocks;
 mod errors;
 mod object;
 
@@ -21,5 +22,6 @@ fn _mmapfile(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ACCESS_WRITE", object::ACCESS_WRITE)?;
     m.add("ACCESS_COPY", object::ACCESS_COPY)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    blocks::register(m)?;
     Ok(())
 }

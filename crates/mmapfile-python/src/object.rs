@@ -303,6 +303,12 @@ impl PyMapFile {
             .py_err(py)
     }
 
+    /// True if opening created the file or block (always for an unnamed block).
+    #[getter]
+    fn created(&self, py: Python<'_>) -> bool {
+        self.lock(py).created()
+    }
+
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let mut file = self.lock(py);
         let file: &mut MapFile = &mut file;

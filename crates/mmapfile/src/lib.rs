@@ -10,6 +10,12 @@
 //!   on Linux), with a `Local\` or `Global\` prefix removed;
 //! - an **unnamed block** (neither): shared with forked children only.
 //!
+//! A named block lives as on Windows: while at least one mapping object
+//! holds it, in any process. When the last holder closes it, exits or is
+//! killed, the name is free again and the next open creates a fresh,
+//! zero-filled block (on Linux; see `docs/named-blocks.md` for how, and for
+//! what other systems can offer). [`blocks`] lists and inspects blocks.
+//!
 //! [`MapFile`] then offers pywin32's `mmapfile` operations — `read`,
 //! `write`, `seek`, `find`, `move`, `flush`, `resize`, … — with every bound
 //! checked. Mapped memory is shared with other processes, so it is only ever
@@ -33,6 +39,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod access;
+pub mod blocks;
 mod error;
 mod mapping;
 mod mem;

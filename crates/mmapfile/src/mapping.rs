@@ -99,7 +99,8 @@ impl MapOptions {
         self
     }
 
-    /// Permission bits of a named block this call creates (default `0o600`).
+    /// Permission bits of a named block this call creates (default `0o600`:
+    /// the owner only), set exactly (the umask does not apply).
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = Some(mode);
         self
@@ -115,9 +116,9 @@ impl MapOptions {
     /// Opens the mapping and maps the view. A failed call leaves nothing
     /// behind: no open handle, and no file or block that it created.
     pub fn open(&self) -> Result<MapFile> {
-        if self.mode.is_some_and(|m| m & !0o7777 != 0) {
+        if self.mode.is_some_and(|m| m & !0o777 != 0) {
             return Err(Error::InvalidArgument(format!(
-                "mode {:#o} has bits other than permission bits",
+                "mode {:#o} has bits other than the permission bits 0o777",
                 self.mode.unwrap_or(0)
             )));
         }

@@ -1,5 +1,16 @@
 //! POSIX backend: `open`/`ftruncate`/`mmap` for files, `shm_open` for named
 //! blocks, `memfd_create` (or an unlinked `shm_open` object) for unnamed ones.
+//!
+//! The lifetime of named blocks (a block lives while some process holds it)
+//! is in `lifetime_linux.rs`; other POSIX systems get `lifetime_other.rs`.
+//! `blocks.rs` lists, inspects and removes blocks from outside.
+
+mod blocks;
+#[cfg_attr(target_os = "linux", path = "lifetime_linux.rs")]
+#[cfg_attr(not(target_os = "linux"), path = "lifetime_other.rs")]
+mod lifetime;
+
+pub(crate) use blocks::{block_info, collect_block, list_blocks, read_block, remove_block};
 
 use std::ffi::CString;
 use std::io;
@@ -15,6 +26,10 @@ use crate::name::BlockName;
 /// Prefix of every POSIX shared-memory name this crate creates, so that its
 /// blocks can be told apart from other programs' in `/dev/shm`.
 pub(crate) const SHM_PREFIX: &str = "/mmapfile.";
+
+/// Where Linux C libraries keep POSIX shared-memory objects.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) const SHM_DIR: &str = "/dev/shm";
 
 /// Longest name (bytes, after a `Local\` or `Global\` prefix is removed).
 #[cfg(target_os = "macos")]
@@ -85,6 +100,14 @@ fn ftruncate(fd: &OwnedFd, len: u64) -> Result<()> {
     }
 }
 
+fn fchmod(fd: &OwnedFd, mode: u32) -> Result<()> {
+    // SAFETY: `fd` is an open descriptor.
+    cvt("fchmod", unsafe {
+        libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t)
+    })?;
+    Ok(())
+}
+
 fn open_path(path: &CString, flags: libc::c_int, mode: libc::c_uint) -> io::Result<OwnedFd> {
     loop {
         // SAFETY: `path` is a NUL-terminated string that outlives the call.
@@ -126,8 +149,18 @@ enum Kind {
     /// A file on disk; `created` holds its path if this call created it, so
     /// that a failed open can remove it again.
     File { created: Option<PathBuf> },
-    /// A named block of POSIX shared memory.
-    Named { shm: CString, created: bool },
+    /// A named block of POSIX shared memory, held by this object.
+    Named {
+        shm: CString,
+        /// Opened read-write, so able to take the exclusive lock that ends
+        /// the block's life (see `lifetime_linux.rs`).
+        lockable: bool,
+        /// The process that joined. A forked child shares our open file
+        /// description, hence our lock: it must not end the block's life.
+        pid: libc::pid_t,
+        /// Whether `release` already ran (explicit close), so Drop skips it.
+        released: bool,
+    },
     /// An unnamed block.
     Anonymous,
 }
@@ -182,10 +215,13 @@ impl Backing {
         }
     }
 
-    /// Creates or opens the named block `name` (already validated).
+    /// Creates or opens the named block `name` (already validated) and
+    /// joins it as a holder: the block lives while some holder does.
     ///
     /// `size` is the size of a block this call creates; an existing block
-    /// keeps its own size. With `size == 0` the block must exist.
+    /// keeps its own size. With `size == 0` the block must exist. `mode`
+    /// gives the permission bits of a new block exactly (the umask does not
+    /// apply).
     pub(crate) fn named(
         name: &BlockName,
         size: u64,
@@ -195,71 +231,22 @@ impl Backing {
         allow_other_owner: bool,
     ) -> Result<(Backing, bool)> {
         let shm = cstring("shm_open", shm_name(name.base()).as_bytes())?;
-        let writable = access.writes_backing();
-        let open_flags = if writable {
-            libc::O_RDWR
-        } else {
-            libc::O_RDONLY
-        };
-        let may_create = size > 0 && create != CreateMode::OpenOnly;
         if create == CreateMode::CreateOnly && size == 0 {
             return Err(Error::InvalidArgument(
                 "creating a named block needs a MaximumSize greater than 0".into(),
             ));
         }
-        loop {
-            if may_create {
-                // Created read-write whatever the access: the creator sizes it.
-                match shm_open(
-                    &shm,
-                    libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
-                    mode as libc::mode_t,
-                ) {
-                    Ok(fd) => {
-                        let backing = Backing {
-                            fd,
-                            kind: Kind::Named {
-                                shm: shm.clone(),
-                                created: true,
-                            },
-                            writable,
-                        };
-                        if let Err(e) = ftruncate(&backing.fd, size) {
-                            backing.abandon();
-                            return Err(e);
-                        }
-                        return Ok((backing, true));
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        if create == CreateMode::CreateOnly {
-                            return Err(Error::io("shm_open", e));
-                        }
-                    }
-                    Err(e) => return Err(Error::io("shm_open", e)),
-                }
-            }
-            match shm_open(&shm, open_flags, 0) {
-                Ok(fd) => {
-                    let st = fstat(&fd)?;
-                    // SAFETY: geteuid has no preconditions.
-                    let me = unsafe { libc::geteuid() };
-                    if st.st_uid != me && !allow_other_owner {
-                        return Err(Error::io(
-                            "shm_open",
-                            io::Error::from_raw_os_error(libc::EACCES),
-                        ));
-                    }
-                    let kind = Kind::Named {
-                        shm: shm.clone(),
-                        created: false,
-                    };
-                    return Ok((Backing { fd, kind, writable }, false));
-                }
-                // It vanished between our create and open attempts: try again.
-                Err(e) if e.kind() == io::ErrorKind::NotFound && may_create => continue,
-                Err(e) => return Err(Error::io("shm_open", e)),
-            }
-        }
+        let writable = access.writes_backing();
+        let (fd, lockable, created) =
+            lifetime::open(&shm, size, create, writable, mode, allow_other_owner)?;
+        let kind = Kind::Named {
+            shm,
+            lockable,
+            // SAFETY: getpid has no preconditions.
+            pid: unsafe { libc::getpid() },
+            released: false,
+        };
+        Ok((Backing { fd, kind, writable }, created))
     }
 
     /// Creates an unnamed block of `size` bytes, shared with forked children.
@@ -332,32 +319,68 @@ impl Backing {
         Ok(())
     }
 
-    /// Closes the object and reports errors.
-    pub(crate) fn close(self) -> Result<()> {
-        let fd = self.fd;
-        let raw = fd.as_raw_fd();
-        std::mem::forget(fd);
-        // SAFETY: we own `raw` (taken out of the OwnedFd above, which no
-        // longer closes it) and close it exactly once.
-        cvt("close", unsafe { libc::close(raw) })?;
+    /// Leaves a named block as a holder (the last one removes its name).
+    /// Does nothing for other objects, twice, or in a forked child.
+    fn release(&mut self) -> Result<()> {
+        if let Kind::Named {
+            shm,
+            lockable,
+            pid,
+            released,
+        } = &mut self.kind
+        {
+            // SAFETY: getpid has no preconditions.
+            if *released || *pid != unsafe { libc::getpid() } {
+                return Ok(());
+            }
+            *released = true;
+            return lifetime::release(&self.fd, shm, *lockable);
+        }
         Ok(())
     }
 
-    /// Closes the object after a failed open, removing what this open created.
-    pub(crate) fn abandon(self) {
-        match &self.kind {
-            Kind::File {
-                created: Some(path),
-            } => {
-                // Nothing useful can be done if removal fails: the original
-                // error is the one the caller needs to see.
-                let _ = std::fs::remove_file(path);
-            }
-            Kind::Named { shm, created: true } => {
+    /// Closes the object and reports errors.
+    pub(crate) fn close(mut self) -> Result<()> {
+        let released = self.release();
+        // What is left is the descriptor, closed by hand to see close's
+        // error. Drop must not run (it would close it again), and after this
+        // assignment nothing else in `self` owns memory.
+        self.kind = Kind::Anonymous;
+        let this = std::mem::ManuallyDrop::new(self);
+        let fd = this.fd.as_raw_fd();
+        // SAFETY: `this` is never dropped, so its OwnedFd will not close
+        // `fd`; we close it exactly once here.
+        let closed = cvt("close", unsafe { libc::close(fd) });
+        released.and(closed.map(drop))
+    }
+
+    /// Closes the object after a failed open, removing what this open
+    /// created. A named block is left like a holder leaves it: removed if
+    /// nobody else joined in the meantime.
+    pub(crate) fn abandon(mut self) {
+        if let Kind::File {
+            created: Some(path),
+        } = &self.kind
+        {
+            // Nothing useful can be done if removal fails: the original
+            // error is the one the caller needs to see.
+            let _ = std::fs::remove_file(path);
+        }
+        if !lifetime::TRACKS_HOLDERS {
+            if let Kind::Named { shm, .. } = &self.kind {
                 let _ = shm_unlink(shm);
             }
-            _ => {}
         }
+        // Same reason: the open's error is what matters.
+        let _ = self.release();
+    }
+}
+
+impl Drop for Backing {
+    fn drop(&mut self) {
+        // An error cannot be reported from drop; the worst outcome is a dead
+        // block left under its name, which the next open or `gc` removes.
+        let _ = self.release();
     }
 }
 

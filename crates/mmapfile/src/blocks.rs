@@ -1,0 +1,92 @@
+//! Looking at named blocks from outside: list, inspect, read, remove and
+//! collect dead ones. This is what `python -m mmapfile` uses; opening a
+//! block to work with it is [`MapOptions`](crate::MapOptions)' job.
+//!
+//! Block names are given as to [`MapOptions::name`](crate::MapOptions::name):
+//! a `Local\` or `Global\` prefix is accepted and removed.
+//!
+//! ```no_run
+//! for block in mmapfile::blocks::list()? {
+//!     println!("{} {} bytes, {:?} holders", block.name, block.size, block.holders);
+//! }
+//! let removed = mmapfile::blocks::collect_garbage()?;
+//! # Ok::<(), mmapfile::Error>(())
+//! ```
+
+use std::time::SystemTime;
+
+use crate::error::Result;
+use crate::name::BlockName;
+use crate::os;
+
+/// What is known about one named block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BlockInfo {
+    /// The block's name (without a namespace prefix).
+    pub name: String,
+    /// The name of the POSIX shared-memory object that holds the bytes
+    /// (`/mmapfile.<name>`), for `shm_open` or
+    /// `multiprocessing.shared_memory.SharedMemory(name=...)` (without the
+    /// leading slash there).
+    pub shm_name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// How many mapping objects hold the block, in all processes; `None`
+    /// where the OS cannot tell. `Some(0)` means the block is dead: every
+    /// holder exited without closing it (e.g. killed), and the next open of
+    /// the name, or [`collect_garbage`], removes it.
+    pub holders: Option<u32>,
+    /// The owner's user id.
+    pub owner: u32,
+    /// Permission bits.
+    pub mode: u32,
+    /// When the block was created or last grown, if known.
+    pub changed: Option<SystemTime>,
+}
+
+impl BlockInfo {
+    /// Whether every holder is gone (known only where holders are counted).
+    pub fn is_dead(&self) -> bool {
+        self.holders == Some(0)
+    }
+}
+
+/// Every named block that belongs to the calling user, sorted by name.
+/// Linux only (other systems cannot list shared-memory objects).
+pub fn list() -> Result<Vec<BlockInfo>> {
+    os::list_blocks()
+}
+
+/// Information on the block `name`.
+pub fn info(name: &str) -> Result<BlockInfo> {
+    os::block_info(BlockName::new(name)?.base())
+}
+
+/// Copies up to `len` bytes (`None`: to the end) from `offset` in the block
+/// `name` without becoming a holder, so a dead block can be inspected before
+/// it is removed. Reading past the end returns fewer bytes.
+pub fn read(name: &str, offset: u64, len: Option<u64>) -> Result<Vec<u8>> {
+    os::read_block(BlockName::new(name)?.base(), offset, len)
+}
+
+/// Removes the name `name` at once, whatever its holders do. They keep their
+/// mappings (of a block nobody else can open any more); the next open of the
+/// name creates a new block. Use it to clear a block that is stuck, not as
+/// the normal way to end one: closing the last holder does that.
+pub fn remove(name: &str) -> Result<()> {
+    os::remove_block(BlockName::new(name)?.base())
+}
+
+/// Removes every dead block of the calling user (one whose holders all
+/// exited without closing it) and returns their names. Live blocks are
+/// never touched, even if a holder joins while this runs.
+pub fn collect_garbage() -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for block in list()? {
+        if os::collect_block(&block.name)? {
+            removed.push(block.name);
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,320 @@
+//! Windows-like lifetime of named blocks on Linux.
+//!
+//! A block lives while some holder has it open; the protocol that makes this
+//! true is described for newcomers in `docs/named-blocks.md`. In short:
+//!
+//! - Every holder keeps a shared open-file-description (OFD) lock on byte
+//!   [`LIVENESS_BYTE`] of the shared-memory object. The kernel drops it when
+//!   the holder's descriptor closes, which includes exit and SIGKILL.
+//! - A block is published under its name only once it is sized, has its
+//!   permission bits, and is held by its creator (`O_TMPFILE` + `linkat`),
+//!   so nobody ever sees a block under construction.
+//! - The name is removed only by a process that holds the *exclusive* lock
+//!   on the object the name refers to, and that has checked (`st_nlink`)
+//!   that the object is still linked. A closing holder gets that lock by
+//!   converting its shared lock without waiting (or, if refused, by
+//!   dropping it and trying once more); an opener that gets it finds a dead
+//!   block and removes it.
+//! - Anyone who gets a lock re-checks `st_nlink`: an object unlinked in the
+//!   meantime is never used, the caller starts over with the name.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::{fchmod, fstat, ftruncate, shm_open, shm_unlink, SHM_DIR};
+use crate::access::CreateMode;
+use crate::error::{Error, Result};
+
+/// The byte whose lock marks a holder. Byte 1 and up are free for
+/// user-level locks, which must never touch byte 0.
+pub(crate) const LIVENESS_BYTE: libc::off_t = 0;
+
+/// Whether this platform runs the lifetime protocol (it does on Linux).
+pub(crate) const TRACKS_HOLDERS: bool = true;
+
+fn ofd_lock(fd: RawFd, cmd: libc::c_int, ty: libc::c_int) -> io::Result<()> {
+    // SAFETY: an all-zero `flock` is a valid value of this plain C struct;
+    // `l_pid` must be 0 for OFD locks.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = ty as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = LIVENESS_BYTE;
+    fl.l_len = 1;
+    loop {
+        // SAFETY: `fd` is an open descriptor and `fl` a valid, writable flock.
+        if unsafe { libc::fcntl(fd, cmd, &mut fl) } == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Takes (or converts our shared lock to) the exclusive lock without
+/// waiting. `Ok(false)`: some other holder has a lock.
+pub(crate) fn try_exclusive(fd: &OwnedFd) -> Result<bool> {
+    match ofd_lock(fd.as_raw_fd(), libc::F_OFD_SETLK, libc::F_WRLCK) {
+        Ok(()) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
+        Err(e) => Err(Error::io("fcntl", e)),
+    }
+}
+
+/// Takes (or converts to) the shared lock, waiting while someone holds the
+/// exclusive one. Nobody waits while holding the exclusive lock, so this
+/// cannot deadlock among processes that follow the protocol.
+fn wait_shared(fd: &OwnedFd) -> Result<()> {
+    ofd_lock(fd.as_raw_fd(), libc::F_OFD_SETLKW, libc::F_RDLCK).map_err(|e| Error::io("fcntl", e))
+}
+
+fn unlock(fd: &OwnedFd) -> Result<()> {
+    ofd_lock(fd.as_raw_fd(), libc::F_OFD_SETLK, libc::F_UNLCK).map_err(|e| Error::io("fcntl", e))
+}
+
+/// Whether an open file description other than `fd`'s holds a lock on the
+/// liveness byte. Works on read-only descriptors, unlike `try_exclusive`.
+fn others_hold(fd: &OwnedFd) -> Result<bool> {
+    // SAFETY: an all-zero `flock` is a valid value of this plain C struct.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = LIVENESS_BYTE;
+    fl.l_len = 1;
+    // SAFETY: `fd` is open and `fl` a valid, writable flock.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) } != 0 {
+        return Err(Error::last_os("fcntl"));
+    }
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+fn is_linked(fd: &OwnedFd) -> Result<bool> {
+    Ok(fstat(fd)?.st_nlink > 0)
+}
+
+/// Removes the name of the object `fd`, which the caller holds exclusively
+/// and has found linked. `ENOENT` only means a forced removal got there first.
+fn unlink_held(shm: &CString) -> Result<()> {
+    match shm_unlink(shm) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("shm_unlink", e)),
+        _ => Ok(()),
+    }
+}
+
+fn errno(op: &'static str, code: libc::c_int) -> Error {
+    Error::io(op, io::Error::from_raw_os_error(code))
+}
+
+/// `/dev/shm/<name>` for a shared-memory name `/<name>`: where glibc and
+/// musl keep POSIX shared memory.
+fn shm_path(shm: &CString) -> Result<CString> {
+    let mut path = SHM_DIR.as_bytes().to_vec();
+    path.extend_from_slice(shm.as_bytes());
+    CString::new(path).map_err(|_| errno("linkat", libc::EINVAL))
+}
+
+/// Creates a block of `size` bytes with permission bits `mode`, holding it,
+/// and only then gives it its name. `Ok(None)`: the name is taken.
+fn publish(shm: &CString, size: u64, mode: u32) -> Result<Option<OwnedFd>> {
+    let dir = CString::new(SHM_DIR).map_err(|_| errno("open", libc::EINVAL))?;
+    // SAFETY: `dir` is a NUL-terminated string that outlives the call.
+    let raw = unsafe {
+        libc::open(
+            dir.as_ptr(),
+            libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    };
+    if raw < 0 {
+        return Err(Error::last_os("open"));
+    }
+    // SAFETY: open returned a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    ftruncate(&fd, size)?;
+    // Explicitly, so that the umask does not change what the caller asked for.
+    fchmod(&fd, mode)?;
+    // Nobody else can reach the object yet, so this cannot wait.
+    wait_shared(&fd)?;
+    let target = shm_path(shm)?;
+    let proc_path =
+        CString::new(format!("/proc/self/fd/{raw}")).map_err(|_| errno("linkat", libc::EINVAL))?;
+    // SAFETY: both paths are NUL-terminated strings that outlive the call.
+    let mut ret = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            proc_path.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if ret != 0 && io::Error::last_os_error().kind() == io::ErrorKind::NotFound {
+        // No /proc: AT_EMPTY_PATH does the same where the kernel allows it.
+        // SAFETY: as above; the empty path is NUL-terminated.
+        ret = unsafe {
+            libc::linkat(
+                raw,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                target.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        };
+    }
+    if ret == 0 {
+        return Ok(Some(fd));
+    }
+    let err = io::Error::last_os_error();
+    if err.kind() == io::ErrorKind::AlreadyExists {
+        // The unnamed object dies with `fd`.
+        return Ok(None);
+    }
+    Err(Error::io("linkat", err))
+}
+
+/// What looking at an existing object found.
+enum Found {
+    /// We now hold it (shared lock).
+    Held,
+    /// Someone holds it; we do not (only asked to look).
+    Live,
+    /// Dead or destroyed: start over with the name.
+    Gone,
+}
+
+/// Joins the object behind `fd` as a holder (`hold`), or only finds out
+/// whether it is live. A dead block (no holder at all) is removed, so that
+/// its stale contents are never handed out.
+fn examine(fd: &OwnedFd, shm: &CString, lockable: bool, hold: bool) -> Result<Found> {
+    if !lockable {
+        // A read-only descriptor can neither hold the exclusive lock nor
+        // remove a dead block safely, but it can tell whether one is dead.
+        if !others_hold(fd)? {
+            return Err(errno("shm_open", libc::ENOENT));
+        }
+        if !hold {
+            return Ok(Found::Live);
+        }
+        wait_shared(fd)?;
+        return Ok(if is_linked(fd)? {
+            Found::Held
+        } else {
+            Found::Gone
+        });
+    }
+    if try_exclusive(fd)? {
+        // No holder now, and none can join while we hold this lock. If the
+        // object is still linked, its holders all died: remove it.
+        if is_linked(fd)? {
+            unlink_held(shm)?;
+        }
+        return Ok(Found::Gone);
+    }
+    if !hold {
+        return Ok(Found::Live);
+    }
+    // Live holders. If one of them is just closing as the last holder (or a
+    // reclaimer is removing it), it holds the exclusive lock: wait, then
+    // check that the object survived.
+    wait_shared(fd)?;
+    Ok(if is_linked(fd)? {
+        Found::Held
+    } else {
+        Found::Gone
+    })
+}
+
+/// Opens or creates the named block `shm` and joins it as a holder.
+/// Returns the descriptor, whether it was opened read-write (only those can
+/// end the block's life on close), and whether this call created it.
+pub(crate) fn open(
+    shm: &CString,
+    size: u64,
+    create: CreateMode,
+    writable: bool,
+    mode: u32,
+    allow_other_owner: bool,
+) -> Result<(OwnedFd, bool, bool)> {
+    let may_create = size > 0 && create != CreateMode::OpenOnly;
+    loop {
+        if create == CreateMode::CreateOnly {
+            if let Some(fd) = publish(shm, size, mode)? {
+                return Ok((fd, true, true));
+            }
+        }
+        // Read-write even for read-only access where permitted: a read-only
+        // descriptor cannot take the exclusive lock that ends a life.
+        let opened = match shm_open(shm, libc::O_RDWR, 0) {
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) && !writable => {
+                shm_open(shm, libc::O_RDONLY, 0).map(|fd| (fd, false))
+            }
+            other => other.map(|fd| (fd, true)),
+        };
+        let (fd, lockable) = match opened {
+            Ok(found) => found,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && may_create => {
+                match publish(shm, size, mode)? {
+                    Some(fd) => return Ok((fd, true, true)),
+                    None => continue,
+                }
+            }
+            Err(e) => return Err(Error::io("shm_open", e)),
+        };
+        let st = fstat(&fd)?;
+        // SAFETY: geteuid has no preconditions.
+        if st.st_uid != unsafe { libc::geteuid() } && !allow_other_owner {
+            return Err(errno("shm_open", libc::EACCES));
+        }
+        let hold = create != CreateMode::CreateOnly;
+        match examine(&fd, shm, lockable, hold)? {
+            Found::Held => return Ok((fd, lockable, false)),
+            Found::Live => return Err(errno("shm_open", libc::EEXIST)),
+            Found::Gone => continue,
+        }
+    }
+}
+
+/// Leaves the block as a holder: the last holder removes its name. The
+/// descriptor is closed by the caller afterwards.
+pub(crate) fn release(fd: &OwnedFd, shm: &CString, lockable: bool) -> Result<()> {
+    if !lockable {
+        return Ok(());
+    }
+    // Converting our shared lock to exclusive succeeds only if no other
+    // holder exists; while we hold it nobody can join, so removing the name
+    // cannot strand a new holder. Openers waiting for the shared lock see
+    // st_nlink == 0 once we are done and start over.
+    let mut last = try_exclusive(fd)?;
+    if !last {
+        // Two holders closing at once can each be refused because of the
+        // other's shared lock, and the block would be left dead. So drop
+        // ours and try again: of the holders that leave together, the one
+        // that tries last finds the others' locks gone and removes the name.
+        // Meanwhile we hold nothing, which is fine: we are leaving, and an
+        // opener that finds no holder at all removes the block just as we would.
+        unlock(fd)?;
+        last = try_exclusive(fd)?;
+    }
+    if last && is_linked(fd)? {
+        unlink_held(shm)?;
+    }
+    Ok(())
+}
+
+/// Removes the dead block at `shm` (no holder at all) and returns whether
+/// it did. Live blocks, and blocks this user may not open read-write, are
+/// left alone.
+pub(crate) fn collect(shm: &CString) -> Result<bool> {
+    let fd = match shm_open(shm, libc::O_RDWR, 0) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("shm_open", e)),
+    };
+    if try_exclusive(&fd)? && is_linked(&fd)? {
+        unlink_held(shm)?;
+        return Ok(true);
+    }
+    Ok(false)
+}
