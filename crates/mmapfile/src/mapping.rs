@@ -191,6 +191,12 @@ fn abandon(backing: os::Backing, created: bool, err: Error) -> Error {
 /// The size of the mapping object for a requested `MaximumSize`, growing the
 /// backing object when the request is larger.
 fn mapping_size(backing: &os::Backing, requested: u64, access: Access) -> Result<u64> {
+    // File sizes and offsets are signed 64-bit on every OS we support.
+    if requested > i64::MAX as u64 {
+        return Err(Error::InvalidArgument(format!(
+            "MaximumSize {requested} is larger than any file or block can be"
+        )));
+    }
     let current = backing.len()?;
     if requested > current {
         if !access.writes_backing() {
