@@ -50,7 +50,13 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
         Error::Io { op, ref source } => os_error(py, Some(op), source),
         Error::ReadOnly => PyTypeError::new_err("mmapfile is read-only (opened with ACCESS_READ)"),
         Error::Exported(_) => PyBufferError::new_err(err.to_string()),
-        Error::Truncated(ref what) => os_error(py, None, &std::io::Error::other(what.clone())),
+        // No errno describes this; a plain message keeps str() free of
+        // "[Errno None]".
+        Error::Truncated(what) => {
+            let err = error::new_err(what);
+            let _ = err.value(py).setattr("funcname", py.None());
+            err
+        }
         other => PyValueError::new_err(other.to_string()),
     }
 }

@@ -2,6 +2,7 @@
 //! contract, independent of the OS.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::access::{Access, CreateMode};
 use crate::error::{Error, Result};
@@ -200,6 +201,12 @@ fn mapping_size(
     len: u64,
     access: Access,
 ) -> Result<u64> {
+    // File sizes and offsets are signed 64-bit on every OS we support.
+    if requested > i64::MAX as u64 {
+        return Err(Error::InvalidArgument(format!(
+            "MaximumSize {requested} is larger than any file or block can be"
+        )));
+    }
     let current = backing.len()?;
     let size = if requested == 0 { current } else { requested };
     if size == 0 {
@@ -249,6 +256,10 @@ struct Live {
     len: usize,
     /// The requested offset of the view in the backing object.
     offset: u64,
+    /// Set when a page of the view vanished under an access (the backing
+    /// object shrank): the view's pages were replaced, so every later access
+    /// reports this until `resize` maps a new view.
+    poison: OnceLock<String>,
 }
 
 impl Live {
@@ -268,6 +279,7 @@ impl Live {
                 delta,
                 len,
                 offset,
+                poison: OnceLock::new(),
             }),
             Err(e) => Err((backing, e)),
         }
@@ -298,11 +310,18 @@ impl Live {
         Ok((view, delta, len))
     }
 
-    fn region(&self) -> Region {
+    fn region(&self) -> Result<Region<'_>> {
+        if let Some(what) = self.poison.get() {
+            return Err(Error::Truncated(what.clone()));
+        }
         // SAFETY: `delta` is less than the view's length (the view spans
         // `delta + len` bytes with `len > 0`), so the pointer stays inside it.
         let ptr = unsafe { self.view.as_ptr().add(self.delta) };
-        Region { ptr, len: self.len }
+        Ok(Region {
+            ptr,
+            len: self.len,
+            poison: &self.poison,
+        })
     }
 }
 
@@ -337,11 +356,11 @@ impl MapFile {
         self.live.as_ref().ok_or(Error::Closed)
     }
 
-    fn region(&self) -> Result<Region> {
-        Ok(self.live()?.region())
+    fn region(&self) -> Result<Region<'_>> {
+        self.live()?.region()
     }
 
-    fn writable_region(&self) -> Result<Region> {
+    fn writable_region(&self) -> Result<Region<'_>> {
         let region = self.region()?;
         if !self.access.is_writable() {
             return Err(Error::ReadOnly);
@@ -447,7 +466,7 @@ impl MapFile {
             .ok_or(Error::OutOfRange("read out of range"))?;
         // SAFETY: `pos..end` lies inside the live view, which stays mapped
         // while `self` is borrowed.
-        unsafe { region.copy_out(self.pos, dst) };
+        unsafe { region.copy_out(self.pos, dst) }?;
         self.pos = end;
         Ok(())
     }
@@ -467,7 +486,7 @@ impl MapFile {
             return Err(Error::OutOfRange("read byte out of range"));
         }
         // SAFETY: `pos < len`, inside the live view.
-        let b = unsafe { region.byte(self.pos) };
+        let b = unsafe { region.byte(self.pos) }?;
         self.pos += 1;
         Ok(b)
     }
@@ -477,7 +496,7 @@ impl MapFile {
     pub fn readline_len(&self) -> Result<usize> {
         let region = self.region()?;
         // SAFETY: `pos..len` lies inside the live view.
-        let newline = unsafe { region.find(b"\n", self.pos, region.len) };
+        let newline = unsafe { region.find(b"\n", self.pos, region.len) }?;
         Ok(newline.map_or(region.len, |i| i + 1) - self.pos)
     }
 
@@ -498,7 +517,7 @@ impl MapFile {
             .filter(|&e| e <= region.len)
             .ok_or(Error::OutOfRange("data out of range"))?;
         // SAFETY: `pos..end` lies inside the live, writable view.
-        unsafe { region.copy_in(self.pos, data) };
+        unsafe { region.copy_in(self.pos, data) }?;
         self.pos = end;
         Ok(())
     }
@@ -510,7 +529,7 @@ impl MapFile {
             return Err(Error::OutOfRange("write_byte past end of buffer"));
         }
         // SAFETY: `pos < len`, inside the live, writable view.
-        unsafe { region.set_byte(self.pos, value) };
+        unsafe { region.set_byte(self.pos, value) }?;
         self.pos += 1;
         Ok(())
     }
@@ -519,7 +538,7 @@ impl MapFile {
         &self,
         start: Option<i64>,
         end: Option<i64>,
-    ) -> Result<(Region, usize, usize)> {
+    ) -> Result<(Region<'_>, usize, usize)> {
         let region = self.region()?;
         let start = clamp_index(start, self.pos, region.len);
         let end = clamp_index(end, region.len, region.len);
@@ -541,7 +560,7 @@ impl MapFile {
             return Ok(None);
         }
         // SAFETY: `start <= end <= len`, inside the live view.
-        Ok(unsafe { region.find(needle, start, end) })
+        unsafe { region.find(needle, start, end) }
     }
 
     /// Like [`MapFile::find`], but the last occurrence.
@@ -556,7 +575,7 @@ impl MapFile {
             return Ok(None);
         }
         // SAFETY: `start <= end <= len`, inside the live view.
-        Ok(unsafe { region.rfind(needle, start, end) })
+        unsafe { region.rfind(needle, start, end) }
     }
 
     /// pywin32's `move(dest, src, count)`: copies `count` bytes inside the
@@ -577,8 +596,7 @@ impl MapFile {
         };
         // SAFETY: both ranges were checked to lie inside the live, writable
         // view; `count` is non-negative (checked by `in_view`).
-        unsafe { region.copy_within(dest, src, count as usize) };
-        Ok(())
+        unsafe { region.copy_within(dest, src, count as usize) }
     }
 
     /// pywin32's `flush(offset, size)`: writes `offset..offset + size` of the
@@ -587,6 +605,9 @@ impl MapFile {
     /// `FlushFileBuffers`).
     pub fn flush(&self, offset: i64, size: i64) -> Result<()> {
         let live = self.live()?;
+        // Data written to vanished pages is lost: say so rather than report
+        // a successful flush.
+        live.region()?;
         let out_of_range = || Error::OutOfRange("flush values out of range");
         let offset = usize::try_from(offset)
             .ok()
@@ -623,6 +644,7 @@ impl MapFile {
         live.delta = delta;
         live.len = len;
         live.offset = offset;
+        live.poison = OnceLock::new();
         self.pos = self.pos.min(len);
         // The new view is already in place; an error unmapping the old one
         // could only leave address space in use, which the caller cannot fix.
@@ -651,8 +673,7 @@ impl MapFile {
             return Err(Error::OutOfRange("read out of range"));
         }
         // SAFETY: the range was checked to lie inside the live view.
-        unsafe { region.copy_out(offset, dst) };
-        Ok(())
+        unsafe { region.copy_out(offset, dst) }
     }
 
     /// Copies `src` to `offset` (not the position).
@@ -662,8 +683,7 @@ impl MapFile {
             return Err(Error::OutOfRange("data out of range"));
         }
         // SAFETY: the range was checked to lie inside the live, writable view.
-        unsafe { region.copy_in(offset, src) };
-        Ok(())
+        unsafe { region.copy_in(offset, src) }
     }
 
     /// Hands out the view's address and length for an export (such as
@@ -674,9 +694,9 @@ impl MapFile {
     /// The memory may be changed by other processes at any time; whoever
     /// uses the pointer must treat it as shared memory, not as a Rust slice.
     pub fn export(&mut self) -> Result<(*mut u8, usize)> {
-        let region = self.region()?;
+        let (ptr, len) = self.region().map(|r| (r.ptr, r.len))?;
         self.exports += 1;
-        Ok((region.ptr, region.len))
+        Ok((ptr, len))
     }
 
     /// Releases one export taken with [`MapFile::export`].

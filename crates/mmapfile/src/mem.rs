@@ -5,17 +5,44 @@
 //! pointers. Keeping all such accesses in one place is also what lets the
 //! crate guard them against pages that vanish when the backing file shrinks.
 
+use std::sync::OnceLock;
+
 use memchr::memmem;
+
+use crate::error::{Error, Result};
+use crate::os;
 
 /// A byte range of mapped memory: `ptr..ptr + len`, valid for the duration of
 /// the borrow that produced it.
+///
+/// Every access runs inside [`os::guarded`]: if the backing file or block
+/// shrank and a touched page no longer exists, the access returns
+/// [`Error::Truncated`] instead of the process dying of `SIGBUS`, and the
+/// view is marked in `poison` (its pages were replaced, so it must not be
+/// used again until it is mapped anew).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Region {
+pub(crate) struct Region<'a> {
     pub(crate) ptr: *mut u8,
     pub(crate) len: usize,
+    pub(crate) poison: &'a OnceLock<String>,
 }
 
-impl Region {
+impl Region<'_> {
+    /// Runs `access`, which touches `offset..offset + len` of the region.
+    fn guard<R>(self, offset: usize, len: usize, access: impl FnOnce() -> R) -> Result<R> {
+        os::guarded(self.ptr.wrapping_add(offset), len, access).map_err(|addr| {
+            let at = addr.saturating_sub(self.ptr as usize);
+            // The first fault's description wins; later accesses repeat it.
+            let what = self.poison.get_or_init(|| {
+                format!(
+                    "the file or block behind the mapping shrank: the bytes at offset {at} of \
+                     the view no longer exist (every access fails until resize() or close())"
+                )
+            });
+            Error::Truncated(what.clone())
+        })
+    }
+
     /// Copies `dst.len()` bytes starting at `offset` into `dst`.
     ///
     /// # Safety
@@ -23,11 +50,14 @@ impl Region {
     /// readable for the duration of the call. `dst` may point into the
     /// region (a caller may pass a view of the mapping itself), so the copy
     /// is a `memmove`.
-    pub(crate) unsafe fn copy_out(self, offset: usize, dst: &mut [u8]) {
+    pub(crate) unsafe fn copy_out(self, offset: usize, dst: &mut [u8]) -> Result<()> {
         debug_assert!(offset + dst.len() <= self.len);
-        // SAFETY: the caller guarantees the source range is mapped and in
-        // bounds; `copy` allows the ranges to overlap.
-        unsafe { std::ptr::copy(self.ptr.add(offset), dst.as_mut_ptr(), dst.len()) }
+        let len = dst.len();
+        self.guard(offset, len, || {
+            // SAFETY: the caller guarantees the source range is mapped and
+            // in bounds; `copy` allows the ranges to overlap.
+            unsafe { std::ptr::copy(self.ptr.add(offset), dst.as_mut_ptr(), len) }
+        })
     }
 
     /// Copies `src` into the region at `offset`.
@@ -36,11 +66,13 @@ impl Region {
     /// `offset + src.len() <= self.len`, and the region must be mapped and
     /// writable for the duration of the call. `src` may point into the
     /// region, so the copy is a `memmove`.
-    pub(crate) unsafe fn copy_in(self, offset: usize, src: &[u8]) {
+    pub(crate) unsafe fn copy_in(self, offset: usize, src: &[u8]) -> Result<()> {
         debug_assert!(offset + src.len() <= self.len);
-        // SAFETY: the caller guarantees the destination range is mapped,
-        // writable and in bounds; `copy` allows the ranges to overlap.
-        unsafe { std::ptr::copy(src.as_ptr(), self.ptr.add(offset), src.len()) }
+        self.guard(offset, src.len(), || {
+            // SAFETY: the caller guarantees the destination range is mapped,
+            // writable and in bounds; `copy` allows the ranges to overlap.
+            unsafe { std::ptr::copy(src.as_ptr(), self.ptr.add(offset), src.len()) }
+        })
     }
 
     /// Moves `count` bytes from `src` to `dest` inside the region (the ranges
@@ -48,11 +80,15 @@ impl Region {
     ///
     /// # Safety
     /// Both ranges lie inside the region, which must be mapped and writable.
-    pub(crate) unsafe fn copy_within(self, dest: usize, src: usize, count: usize) {
+    pub(crate) unsafe fn copy_within(self, dest: usize, src: usize, count: usize) -> Result<()> {
         debug_assert!(dest + count <= self.len && src + count <= self.len);
-        // SAFETY: the caller guarantees both ranges are mapped and in bounds;
-        // `copy` allows overlap.
-        unsafe { std::ptr::copy(self.ptr.add(src), self.ptr.add(dest), count) }
+        let low = dest.min(src);
+        let span = dest.max(src) - low + count;
+        self.guard(low, span, || {
+            // SAFETY: the caller guarantees both ranges are mapped and in
+            // bounds; `copy` allows overlap.
+            unsafe { std::ptr::copy(self.ptr.add(src), self.ptr.add(dest), count) }
+        })
     }
 
     /// Runs `f` on the bytes `start..end` seen as a slice.
@@ -65,53 +101,76 @@ impl Region {
     /// # Safety
     /// `start <= end <= self.len`, and the region must be mapped and readable
     /// for the duration of the call.
-    unsafe fn with_slice<R>(self, start: usize, end: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+    unsafe fn with_slice<R>(
+        self,
+        start: usize,
+        end: usize,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
         debug_assert!(start <= end && end <= self.len);
-        // SAFETY: the caller guarantees the range is mapped and in bounds;
-        // the slice does not outlive this call.
-        let bytes = unsafe { std::slice::from_raw_parts(self.ptr.add(start), end - start) };
-        f(bytes)
+        self.guard(start, end - start, || {
+            // SAFETY: the caller guarantees the range is mapped and in
+            // bounds; the slice does not outlive this call.
+            let bytes = unsafe { std::slice::from_raw_parts(self.ptr.add(start), end - start) };
+            f(bytes)
+        })
     }
 
     /// Index (absolute) of the first `needle` in `start..end`.
     ///
     /// # Safety
     /// As for [`Region::with_slice`].
-    pub(crate) unsafe fn find(self, needle: &[u8], start: usize, end: usize) -> Option<usize> {
+    pub(crate) unsafe fn find(
+        self,
+        needle: &[u8],
+        start: usize,
+        end: usize,
+    ) -> Result<Option<usize>> {
         // SAFETY: forwarded from the caller.
-        unsafe { self.with_slice(start, end, |hay| search_forward(hay, needle)) }.map(|i| i + start)
+        let found = unsafe { self.with_slice(start, end, |hay| search_forward(hay, needle)) }?;
+        Ok(found.map(|i| i + start))
     }
 
     /// Index (absolute) of the last `needle` in `start..end`.
     ///
     /// # Safety
     /// As for [`Region::with_slice`].
-    pub(crate) unsafe fn rfind(self, needle: &[u8], start: usize, end: usize) -> Option<usize> {
+    pub(crate) unsafe fn rfind(
+        self,
+        needle: &[u8],
+        start: usize,
+        end: usize,
+    ) -> Result<Option<usize>> {
         // SAFETY: forwarded from the caller.
-        unsafe { self.with_slice(start, end, |hay| search_backward(hay, needle)) }
-            .map(|i| i + start)
+        let found = unsafe { self.with_slice(start, end, |hay| search_backward(hay, needle)) }?;
+        Ok(found.map(|i| i + start))
     }
 
     /// Reads one byte.
     ///
     /// # Safety
     /// `offset < self.len`, and the region must be mapped and readable.
-    pub(crate) unsafe fn byte(self, offset: usize) -> u8 {
+    pub(crate) unsafe fn byte(self, offset: usize) -> Result<u8> {
         debug_assert!(offset < self.len);
-        // SAFETY: the caller guarantees `offset` is in bounds and mapped; a
-        // volatile read keeps the compiler from assuming the byte is stable.
-        unsafe { self.ptr.add(offset).read_volatile() }
+        self.guard(offset, 1, || {
+            // SAFETY: the caller guarantees `offset` is in bounds and mapped;
+            // a volatile read keeps the compiler from assuming the byte is
+            // stable.
+            unsafe { self.ptr.add(offset).read_volatile() }
+        })
     }
 
     /// Writes one byte.
     ///
     /// # Safety
     /// `offset < self.len`, and the region must be mapped and writable.
-    pub(crate) unsafe fn set_byte(self, offset: usize, value: u8) {
+    pub(crate) unsafe fn set_byte(self, offset: usize, value: u8) -> Result<()> {
         debug_assert!(offset < self.len);
-        // SAFETY: the caller guarantees `offset` is in bounds, mapped and
-        // writable.
-        unsafe { self.ptr.add(offset).write_volatile(value) }
+        self.guard(offset, 1, || {
+            // SAFETY: the caller guarantees `offset` is in bounds, mapped and
+            // writable.
+            unsafe { self.ptr.add(offset).write_volatile(value) }
+        })
     }
 }
 

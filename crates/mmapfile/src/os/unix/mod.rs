@@ -62,7 +62,8 @@ pub(crate) fn shm_name(name: &str) -> String {
 }
 
 fn cstring(op: &'static str, bytes: &[u8]) -> Result<CString> {
-    CString::new(bytes).map_err(|_| Error::io(op, io::Error::from(io::ErrorKind::InvalidInput)))
+    // A bad argument, not an OS failure (Python's open() says the same).
+    CString::new(bytes).map_err(|_| Error::InvalidArgument(format!("{op}: embedded null byte")))
 }
 
 fn cvt(op: &'static str, ret: libc::c_int) -> Result<libc::c_int> {

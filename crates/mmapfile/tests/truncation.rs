@@ -1,0 +1,133 @@
+//! A file that shrinks under a mapping makes accesses fail with
+//! `Error::Truncated` instead of killing the process with `SIGBUS`.
+#![cfg(unix)]
+
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+
+use mmapfile::{Error, MapOptions};
+
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(tag: &str, len: usize) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("mmapfile-trunc-{tag}-{}", std::process::id()));
+        std::fs::write(&path, vec![b'x'; len]).unwrap();
+        TempFile(path)
+    }
+
+    fn set_len(&self, len: u64) {
+        let f = OpenOptions::new().write(true).open(&self.0).unwrap();
+        f.set_len(len).unwrap();
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn is_truncated<T: std::fmt::Debug>(r: mmapfile::Result<T>) -> bool {
+    match r {
+        Err(Error::Truncated(what)) => what.contains("shrank"),
+        other => panic!("expected Error::Truncated, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_access_past_the_new_end_fails_and_the_view_stays_poisoned() {
+    let page = mmapfile::page_size();
+    let file = TempFile::new("all", 4 * page);
+    let mut m = MapOptions::new().file(&file.0).open().unwrap();
+    file.set_len(page as u64);
+
+    // Inside the first page, which still exists, reads work before any fault.
+    assert_eq!(m.read(10).unwrap(), vec![b'x'; 10]);
+    m.seek(0, 0).unwrap();
+
+    // A read that crosses into the vanished pages fails and names the offset.
+    let err = m.read(-1).unwrap_err();
+    let Error::Truncated(what) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(what.contains(&format!("offset {page}")), "{what}");
+    // The failed read did not move the position.
+    assert_eq!(m.tell().unwrap(), 0);
+
+    // Every other access now reports the same thing, even inside page 0.
+    assert!(is_truncated(m.read(1)));
+    assert!(is_truncated(m.read_byte()));
+    assert!(is_truncated(m.readline()));
+    assert!(is_truncated(m.write(b"y")));
+    assert!(is_truncated(m.write_byte(b'y')));
+    assert!(is_truncated(m.find(b"x", None, None)));
+    assert!(is_truncated(m.rfind(b"x", None, None)));
+    assert!(is_truncated(m.move_within(0, 1, 1)));
+    assert!(is_truncated(m.flush(0, 0)));
+    assert!(is_truncated(m.export()));
+
+    // resize maps a new view of what is left, which works again.
+    m.resize(0, 0, 0).unwrap();
+    assert_eq!(m.len().unwrap(), page);
+    m.seek(0, 0).unwrap();
+    assert_eq!(m.read(-1).unwrap(), vec![b'x'; page]);
+    m.close().unwrap();
+}
+
+#[test]
+fn each_kind_of_access_survives_the_fault() {
+    let page = mmapfile::page_size();
+    type Access = fn(&mut mmapfile::MapFile, usize) -> bool;
+    let accesses: [(&str, Access); 7] = [
+        ("read_at", |m, p| {
+            is_truncated(m.read_at(2 * p, &mut [0; 8]))
+        }),
+        ("write_at", |m, p| is_truncated(m.write_at(2 * p, b"abc"))),
+        ("find", |m, _| is_truncated(m.find(b"zz", Some(0), None))),
+        ("rfind", |m, _| is_truncated(m.rfind(b"z", Some(0), None))),
+        ("move", |m, p| {
+            is_truncated(m.move_within(0, 2 * p as i64, p as i64))
+        }),
+        ("read_byte", |m, p| {
+            m.seek(3 * p as i64, 0).unwrap();
+            is_truncated(m.read_byte())
+        }),
+        ("write_byte", |m, p| {
+            m.seek(3 * p as i64 + 5, 0).unwrap();
+            is_truncated(m.write_byte(1))
+        }),
+    ];
+    for (what, access) in accesses {
+        let file = TempFile::new(what, 4 * page);
+        let mut m = MapOptions::new().file(&file.0).open().unwrap();
+        file.set_len(page as u64 / 2);
+        assert!(access(&mut m, page), "{what}");
+        m.close().unwrap();
+    }
+}
+
+#[test]
+fn a_fault_on_one_thread_does_not_disturb_another() {
+    let page = mmapfile::page_size();
+    let shrinking = TempFile::new("thread-a", 8 * page);
+    let steady = TempFile::new("thread-b", 8 * page);
+    let steady_path = steady.0.clone();
+    let reader = std::thread::spawn(move || {
+        let m = MapOptions::new().file(&steady_path).open().unwrap();
+        let mut buf = vec![0; 8 * page];
+        for _ in 0..2000 {
+            m.read_at(0, &mut buf).unwrap();
+            assert!(buf.iter().all(|&b| b == b'x'));
+        }
+    });
+    for _ in 0..50 {
+        shrinking.set_len(8 * page as u64);
+        let m = MapOptions::new().file(&shrinking.0).open().unwrap();
+        shrinking.set_len(0);
+        let mut buf = vec![0; 8 * page];
+        assert!(is_truncated(m.read_at(0, &mut buf)));
+    }
+    reader.join().unwrap();
+}

@@ -1,0 +1,183 @@
+"""A file or block that shrinks under a mapping makes every access raise
+mmapfile.error instead of killing the process with SIGBUS. Each case runs in
+a child process: if the guard failed, the child would die, and the test
+would fail with the signal's name instead of taking pytest down."""
+
+import signal
+import sys
+
+import mmapfile
+import pytest
+from _child import assert_child_ok, describe, run_child
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="SIGBUS on truncation is Linux")
+
+# Sets up a 4-page file mapped in full, then cuts the file to half a page.
+SETUP = """
+import os, tempfile, mmapfile
+page = mmapfile.PAGESIZE
+fd, path = tempfile.mkstemp()
+os.write(fd, b"x" * (4 * page))
+os.close(fd)
+m = mmapfile.mmapfile(path, None)
+os.truncate(path, page // 2)
+
+def expect_truncated(call):
+    try:
+        call()
+    except mmapfile.error as e:
+        assert "shrank" in str(e) and "no longer exist" in str(e), str(e)
+        return str(e)
+    raise AssertionError("no error raised")
+"""
+
+# Each access touches the vanished part of the view (offsets >= one page).
+ACCESSES = {
+    "read": "m.read()",
+    "read_byte": "(m.seek(3 * page), m.read_byte())",
+    "readline": "m.readline()",
+    "write": "(m.seek(page), m.write(b'y' * page))",
+    "write_byte": "(m.seek(2 * page), m.write_byte(b'y'))",
+    "find": "m.find(b'needle')",
+    "rfind": "m.rfind(b'needle')",
+    "move": "m.move(0, 2 * page, page)",
+    "move_into_lost_pages": "m.move(2 * page, 0, 16)",
+}
+
+HAS_ITEMS = hasattr(mmapfile.mmapfile, "__getitem__")
+ITEM_ACCESSES = {
+    "index": "m[3 * page]",
+    "slice": "m[page : 2 * page]",
+    "index_assign": "m.__setitem__(3 * page, 1)",
+    "slice_assign": "m.__setitem__(slice(page, page + 3), b'abc')",
+}
+
+
+@pytest.mark.parametrize("access", sorted(ACCESSES))
+def test_access_past_the_new_end_raises_and_the_process_lives(access):
+    out = assert_child_ok(
+        SETUP
+        + f"""
+print(expect_truncated(lambda: {ACCESSES[access]}))
+print("alive")
+"""
+    )
+    assert out.rstrip().endswith("alive")
+    assert "the file or block behind the mapping shrank" in out
+
+
+@pytest.mark.skipif(not HAS_ITEMS, reason="indexing is not in this build of the binding yet")
+@pytest.mark.parametrize("access", sorted(ITEM_ACCESSES))
+def test_indexing_past_the_new_end_raises_and_the_process_lives(access):
+    assert_child_ok(SETUP + f"expect_truncated(lambda: {ITEM_ACCESSES[access]})\n")
+
+
+def test_view_stays_poisoned_until_resize_and_then_works():
+    out = assert_child_ok(
+        SETUP
+        + """
+first = expect_truncated(lambda: m.read())
+# The part that still exists is refused too: the view's pages were replaced.
+m.seek(0)
+assert expect_truncated(lambda: m.read(1)) == first
+assert expect_truncated(lambda: m.write(b"z")) == first
+assert expect_truncated(lambda: m.flush()) == first
+assert m.tell() == 0 and m.size() == 4 * page
+m.resize(0)
+assert m.size() == page // 2
+assert m.read() == b"x" * (page // 2)
+m.close()
+os.unlink(path)
+print(first)
+"""
+    )
+    # Page 0 still exists (its tail past the new end reads as zeros); the
+    # first byte that vanished is the one at offset PAGESIZE.
+    assert f"offset {mmapfile.PAGESIZE} of the view" in out
+
+
+def test_named_block_shrunk_by_another_handle_raises():
+    assert_child_ok(
+        """
+import os, mmapfile
+name = f"trunc-{os.getpid()}"
+m = mmapfile.mmapfile(None, name, 3 * mmapfile.PAGESIZE)
+fd = os.open("/dev/shm/mmapfile." + name, os.O_RDWR)
+os.ftruncate(fd, 0)
+os.close(fd)
+try:
+    m.read()
+except mmapfile.error as e:
+    assert "shrank" in str(e)
+else:
+    raise AssertionError("no error")
+m.close()
+assert not os.path.exists("/dev/shm/mmapfile." + name), "the last close removes the block"
+"""
+    )
+
+
+def test_fault_that_is_not_ours_still_kills_with_sigbus():
+    # CPython's own mmap is not guarded: once our handler is installed, its
+    # fault must reach the default action and kill the process as before.
+    proc = run_child(
+        SETUP
+        + """
+import mmap
+expect_truncated(lambda: m.read())  # our handler is installed and has worked
+f = open(path, "r+b")
+f.truncate(4 * page)
+cp = mmap.mmap(f.fileno(), 4 * page)
+f.truncate(0)
+print("before", flush=True)
+cp[3 * page]
+print("survived")
+"""
+    )
+    assert proc.returncode == -signal.SIGBUS, describe(proc)
+    assert "before" in proc.stdout and "survived" not in proc.stdout
+
+
+def test_fault_that_is_not_ours_reaches_the_previous_handler():
+    # faulthandler installs its SIGBUS handler first; ours chains to it, so it
+    # still reports the crash (and then the process dies of SIGBUS).
+    proc = run_child(
+        "import faulthandler; faulthandler.enable()\n"
+        + SETUP
+        + """
+import mmap
+expect_truncated(lambda: m.read())  # ours is installed on top and recovers
+f = open(path, "r+b")
+f.truncate(4 * page)
+cp = mmap.mmap(f.fileno(), 4 * page)
+f.truncate(0)
+cp[3 * page]
+"""
+    )
+    assert proc.returncode == -signal.SIGBUS, describe(proc)
+    assert "Fatal Python error: Bus error" in proc.stderr, describe(proc)
+
+
+def test_fault_in_a_thread_with_the_gil_released_is_caught():
+    # Large reads run with the GIL released, in the calling thread.
+    assert_child_ok(
+        """
+import os, tempfile, threading, mmapfile
+size = 64 * mmapfile.PAGESIZE
+fd, path = tempfile.mkstemp()
+os.ftruncate(fd, size)
+os.close(fd)
+errors = []
+def worker():
+    m = mmapfile.mmapfile(path, None)
+    os.truncate(path, 0)
+    try:
+        m.read()
+    except mmapfile.error as e:
+        errors.append(str(e))
+t = threading.Thread(target=worker)
+t.start(); t.join()
+assert len(errors) == 1 and "offset 0 " in errors[0], errors
+os.unlink(path)
+"""
+    )
