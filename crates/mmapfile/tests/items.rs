@@ -45,12 +45,27 @@ fn read_slice_gathers_with_any_step() {
 fn slices_reaching_outside_the_view_are_refused() {
     let mut m = filled(20);
     let mut buf = [0u8; 5];
-    assert!(matches!(m.read_slice(16, 1, &mut buf), Err(Error::Index(_))));
-    assert!(matches!(m.read_slice(3, -1, &mut buf), Err(Error::Index(_))));
-    assert!(matches!(m.read_slice(0, isize::MAX, &mut buf), Err(Error::Index(_))));
-    assert!(matches!(m.read_slice(20, 1, &mut buf[..1]), Err(Error::Index(_))));
+    assert!(matches!(
+        m.read_slice(16, 1, &mut buf),
+        Err(Error::Index(_))
+    ));
+    assert!(matches!(
+        m.read_slice(3, -1, &mut buf),
+        Err(Error::Index(_))
+    ));
+    assert!(matches!(
+        m.read_slice(0, isize::MAX, &mut buf),
+        Err(Error::Index(_))
+    ));
+    assert!(matches!(
+        m.read_slice(20, 1, &mut buf[..1]),
+        Err(Error::Index(_))
+    ));
     assert!(matches!(m.write_slice(0, 5, &buf), Err(Error::Index(_))));
-    assert!(matches!(m.read_slice(0, 0, &mut buf), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        m.read_slice(0, 0, &mut buf),
+        Err(Error::InvalidArgument(_))
+    ));
     // Empty slices touch nothing and are fine anywhere.
     m.read_slice(usize::MAX, 7, &mut []).unwrap();
 }
@@ -68,7 +83,11 @@ fn write_slice_scatters_with_any_step() {
 fn read_only_maps_refuse_item_writes() {
     let path = std::env::temp_dir().join(format!("mmapfile-items-{}", std::process::id()));
     std::fs::write(&path, b"abc").unwrap();
-    let mut m = MapOptions::new().file(&path).access(Access::Read).open().unwrap();
+    let mut m = MapOptions::new()
+        .file(&path)
+        .access(Access::Read)
+        .open()
+        .unwrap();
     assert!(matches!(m.set_byte_at(0, 1), Err(Error::ReadOnly)));
     assert!(matches!(m.write_slice(0, 1, b"x"), Err(Error::ReadOnly)));
     assert_eq!(m.byte_at(1).unwrap(), b'b');
@@ -86,7 +105,8 @@ fn read_into_raw_copies_what_is_left_and_advances() {
     assert_eq!(&buf[..3], &[7, 8, 9]);
     assert_eq!(m.tell().unwrap(), 10);
     // SAFETY: as above.
-    assert_eq!(unsafe { m.read_into_raw(buf.as_mut_ptr(), buf.len()) }.unwrap(), 0);
+    let n = unsafe { m.read_into_raw(buf.as_mut_ptr(), buf.len()) }.unwrap();
+    assert_eq!(n, 0);
 }
 
 #[test]
@@ -102,10 +122,22 @@ fn madvise_checks_its_arguments() {
     // Past the end is cut at the end.
     m.madvise(willneed, 10, i64::MAX).unwrap();
     let len = m.len().unwrap() as i64;
-    assert!(matches!(m.madvise(willneed, len, 1), Err(Error::OutOfRange(_))));
-    assert!(matches!(m.madvise(willneed, -1, 1), Err(Error::OutOfRange(_))));
-    assert!(matches!(m.madvise(willneed, 0, -1), Err(Error::OutOfRange(_))));
-    assert!(matches!(m.madvise(-12345, 0, 0), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        m.madvise(willneed, len, 1),
+        Err(Error::OutOfRange(_))
+    ));
+    assert!(matches!(
+        m.madvise(willneed, -1, 1),
+        Err(Error::OutOfRange(_))
+    ));
+    assert!(matches!(
+        m.madvise(willneed, 0, -1),
+        Err(Error::OutOfRange(_))
+    ));
+    assert!(matches!(
+        m.madvise(-12345, 0, 0),
+        Err(Error::InvalidArgument(_))
+    ));
 }
 
 #[test]

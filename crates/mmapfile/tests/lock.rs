@@ -30,7 +30,11 @@ fn timed_acquire_gives_up_after_the_timeout() {
     let a = m.lock().unwrap();
     assert!(a.acquire(None).unwrap());
     let start = Instant::now();
-    assert!(!m.lock().unwrap().acquire(Some(Duration::from_millis(100))).unwrap());
+    assert!(!m
+        .lock()
+        .unwrap()
+        .acquire(Some(Duration::from_millis(100)))
+        .unwrap());
     let waited = start.elapsed();
     assert!(waited >= Duration::from_millis(100), "{waited:?}");
     assert!(waited < Duration::from_secs(2), "{waited:?}");
@@ -110,7 +114,11 @@ fn threads_sharing_one_lock_object_exclude_each_other() {
 #[test]
 fn file_and_named_maps_share_a_lock_across_objects() {
     let path = std::env::temp_dir().join(format!("mmapfile-lock-{}", std::process::id()));
-    let a = MapOptions::new().file(&path).maximum_size(4096).open().unwrap();
+    let a = MapOptions::new()
+        .file(&path)
+        .maximum_size(4096)
+        .open()
+        .unwrap();
     let b = MapOptions::new().file(&path).open().unwrap();
     let la = a.lock().unwrap();
     assert!(la.acquire(None).unwrap());
@@ -120,7 +128,11 @@ fn file_and_named_maps_share_a_lock_across_objects() {
     std::fs::remove_file(&path).unwrap();
 
     let name = format!("locktest-{}", std::process::id());
-    let a = MapOptions::new().name(&name).maximum_size(4096).open().unwrap();
+    let a = MapOptions::new()
+        .name(&name)
+        .maximum_size(4096)
+        .open()
+        .unwrap();
     let b = MapOptions::new().name(&name).open().unwrap();
     let la = a.lock().unwrap();
     assert!(la.acquire(None).unwrap());
