@@ -466,11 +466,13 @@ impl PyMapFile {
         if !value.is_instance_of::<PyInt>() {
             return Err(PyTypeError::new_err("mmap item value must be an int"));
         }
+        // As CPython: an int too large for an index is a TypeError, one
+        // outside a byte's range a ValueError.
         let value = value
-            .extract::<i64>()
-            .ok()
-            .and_then(|v| u8::try_from(v).ok())
-            .ok_or_else(|| PyValueError::new_err("mmap item value must be in range(0, 256)"))?;
+            .extract::<isize>()
+            .map_err(|_| PyTypeError::new_err("cannot fit 'int' into an index-sized integer"))?;
+        let value = u8::try_from(value)
+            .map_err(|_| PyValueError::new_err("mmap item value must be in range(0, 256)"))?;
         self.lock(py).set_byte_at(index, value).py_err(py)
     }
 
