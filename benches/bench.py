@@ -79,7 +79,12 @@ def per_call_workloads(ours, theirs, rounds, number):
     theirs.seek(0)
     pair("read_byte", ours.read_byte, theirs.read_byte, reset=True)
     pair("read(16)", lambda: ours.read(16), lambda: theirs.read(16), reset=True)
-    pair("write(16)", lambda: ours.write(b"0123456789abcdef"), lambda: theirs.write(b"0123456789abcdef"), reset=True)
+    pair(
+        "write(16)",
+        lambda: ours.write(b"0123456789abcdef"),
+        lambda: theirs.write(b"0123456789abcdef"),
+        reset=True,
+    )
     pair("write_byte", lambda: ours.write_byte(65), lambda: theirs.write_byte(65), reset=True)
     pair("tell", ours.tell, theirs.tell)
     pair("seek(100)", lambda: ours.seek(100), lambda: theirs.seek(100))
@@ -91,7 +96,9 @@ def per_call_workloads(ours, theirs, rounds, number):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer rounds (for smoke runs)")
     args = parser.parse_args()
     rounds = 3 if args.quick else 7
@@ -153,7 +160,9 @@ def main() -> None:
                 ctypes.memmove(dst, s, n)
 
         if hasattr(ours, "readinto"):
-            rows.append(compare("readinto(64 MiB) vs memmove", readinto, memmove, 1, rounds, "GB/s"))
+            rows.append(
+                compare("readinto(64 MiB) vs memmove", readinto, memmove, 1, rounds, "GB/s")
+            )
             sizes["readinto(64 MiB) vs memmove"] = n
 
         # find/rfind: needle placed near the end, and absent.
@@ -169,6 +178,7 @@ def main() -> None:
             ("find 18-byte, hit near end", needle18),
             ("find 18-byte, no hit", b"ABSENT-0123456789!"),
         ):
+
             def mk(obj, nd=needle):
                 def run(k):
                     for _ in range(k):
@@ -204,7 +214,16 @@ def main() -> None:
             s.close()
             s.unlink()
 
-    rows.append(compare("named create+close", ours_named, theirs_named, 2000 if not args.quick else 200, rounds, "us"))
+    rows.append(
+        compare(
+            "named create+close",
+            ours_named,
+            theirs_named,
+            2000 if not args.quick else 200,
+            rounds,
+            "us",
+        )
+    )
 
     # Opening a 64 GiB sparse file costs the same as a 1 MiB one.
     with tempfile.TemporaryDirectory() as tmp:
@@ -221,7 +240,11 @@ def main() -> None:
 
             return run
 
-        rows.append(compare("open 64 GiB sparse vs 1 MiB (ours)", opener(huge), opener(small), 500, rounds, "us"))
+        rows.append(
+            compare(
+                "open 64 GiB sparse vs 1 MiB (ours)", opener(huge), opener(small), 500, rounds, "us"
+            )
+        )
 
     print(f"# {platform.platform()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     print(f"# best of {rounds} interleaved rounds; ratio = ours / theirs (time), < 1.0 is faster")

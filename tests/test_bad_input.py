@@ -155,6 +155,11 @@ def test_bad_integer_argument_raises_and_changes_nothing(mapped, label, call, va
         assert got == ("ok", None)
         assert path.read_bytes()[START_POS] == ord("3")
         return
+    if (label, repr(value)) == ("m[v] = 1", "-1"):
+        # A negative index counts from the end, as in CPython's mmap.
+        assert got == ("ok", None)
+        assert path.read_bytes()[len(ORIGINAL) - 1] == 1
+        return
     if (label, repr(value)) in LEGITIMATE:
         assert got[0] == "ok", got
     else:
@@ -248,6 +253,12 @@ def test_index_that_resizes_the_map_is_safe(mapped, label, call):
     if label == "m[v] = 1":
         # The one call here that writes where the hook's value says.
         assert data[0] == 1 and data[1 : len(ORIGINAL)] == ORIGINAL[1:], result
+    elif label == "write_byte(v)":
+        # write_byte takes any __index__ object; the hook's value 0 lands at
+        # the position.
+        expected = bytearray(ORIGINAL)
+        expected[START_POS] = 0
+        assert data[: len(ORIGINAL)] == expected, result
     else:
         assert data[: len(ORIGINAL)] == ORIGINAL, result
     assert data[len(ORIGINAL) :] == bytes(len(data) - len(ORIGINAL))
@@ -267,6 +278,15 @@ def test_index_that_exports_the_buffer_blocks_only_close_and_resize(mapped, labe
         m.close()
     for v in views:
         v.release()
+    if label == "m[v] = 1":
+        # The hook's value is 0, so this call legitimately wrote 1 there.
+        assert path.read_bytes()[0] == 1 and m[0] == 1
+        m[0] = ORIGINAL[0]
+    elif label == "write_byte(v)":
+        # The hook's value 0 was written at the position, which moved on.
+        assert m[START_POS] == 0 and m.tell() == START_POS + 1
+        m[START_POS] = ORIGINAL[START_POS]
+        m.seek(START_POS)
     assert_untouched(m, path)
 
 

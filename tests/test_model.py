@@ -319,7 +319,9 @@ class MappingMatchesModel(RuleBasedStateMachine):
     @precondition(lambda self: HAS_ITEMS)
     @rule(index=ints)
     def getitem(self, index):
-        self.same("__getitem__", index)
+        got = outcome(self.m.__getitem__, index)
+        expected = outcome(self.model.getitem, index)
+        assert got == expected, f"m[{index}]: mapping {got}, model {expected}"
 
     @precondition(lambda self: HAS_ITEMS)
     @rule(start=optional_ints, stop=optional_ints, step=st.sampled_from([None, 1, 2, -1, -3]))

@@ -2,7 +2,10 @@
 
 use mmapfile::Error;
 use pyo3::create_exception;
-use pyo3::exceptions::{PyBufferError, PyOSError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyBufferError, PyIndexError, PyNotImplementedError, PyOSError, PyRuntimeError, PyTypeError,
+    PyValueError,
+};
 use pyo3::prelude::*;
 
 #[allow(non_camel_case_types)]
@@ -50,6 +53,9 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
         Error::Io { op, ref source } => os_error(py, Some(op), source),
         Error::ReadOnly => PyTypeError::new_err("mmapfile is read-only (opened with ACCESS_READ)"),
         Error::Exported(_) => PyBufferError::new_err(err.to_string()),
+        Error::Index(what) => PyIndexError::new_err(what),
+        Error::NotHeld => PyRuntimeError::new_err(err.to_string()),
+        Error::Unsupported(what) => PyNotImplementedError::new_err(what),
         // No errno describes this; a plain message keeps str() free of
         // "[Errno None]".
         Error::Truncated(what) => {

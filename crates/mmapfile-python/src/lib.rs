@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _mmapfile(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<object::PyMapFile>()?;
+    m.add_class::<object::PyMapLock>()?;
     m.add("error", m.py().get_type::<errors::error>())?;
     m.add("PAGESIZE", mmapfile::page_size())?;
     m.add("ALLOCATIONGRANULARITY", mmapfile::allocation_granularity())?;
@@ -21,6 +22,9 @@ fn _mmapfile(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ACCESS_READ", object::ACCESS_READ)?;
     m.add("ACCESS_WRITE", object::ACCESS_WRITE)?;
     m.add("ACCESS_COPY", object::ACCESS_COPY)?;
+    for &(name, value) in mmapfile::advice_values() {
+        m.add(name, value)?;
+    }
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     blocks::register(m)?;
     Ok(())

@@ -4,16 +4,19 @@
 //! Python code, e.g. `__index__`, that might close the map), then locks the
 //! object, then calls the core, which does every check.
 
+use std::ffi::c_int;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
 
-use mmapfile::{Access, CreateMode, MapFile, MapOptions};
+use mmapfile::{Access, CreateMode, Error, MapFile, MapLock, MapOptions, Source};
 use pyo3::buffer::PyUntypedBuffer;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyIndexError, PyOverflowError, PyTimeoutError, PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyInt};
+use pyo3::types::{PyBytes, PyInt, PySlice, PyTuple};
 
-use crate::errors::IntoPy;
+use crate::errors::{to_py, IntoPy};
 
 /// Copies of at least this many bytes run with the GIL released.
 const DETACH_THRESHOLD: usize = 64 * 1024;
@@ -93,25 +96,95 @@ fn path_from_py(obj: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
 
 /// Converts `write_byte`'s argument: an int 0..=255 or a bytes-like object of length 1.
 fn byte_from_py(obj: &Bound<'_, PyAny>) -> PyResult<u8> {
-    if obj.is_instance_of::<PyInt>() {
-        return obj
-            .extract::<i64>()
-            .ok()
-            .and_then(|v| u8::try_from(v).ok())
-            .ok_or_else(|| PyValueError::new_err("byte must be in range(0, 256)"));
+    const WRONG_TYPE: &str = "write_byte() argument must be a byte string of length 1 or an int";
+    if has_index(obj) {
+        // Anything with __index__ is an int here, as for CPython's mmap.
+        let value = obj.extract::<i64>().map_err(|err| {
+            if err.is_instance_of::<PyOverflowError>(obj.py()) {
+                PyValueError::new_err("byte must be in range(0, 256)")
+            } else {
+                err
+            }
+        })?;
+        return u8::try_from(value)
+            .map_err(|_| PyValueError::new_err("byte must be in range(0, 256)"));
     }
-    let bytes = Bytes::extract(obj).map_err(|_| {
-        PyTypeError::new_err("write_byte() argument must be a byte string of length 1 or an int")
-    })?;
+    let bytes = Bytes::extract(obj).map_err(|_| PyTypeError::new_err(WRONG_TYPE))?;
     match bytes.as_slice() {
         [b] => Ok(*b),
-        _ => Err(PyTypeError::new_err(
-            "write_byte() argument must be a byte string of length 1 or an int",
-        )),
+        _ => Err(PyTypeError::new_err(WRONG_TYPE)),
     }
 }
 
+/// Whether `obj` is an int or has `__index__` (`PyIndex_Check`).
+fn has_index(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: `obj` is a live object; PyIndex_Check only reads its type.
+    obj.is_instance_of::<PyInt>() || unsafe { ffi::PyIndex_Check(obj.as_ptr()) } != 0
+}
+
+/// Converts a sequence index the way CPython's `mmap` does: anything with
+/// `__index__`; an int too large for the view is simply out of range.
+fn index_from_py(key: &Bound<'_, PyAny>) -> PyResult<i64> {
+    let py = key.py();
+    let int = if key.is_instance_of::<PyInt>() {
+        key.clone()
+    } else {
+        // SAFETY: `key` is a live object; PyNumber_Index returns a new
+        // reference, or NULL with an exception set, which
+        // `from_owned_ptr_or_err` turns into the error.
+        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyNumber_Index(key.as_ptr())) }.map_err(
+            |err| {
+                if err.is_instance_of::<PyTypeError>(py) {
+                    PyTypeError::new_err("mmap indices must be integers")
+                } else {
+                    err
+                }
+            },
+        )?
+    };
+    int.extract::<i64>()
+        .map_err(|_| PyIndexError::new_err("mmap index out of range"))
+}
+
+/// Converts a lock timeout: `None` waits for ever; a negative or NaN value
+/// is refused; one too large to represent also waits for ever.
+fn timeout_from_py(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    match timeout {
+        None => Ok(None),
+        Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(
+            "timeout must be a non-negative number or None",
+        )),
+        Some(t) => Ok(Duration::try_from_secs_f64(t).ok()),
+    }
+}
+
+/// A pointer into a Python buffer, carried into a section that runs without
+/// the GIL.
+struct SendPtr(*mut u8);
+
+// SAFETY: the pointer is only used while the buffer it points into stays
+// acquired by the thread that sends it, which waits for the section to end.
+unsafe impl Send for SendPtr {}
+
 impl PyMapFile {
+    /// Resolves a slice against the view's current length. The lock is not
+    /// held meanwhile: the slice's `__index__` methods may run Python code
+    /// (even code that closes the map); the core checks the result again
+    /// when it touches memory. Returns `(start, step, count)`.
+    fn resolve_slice(
+        &self,
+        py: Python<'_>,
+        slice: &Bound<'_, PySlice>,
+    ) -> PyResult<(usize, isize, usize)> {
+        let len = self.lock(py).len().py_err(py)?;
+        // The core never maps a view longer than isize::MAX.
+        let len = isize::try_from(len).map_err(|_| PyIndexError::new_err("view too large"))?;
+        let ix = slice.indices(len)?;
+        // An empty slice may start at -1 (negative step); it touches nothing.
+        let start = usize::try_from(ix.start).unwrap_or(0);
+        Ok((start, ix.step, ix.slicelength))
+    }
+
     /// Locks the object. Waiting, if another thread holds it, happens with
     /// the GIL released: the holder may itself be running without the GIL
     /// and need it back before it can unlock.
@@ -147,10 +220,12 @@ impl PyMapFile {
 
 #[pymethods]
 impl PyMapFile {
+    // `access = 0` is ACCESS_DEFAULT, spelled as a literal so that the
+    // signature Python sees (and stubtest checks) shows the value.
     #[new]
     #[pyo3(signature = (
         File, Name, MaximumSize = 0, FileOffset = 0, NumberOfBytesToMap = 0,
-        *, access = ACCESS_DEFAULT as i64, create = None, mode = None, allow_other_owner = false
+        *, access = 0, create = None, mode = None, allow_other_owner = false
     ))]
     #[allow(non_snake_case, clippy::too_many_arguments)]
     fn new(
@@ -303,15 +378,321 @@ impl PyMapFile {
             .py_err(py)
     }
 
-    /// True if opening created the file or block (always for an unnamed block).
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let mut file = self.lock(py);
+        let file: &mut MapFile = &mut file;
+        py.detach(|| file.close()).py_err(py)
+    }
+
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let mut file = slf.get().lock(py);
+        let readonly = c_int::from(file.access() == Access::Read);
+        let (ptr, len) = file.export().py_err(py)?;
+        // The core never maps a view longer than isize::MAX.
+        let len = len as ffi::Py_ssize_t;
+        // SAFETY: `view` is the Py_buffer that Python asked us to fill;
+        // `ptr..ptr + len` stays mapped while the export is counted (close
+        // and resize refuse until `__releasebuffer__`), and FillInfo takes
+        // a reference to `slf`, so the object outlives the buffer.
+        let rc =
+            unsafe { ffi::PyBuffer_FillInfo(view, slf.as_ptr(), ptr.cast(), len, readonly, flags) };
+        if rc == -1 {
+            // Refused (e.g. a writable buffer of a read-only map): undo the count.
+            file.release_export();
+            return Err(PyErr::fetch(py));
+        }
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, py: Python<'_>, _view: *mut ffi::Py_buffer) {
+        self.lock(py).release_export();
+    }
+
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        self.lock(py).len().py_err(py)
+    }
+
+    fn __getitem__<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Ok(slice) = key.cast::<PySlice>() {
+            let (start, step, count) = self.resolve_slice(py, slice)?;
+            let file = self.lock(py);
+            let file: &MapFile = &file;
+            let bytes = PyBytes::new_with(py, count, |buf| {
+                if count >= DETACH_THRESHOLD {
+                    py.detach(|| file.read_slice(start, step, buf)).py_err(py)
+                } else {
+                    file.read_slice(start, step, buf).py_err(py)
+                }
+            })?;
+            return Ok(bytes.into_any());
+        }
+        let index = index_from_py(key)?;
+        let byte = self.lock(py).byte_at(index).py_err(py)?;
+        Ok(byte.into_pyobject(py)?.into_any())
+    }
+
+    fn __setitem__(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        if let Ok(slice) = key.cast::<PySlice>() {
+            let data = Bytes::extract(value)?;
+            let (start, step, count) = self.resolve_slice(py, slice)?;
+            let src = data.as_slice();
+            // A strided write goes byte by byte; copy first so that a source
+            // that is a view of this map is read before any of it changes.
+            let owned;
+            let src = if step == 1 {
+                src
+            } else {
+                owned = src.to_vec();
+                &owned
+            };
+            let mut file = self.lock(py);
+            let file: &mut MapFile = &mut file;
+            return if count >= DETACH_THRESHOLD {
+                py.detach(|| file.write_slice(start, step, count, src))
+                    .py_err(py)
+            } else {
+                file.write_slice(start, step, count, src).py_err(py)
+            };
+        }
+        let index = index_from_py(key)?;
+        if !has_index(value) {
+            return Err(PyTypeError::new_err("mmap item value must be an int"));
+        }
+        // As CPython: an int too large for an index is a TypeError, one
+        // outside a byte's range a ValueError. Errors raised by the value's
+        // own __index__ pass through.
+        let value = value.extract::<isize>().map_err(|err| {
+            if err.is_instance_of::<PyOverflowError>(py) {
+                PyTypeError::new_err("cannot fit 'int' into an index-sized integer")
+            } else {
+                err
+            }
+        })?;
+        let value = u8::try_from(value)
+            .map_err(|_| PyValueError::new_err("mmap item value must be in range(0, 256)"))?;
+        self.lock(py).set_byte_at(index, value).py_err(py)
+    }
+
+    fn __delitem__(&self, _key: &Bound<'_, PyAny>) -> PyResult<()> {
+        Err(PyTypeError::new_err(
+            "mmap object doesn't support item deletion",
+        ))
+    }
+
+    fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
+        let py = slf.py();
+        // As CPython's mmap: entering a closed map is an error.
+        slf.get().lock(py).len().py_err(py)?;
+        Ok(slf.clone())
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    #[getter]
+    fn closed(&self, py: Python<'_>) -> bool {
+        self.lock(py).is_closed()
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let file = self.lock(py);
+        let kind = match file.source() {
+            Source::File(path) => {
+                let path = path.as_os_str().into_pyobject(py)?.repr()?;
+                format!("kind=file, file={path}")
+            }
+            Source::Named(_) => {
+                let name = file.name().unwrap_or_default().into_pyobject(py)?.repr()?;
+                format!("kind=named, name={name}")
+            }
+            Source::Anonymous => "kind=unnamed".to_owned(),
+        };
+        if file.is_closed() {
+            return Ok(format!("<mmapfile.mmapfile closed=True, {kind}>"));
+        }
+        let access = match file.access() {
+            Access::Read => "ACCESS_READ",
+            Access::Copy => "ACCESS_COPY",
+            _ => "ACCESS_WRITE",
+        };
+        let size = file.len().py_err(py)?;
+        let pos = file.tell().py_err(py)?;
+        let offset = file.offset().py_err(py)?;
+        Ok(format!(
+            "<mmapfile.mmapfile closed=False, {kind}, access={access}, size={size}, pos={pos}, offset={offset}>"
+        ))
+    }
+
+    /// readinto(buffer) -> int
+    fn readinto(&self, py: Python<'_>, buffer: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let buf = PyUntypedBuffer::get(buffer)?;
+        if buf.readonly() {
+            return Err(PyTypeError::new_err(
+                "readinto() argument must be read-write bytes-like object",
+            ));
+        }
+        if !buf.is_c_contiguous() {
+            return Err(PyValueError::new_err("the buffer must be C-contiguous"));
+        }
+        let len = buf.len_bytes();
+        let dst = SendPtr(buf.buf_ptr().cast());
+        let mut file = self.lock(py);
+        let file: &mut MapFile = &mut file;
+        let copy = move || {
+            let dst = dst;
+            // SAFETY: the buffer is writable, C-contiguous and `len` bytes
+            // long, and stays acquired (`buf` lives to the end of this
+            // function) while the copy runs; it may be a view of a mapping,
+            // which `read_into_raw` allows.
+            unsafe { file.read_into_raw(dst.0, len) }
+        };
+        if len >= DETACH_THRESHOLD {
+            py.detach(copy).py_err(py)
+        } else {
+            copy().py_err(py)
+        }
+    }
+
+    fn seekable(&self) -> bool {
+        true
+    }
+
+    /// madvise(option, start=0, length=0)
+    #[pyo3(signature = (option, start = 0, length = 0))]
+    fn madvise(&self, py: Python<'_>, option: i64, start: i64, length: i64) -> PyResult<()> {
+        let option = i32::try_from(option).unwrap_or(i32::MIN);
+        let file = self.lock(py);
+        let file: &MapFile = &file;
+        py.detach(|| file.madvise(option, start, length)).py_err(py)
+    }
+
+    #[getter]
+    fn name(&self, py: Python<'_>) -> Option<String> {
+        self.lock(py).name().map(str::to_owned)
+    }
+
+    #[getter]
+    fn filename<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        let file = self.lock(py);
+        file.path().map(|p| {
+            // Decoded as os.fsdecode would, so it round-trips to the OS path.
+            let Ok(path) = p.as_os_str().into_pyobject(py);
+            path.into_any()
+        })
+    }
+
+    #[getter]
+    fn offset(&self, py: Python<'_>) -> PyResult<u64> {
+        self.lock(py).offset().py_err(py)
+    }
+
     #[getter]
     fn created(&self, py: Python<'_>) -> bool {
         self.lock(py).created()
     }
 
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let mut file = self.lock(py);
-        let file: &mut MapFile = &mut file;
-        py.detach(|| file.close()).py_err(py)
+    /// lock(timeout=None) -> MapLock
+    #[pyo3(name = "lock", signature = (timeout = None))]
+    fn map_lock(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<PyMapLock> {
+        let timeout = timeout_from_py(timeout)?;
+        let lock = self.lock(py).lock().py_err(py)?;
+        Ok(PyMapLock {
+            inner: lock,
+            timeout,
+        })
+    }
+}
+
+/// The cross-process lock of a mapping (returned by `mmapfile.lock()`).
+#[pyclass(frozen, name = "MapLock", module = "mmapfile")]
+pub(crate) struct PyMapLock {
+    inner: MapLock,
+    /// The timeout `with` uses.
+    timeout: Option<Duration>,
+}
+
+/// Untimed waits are interrupted by signals and timed ones are cut into
+/// slices this long, so that Ctrl-C reaches Python within this time.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+impl PyMapLock {
+    fn acquire_for(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<bool> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        loop {
+            let wait = deadline.map(|d| {
+                d.saturating_duration_since(Instant::now())
+                    .min(SIGNAL_CHECK)
+            });
+            match py.detach(|| self.inner.acquire(wait)) {
+                Ok(true) => return Ok(true),
+                Ok(false) if deadline.is_some_and(|d| Instant::now() >= d) => return Ok(false),
+                Ok(false) => {}
+                Err(Error::Io { ref source, .. })
+                    if source.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(to_py(py, err)),
+            }
+            py.check_signals()?;
+        }
+    }
+}
+
+#[pymethods]
+impl PyMapLock {
+    /// acquire(timeout=None) -> bool
+    #[pyo3(signature = (timeout = None))]
+    fn acquire(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = timeout_from_py(timeout)?;
+        self.acquire_for(py, timeout)
+    }
+
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        self.inner.release().py_err(py)
+    }
+
+    fn locked(&self, py: Python<'_>) -> PyResult<bool> {
+        self.inner.is_locked().py_err(py)
+    }
+
+    fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
+        let this = slf.get();
+        if !this.acquire_for(slf.py(), this.timeout)? {
+            return Err(PyTimeoutError::new_err(format!(
+                "the mapping's lock was not acquired within {} seconds",
+                this.timeout.unwrap_or_default().as_secs_f64()
+            )));
+        }
+        Ok(slf.clone())
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.release(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        let held = if self.inner.is_held() {
+            "True"
+        } else {
+            "False"
+        };
+        format!("<mmapfile.MapLock held={held}>")
     }
 }

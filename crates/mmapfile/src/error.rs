@@ -27,6 +27,10 @@ pub enum Error {
     /// the operation, with the wording pywin32 uses where it has one.
     #[error("{0}")]
     OutOfRange(&'static str),
+    /// An item index or slice falls outside the view, or a slice assignment
+    /// has the wrong length (Python's `IndexError` for sequences).
+    #[error("{0}")]
+    Index(&'static str),
     /// An argument is not acceptable for a reason other than range.
     #[error("{0}")]
     InvalidArgument(String),
@@ -40,6 +44,13 @@ pub enum Error {
     /// cannot be unmapped or moved.
     #[error("cannot {0} while the mapping's memory is exported")]
     Exported(&'static str),
+    /// [`MapLock::release`](crate::MapLock::release) was called on a lock
+    /// that this lock object does not hold.
+    #[error("release unlocked lock")]
+    NotHeld,
+    /// The operation is not available on this OS or for this kind of mapping.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// The backing file or block shrank under the mapping, so the touched
     /// pages no longer exist.
     #[error("{0}")]

@@ -41,6 +41,7 @@
 mod access;
 pub mod blocks;
 mod error;
+mod lock;
 mod mapping;
 mod mem;
 mod name;
@@ -48,6 +49,7 @@ mod os;
 
 pub use access::{Access, CreateMode};
 pub use error::{Error, Result};
+pub use lock::MapLock;
 pub use mapping::{MapFile, MapOptions, Source};
 pub use name::BlockName;
 
@@ -61,4 +63,11 @@ pub fn page_size() -> usize {
 /// aligned: they are aligned down internally.
 pub fn allocation_granularity() -> usize {
     os::allocation_granularity()
+}
+
+/// The advice values [`MapFile::madvise`] accepts on this OS, as pairs of the
+/// C constant's name (`"MADV_WILLNEED"`, …) and its value. Empty where the OS
+/// has no `madvise`.
+pub fn advice_values() -> &'static [(&'static str, i32)] {
+    os::ADVICE
 }

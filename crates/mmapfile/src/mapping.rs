@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use crate::access::{Access, CreateMode};
 use crate::error::{Error, Result};
+use crate::lock::MapLock;
 use crate::mem::Region;
 use crate::name::BlockName;
 use crate::os;
@@ -684,6 +685,147 @@ impl MapFile {
         }
         // SAFETY: the range was checked to lie inside the live, writable view.
         unsafe { region.copy_in(offset, src) }
+    }
+
+    /// Copies up to `len` bytes from the position to `dst` (fewer if the
+    /// view ends first), advances the position, and returns the count.
+    ///
+    /// # Safety
+    /// `dst` must be valid for writes of `len` bytes for the duration of the
+    /// call. It may point into this or another mapping.
+    pub unsafe fn read_into_raw(&mut self, dst: *mut u8, len: usize) -> Result<usize> {
+        let region = self.region()?;
+        let count = len.min(region.len - self.pos);
+        // SAFETY: `pos + count <= len`, inside the live view; the caller
+        // guarantees `dst` is valid for `count <= len` bytes.
+        unsafe { region.copy_out_raw(self.pos, dst, count)? };
+        self.pos += count;
+        Ok(count)
+    }
+
+    /// The offset in the view of item `index` (negative counts from the end,
+    /// as Python's sequences do).
+    fn item_offset(&self, index: i64) -> Result<usize> {
+        let len = self.len()?;
+        let resolved = if index < 0 {
+            len.checked_sub(usize::try_from(index.unsigned_abs()).unwrap_or(usize::MAX))
+        } else {
+            usize::try_from(index).ok().filter(|&i| i < len)
+        };
+        resolved.ok_or(Error::Index("mmap index out of range"))
+    }
+
+    /// The byte at `index` (negative counts from the end), as CPython's
+    /// `mmap[index]`; the position does not move.
+    pub fn byte_at(&self, index: i64) -> Result<u8> {
+        let offset = self.item_offset(index)?;
+        // SAFETY: `item_offset` checked `offset < len` of the live view.
+        unsafe { self.region()?.byte(offset) }
+    }
+
+    /// Sets the byte at `index` (negative counts from the end).
+    pub fn set_byte_at(&mut self, index: i64, value: u8) -> Result<()> {
+        let region = self.writable_region()?;
+        let offset = self.item_offset(index)?;
+        // SAFETY: `offset < len` of the live, writable view.
+        unsafe { region.set_byte(offset, value)? };
+        Ok(())
+    }
+
+    /// Checks that the `count` indices `start`, `start + step`, … lie in the
+    /// view.
+    fn check_slice(len: usize, start: usize, step: isize, count: usize) -> Result<()> {
+        if count == 0 {
+            return Ok(());
+        }
+        let last = (count as i128 - 1)
+            .checked_mul(step as i128)
+            .and_then(|d| d.checked_add(start as i128));
+        if start >= len || last.is_none_or(|last| !(0..len as i128).contains(&last)) {
+            return Err(Error::Index("mmap slice out of range"));
+        }
+        Ok(())
+    }
+
+    /// Copies the bytes at `start`, `start + step`, … into `dst` (as many as
+    /// `dst` holds), as CPython's `mmap[start:stop:step]` does once the
+    /// slice is resolved. `step` may be negative but not 0.
+    pub fn read_slice(&self, start: usize, step: isize, dst: &mut [u8]) -> Result<()> {
+        let region = self.region()?;
+        if step == 0 {
+            return Err(Error::InvalidArgument("slice step cannot be zero".into()));
+        }
+        Self::check_slice(region.len, start, step, dst.len())?;
+        if step == 1 {
+            // SAFETY: checked above that `start..start + dst.len()` is inside
+            // the live view.
+            unsafe { region.copy_out(start, dst)? };
+        } else {
+            // SAFETY: every index was checked to be inside the live view;
+            // `dst` is a Rust slice, so not mapped memory of this view.
+            unsafe { region.gather(start, step, dst)? };
+        }
+        Ok(())
+    }
+
+    /// Writes `src` to the `count` bytes at `start`, `start + step`, … as
+    /// CPython's `mmap[start:stop:step] = src` once the slice is resolved.
+    /// `step` may be negative but not 0. As in CPython, a read-only map is
+    /// refused before a source of the wrong size is.
+    pub fn write_slice(
+        &mut self,
+        start: usize,
+        step: isize,
+        count: usize,
+        src: &[u8],
+    ) -> Result<()> {
+        let region = self.writable_region()?;
+        if step == 0 {
+            return Err(Error::InvalidArgument("slice step cannot be zero".into()));
+        }
+        if src.len() != count {
+            return Err(Error::Index("mmap slice assignment is wrong size"));
+        }
+        Self::check_slice(region.len, start, step, src.len())?;
+        if step == 1 {
+            // SAFETY: checked above that the range is inside the live,
+            // writable view; `copy_in` allows `src` to overlap it.
+            unsafe { region.copy_in(start, src)? };
+        } else {
+            // SAFETY: every index was checked to be inside the live, writable
+            // view; `src` is a Rust slice that the view does not alias.
+            unsafe { region.scatter(start, step, src)? };
+        }
+        Ok(())
+    }
+
+    /// CPython's `mmap.madvise(option, start, length)`: tells the OS how the
+    /// bytes `start..start + length` of the view will be used. `length` 0
+    /// means to the end, and a range past the end is cut at the end.
+    /// `advice` must be one of [`advice_values`](crate::advice_values); the
+    /// advice covers the whole pages that hold the range.
+    pub fn madvise(&self, advice: i32, start: i64, length: i64) -> Result<()> {
+        let live = self.live()?;
+        if !os::ADVICE.iter().any(|&(_, value)| value == advice) {
+            return Err(Error::InvalidArgument(format!(
+                "unknown or unsupported madvise option {advice}"
+            )));
+        }
+        let start = usize::try_from(start)
+            .ok()
+            .filter(|&s| s < live.len)
+            .ok_or(Error::OutOfRange("madvise start out of bounds"))?;
+        let length =
+            usize::try_from(length).map_err(|_| Error::OutOfRange("madvise length invalid"))?;
+        let left = live.len - start;
+        let length = if length == 0 { left } else { length.min(left) };
+        live.view.advise(live.delta + start, length, advice)
+    }
+
+    /// The cross-process lock of this mapping: the same for every process
+    /// that maps the same file or named block. See [`MapLock`].
+    pub fn lock(&self) -> Result<MapLock> {
+        Ok(MapLock::new(self.live()?.backing.lock_target()?))
     }
 
     /// Hands out the view's address and length for an export (such as

@@ -75,6 +75,63 @@ impl Region<'_> {
         })
     }
 
+    /// Copies `len` bytes starting at `offset` to the raw pointer `dst`.
+    ///
+    /// # Safety
+    /// `offset + len <= self.len`, the region must be mapped and readable,
+    /// and `dst` must be valid for writes of `len` bytes for the duration of
+    /// the call. `dst` may point into the region (it may be a view of this
+    /// very mapping), so the copy is a `memmove`.
+    pub(crate) unsafe fn copy_out_raw(self, offset: usize, dst: *mut u8, len: usize) -> Result<()> {
+        debug_assert!(offset + len <= self.len);
+        self.guard(offset, len, || {
+            // SAFETY: the caller guarantees both ranges are valid; `copy`
+            // allows them to overlap.
+            unsafe { std::ptr::copy(self.ptr.add(offset), dst, len) }
+        })
+    }
+
+    /// Copies the bytes at `start`, `start + step`, … (`dst.len()` of them)
+    /// into `dst`; `step` may be negative.
+    ///
+    /// # Safety
+    /// Every index `start + k * step` for `k < dst.len()` lies in
+    /// `0..self.len`, and the region must be mapped and readable. `dst` must
+    /// not point into the region.
+    pub(crate) unsafe fn gather(self, start: usize, step: isize, dst: &mut [u8]) -> Result<()> {
+        // The indices may be spread over the whole region: guard all of it.
+        self.guard(0, self.len, || {
+            // SAFETY: `start < len` when `dst` is not empty (caller's
+            // guarantee); for an empty `dst` the pointer is never dereferenced.
+            let first = unsafe { self.ptr.add(start) };
+            for (k, out) in dst.iter_mut().enumerate() {
+                // SAFETY: the caller guarantees `start + k * step` is inside
+                // the region, so the offset stays inside the mapping; a
+                // volatile read because another process may change the byte.
+                *out = unsafe { first.offset(k as isize * step).read_volatile() };
+            }
+        })
+    }
+
+    /// Copies `src` to the bytes at `start`, `start + step`, … ; `step` may be
+    /// negative.
+    ///
+    /// # Safety
+    /// Every index `start + k * step` for `k < src.len()` lies in
+    /// `0..self.len`, and the region must be mapped and writable. `src` must
+    /// not point into the region.
+    pub(crate) unsafe fn scatter(self, start: usize, step: isize, src: &[u8]) -> Result<()> {
+        self.guard(0, self.len, || {
+            // SAFETY: as in `gather`.
+            let first = unsafe { self.ptr.add(start) };
+            for (k, &b) in src.iter().enumerate() {
+                // SAFETY: the caller guarantees `start + k * step` is inside
+                // the writable region.
+                unsafe { first.offset(k as isize * step).write_volatile(b) };
+            }
+        })
+    }
+
     /// Moves `count` bytes from `src` to `dest` inside the region (the ranges
     /// may overlap).
     ///

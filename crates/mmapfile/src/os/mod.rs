@@ -5,8 +5,18 @@
 //!
 //! - `Backing`: an open object that can be mapped (a file, a named block of
 //!   shared memory, or an unnamed block), with `file`, `named`, `anonymous`,
-//!   `len`, `grow`, `map`, `sync` and `close`.
-//! - `RawView`: one mapped view with `as_ptr`, `len`, `flush` and `unmap`.
+//!   `len`, `grow`, `map`, `sync`, `close` and `lock_target`.
+//! - `RawView`: one mapped view with `as_ptr`, `len`, `flush`, `advise` and
+//!   `unmap`.
+//! - `ADVICE`: the `madvise` values this OS offers, as `(C name, value)`
+//!   pairs (empty where there is no such call).
+//! - `LockTarget` (`description`, `is_locked`) and `LockDesc` (`try_lock`,
+//!   `lock`, `unlock`, `belongs_to_this_process`): the cross-process lock of
+//!   a mapping. A `LockDesc` is one acquisition: whoever holds it holds the
+//!   lock, dropping it releases the lock, and the OS releases it when the
+//!   holding process dies. Each `description()` must contend with every
+//!   other one, in this process or another (Windows: a named mutex derived
+//!   from the mapping, one handle per acquisition).
 //! - `page_size()` and `allocation_granularity()`.
 //! - `NAME_MAX`: the longest name (in bytes, after the namespace prefix is
 //!   removed) that the OS accepts for a named block.

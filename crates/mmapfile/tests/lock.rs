@@ -1,0 +1,142 @@
+//! The mapping lock, within one process (cross-process behaviour is covered
+//! by the Python tests, which start real processes).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mmapfile::{Error, MapOptions};
+
+fn unnamed() -> mmapfile::MapFile {
+    MapOptions::new().maximum_size(4096).open().unwrap()
+}
+
+#[test]
+fn second_lock_object_cannot_take_a_held_lock() {
+    let m = unnamed();
+    let a = m.lock().unwrap();
+    let b = m.lock().unwrap();
+    assert!(a.try_acquire().unwrap());
+    assert!(!b.try_acquire().unwrap());
+    assert!(b.is_locked().unwrap());
+    a.release().unwrap();
+    assert!(!b.is_locked().unwrap());
+    assert!(b.try_acquire().unwrap());
+    b.release().unwrap();
+}
+
+#[test]
+fn timed_acquire_gives_up_after_the_timeout() {
+    let m = unnamed();
+    let a = m.lock().unwrap();
+    assert!(a.acquire(None).unwrap());
+    let start = Instant::now();
+    assert!(!m
+        .lock()
+        .unwrap()
+        .acquire(Some(Duration::from_millis(100)))
+        .unwrap());
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(100), "{waited:?}");
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+}
+
+#[test]
+fn release_without_holding_is_an_error() {
+    let m = unnamed();
+    let lock = m.lock().unwrap();
+    assert!(matches!(lock.release(), Err(Error::NotHeld)));
+    assert!(lock.acquire(None).unwrap());
+    lock.release().unwrap();
+    assert!(matches!(lock.release(), Err(Error::NotHeld)));
+}
+
+#[test]
+fn lock_outlives_close_of_the_view() {
+    let mut m = unnamed();
+    let a = m.lock().unwrap();
+    let b = m.lock().unwrap();
+    assert!(a.acquire(None).unwrap());
+    m.close().unwrap();
+    assert!(!b.try_acquire().unwrap());
+    a.release().unwrap();
+    assert!(b.try_acquire().unwrap());
+}
+
+#[test]
+fn lock_of_a_closed_map_is_refused() {
+    let mut m = unnamed();
+    m.close().unwrap();
+    assert!(matches!(m.lock(), Err(Error::Closed)));
+}
+
+#[test]
+fn dropping_a_held_lock_releases_it() {
+    let m = unnamed();
+    let a = m.lock().unwrap();
+    assert!(a.acquire(None).unwrap());
+    drop(a);
+    assert!(m.lock().unwrap().try_acquire().unwrap());
+}
+
+#[test]
+fn threads_sharing_one_lock_object_exclude_each_other() {
+    let m = unnamed();
+    let lock = Arc::new(m.lock().unwrap());
+    let m = Arc::new(std::sync::Mutex::new(m));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let lock = Arc::clone(&lock);
+            let m = Arc::clone(&m);
+            std::thread::spawn(move || {
+                for _ in 0..500 {
+                    assert!(lock.acquire(None).unwrap());
+                    // Read-modify-write in two separate critical sections of
+                    // the in-process mutex: only the mapping lock keeps the
+                    // increments from being lost.
+                    let mut buf = [0u8; 8];
+                    m.lock().unwrap().read_at(0, &mut buf).unwrap();
+                    std::thread::yield_now();
+                    let next = u64::from_le_bytes(buf) + 1;
+                    m.lock().unwrap().write_at(0, &next.to_le_bytes()).unwrap();
+                    lock.release().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut buf = [0u8; 8];
+    m.lock().unwrap().read_at(0, &mut buf).unwrap();
+    assert_eq!(u64::from_le_bytes(buf), 2000);
+}
+
+#[test]
+fn file_and_named_maps_share_a_lock_across_objects() {
+    let path = std::env::temp_dir().join(format!("mmapfile-lock-{}", std::process::id()));
+    let a = MapOptions::new()
+        .file(&path)
+        .maximum_size(4096)
+        .open()
+        .unwrap();
+    let b = MapOptions::new().file(&path).open().unwrap();
+    let la = a.lock().unwrap();
+    assert!(la.acquire(None).unwrap());
+    assert!(!b.lock().unwrap().try_acquire().unwrap());
+    la.release().unwrap();
+    assert!(b.lock().unwrap().try_acquire().unwrap());
+    std::fs::remove_file(&path).unwrap();
+
+    let name = format!("locktest-{}", std::process::id());
+    let a = MapOptions::new()
+        .name(&name)
+        .maximum_size(4096)
+        .open()
+        .unwrap();
+    let b = MapOptions::new().name(&name).open().unwrap();
+    let la = a.lock().unwrap();
+    assert!(la.acquire(None).unwrap());
+    assert!(!b.lock().unwrap().try_acquire().unwrap());
+    la.release().unwrap();
+    let _ = std::fs::remove_file(format!("/dev/shm/mmapfile.{name}"));
+}

@@ -1,0 +1,303 @@
+"""m.lock(): the mapping's cross-process lock."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+
+import mmapfile
+import pytest
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="OFD locks are Linux-only")
+
+
+@pytest.fixture
+def block_name():
+    name = f"pytest-lock-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    yield name
+    try:
+        os.unlink(f"/dev/shm/mmapfile.{name}")
+    except FileNotFoundError:
+        pass
+
+
+# Every process waits for the others before counting, and yields between the
+# read and the write, so that without the lock increments are lost (checked
+# by hand: about 2300 of 6000 survive without it).
+COUNTER_SCRIPT = """
+import sys, time
+import mmapfile
+file, name, n, processes = sys.argv[1] or None, sys.argv[2] or None, *map(int, sys.argv[3:5])
+m = mmapfile.mmapfile(file, name, 0)
+with m.lock():
+    m[16] += 1
+while m[16] < processes:
+    time.sleep(0.001)
+for _ in range(n):
+    with m.lock():
+        value = int.from_bytes(m[8:16], "little")
+        time.sleep(0)
+        m[8:16] = (value + 1).to_bytes(8, "little")
+m.close()
+"""
+
+
+def run_counters(file, name, processes, n):
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", COUNTER_SCRIPT, file or "", name or "", str(n), str(processes)]
+        )
+        for _ in range(processes)
+    ]
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+
+
+def test_three_processes_counting_under_the_lock_of_a_named_block(block_name):
+    m = mmapfile.mmapfile(None, block_name, 4096)
+    run_counters(None, block_name, 3, 2000)
+    assert int.from_bytes(m[8:16], "little") == 6000
+    m.close()
+
+
+def test_three_processes_counting_under_the_lock_of_a_file(tmp_path):
+    path = tmp_path / "counter.bin"
+    m = mmapfile.mmapfile(str(path), None, 4096)
+    run_counters(str(path), None, 3, 2000)
+    assert int.from_bytes(m[8:16], "little") == 6000
+    m.close()
+
+
+HOLDER_SCRIPT = """
+import sys, time
+import mmapfile
+m = mmapfile.mmapfile(None, sys.argv[1], 0)
+lock = m.lock()
+assert lock.acquire()
+m[0:5] = b"HELD!"
+time.sleep(600)
+"""
+
+
+def test_lock_holder_killed_with_sigkill_does_not_block_others(block_name):
+    m = mmapfile.mmapfile(None, block_name, 4096)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER_SCRIPT, block_name])
+    try:
+        deadline = time.monotonic() + 60
+        while m[0:5] != b"HELD!":
+            assert time.monotonic() < deadline, "the holder never took the lock"
+            assert holder.poll() is None, "the holder died early"
+            time.sleep(0.01)
+        lock = m.lock()
+        assert lock.locked()
+        assert lock.acquire(timeout=0.2) is False
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+        start = time.monotonic()
+        assert lock.acquire(timeout=10) is True
+        assert time.monotonic() - start < 5
+        lock.release()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    m.close()
+
+
+def test_forked_child_contends_with_its_parent():
+    m = mmapfile.mmapfile(None, None, 4096)
+    lock = m.lock()
+    assert lock.acquire()
+    r, w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: the lock object it inherited does not make it a holder
+        try:
+            first = lock.acquire(timeout=0)
+            os.write(w, b"1" if first else b"0")
+            os.read(go_r, 1)
+            second = lock.acquire(timeout=10)
+            lock.release()
+            os._exit(0 if second else 3)
+        except BaseException:
+            os._exit(4)
+    assert os.read(r, 1) == b"0", "the child took a lock its parent holds"
+    lock.release()
+    os.write(go_w, b"g")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    for fd in (r, w, go_r, go_w):
+        os.close(fd)
+    m.close()
+
+
+def test_context_manager_acquires_and_releases():
+    m = mmapfile.mmapfile(None, None, 4096)
+    lock = m.lock()
+    other = m.lock()
+    with lock as entered:
+        assert entered is lock
+        assert other.locked()
+        assert other.acquire(timeout=0) is False
+    assert not other.locked()
+    assert other.acquire(timeout=0) is True
+    other.release()
+
+
+def test_with_timeout_raises_timeout_error_when_held_elsewhere():
+    m = mmapfile.mmapfile(None, None, 4096)
+    holder = m.lock()
+    assert holder.acquire()
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        with m.lock(timeout=0.2):
+            pass
+    assert 0.2 <= time.monotonic() - start < 5
+    holder.release()
+    with m.lock(timeout=0.2):
+        pass
+
+
+def test_acquire_times_out_and_returns_false():
+    m = mmapfile.mmapfile(None, None, 4096)
+    holder = m.lock()
+    holder.acquire()
+    start = time.monotonic()
+    assert m.lock().acquire(timeout=0.3) is False
+    assert 0.3 <= time.monotonic() - start < 5
+    assert m.lock().acquire(timeout=0) is False
+    holder.release()
+
+
+def test_untimed_acquire_waits_until_released():
+    m = mmapfile.mmapfile(None, None, 4096)
+    holder = m.lock()
+    holder.acquire()
+    threading.Timer(0.3, holder.release).start()
+    start = time.monotonic()
+    waiter = m.lock()
+    assert waiter.acquire() is True
+    assert time.monotonic() - start >= 0.25
+    waiter.release()
+
+
+def test_release_of_an_unheld_lock_raises_runtime_error():
+    m = mmapfile.mmapfile(None, None, 4096)
+    lock = m.lock()
+    with pytest.raises(RuntimeError):
+        lock.release()
+    lock.acquire()
+    lock.release()
+    with pytest.raises(RuntimeError):
+        lock.release()
+
+
+def test_negative_timeout_is_refused():
+    m = mmapfile.mmapfile(None, None, 4096)
+    with pytest.raises(ValueError):
+        m.lock(timeout=-1)
+    with pytest.raises(ValueError):
+        m.lock().acquire(timeout=-0.5)
+    with pytest.raises(ValueError):
+        m.lock().acquire(timeout=float("nan"))
+
+
+def test_lock_of_a_closed_map_is_refused():
+    m = mmapfile.mmapfile(None, None, 4096)
+    m.close()
+    with pytest.raises(ValueError):
+        m.lock()
+
+
+def test_lock_survives_closing_the_map():
+    m = mmapfile.mmapfile(None, None, 4096)
+    lock = m.lock()
+    other = m.lock()
+    lock.acquire()
+    m.close()
+    assert other.acquire(timeout=0) is False
+    lock.release()
+    assert other.acquire(timeout=0) is True
+
+
+def test_same_file_different_objects_share_the_lock(tmp_path):
+    path = tmp_path / "f.bin"
+    a = mmapfile.mmapfile(str(path), None, 4096)
+    b = mmapfile.mmapfile(str(path), None, 0, access=mmapfile.ACCESS_READ)
+    with a.lock():
+        assert b.lock().locked()
+        assert b.lock().acquire(timeout=0) is False
+    assert b.lock().acquire(timeout=0) is True
+
+
+def test_lock_does_not_touch_the_mapped_bytes(block_name):
+    m = mmapfile.mmapfile(None, block_name, 4096)
+    m[:] = bytes(range(256)) * 16
+    with m.lock():
+        pass
+    assert m[:] == bytes(range(256)) * 16
+
+
+def test_threads_exclude_each_other():
+    m = mmapfile.mmapfile(None, None, 4096)
+    lock = m.lock()
+    errors = []
+
+    def work():
+        try:
+            for _ in range(300):
+                with lock:
+                    value = int.from_bytes(m[0:8], "little")
+                    time.sleep(0)  # let another thread run mid-update
+                    m[0:8] = (value + 1).to_bytes(8, "little")
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert int.from_bytes(m[0:8], "little") == 1200
+
+
+def test_repr_shows_whether_held():
+    m = mmapfile.mmapfile(None, None, 4096)
+    lock = m.lock()
+    assert repr(lock) == "<mmapfile.MapLock held=False>"
+    with lock:
+        assert repr(lock) == "<mmapfile.MapLock held=True>"
+
+
+def test_ctrl_c_interrupts_an_untimed_wait(block_name):
+    m = mmapfile.mmapfile(None, block_name, 4096)
+    holder = m.lock()
+    holder.acquire()
+    script = textwrap.dedent(
+        f"""
+        import mmapfile, sys
+        m = mmapfile.mmapfile(None, {block_name!r}, 0)
+        print("waiting", flush=True)
+        try:
+            m.lock().acquire()
+        except KeyboardInterrupt:
+            sys.exit(42)
+        sys.exit(1)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline() == b"waiting\n"
+        time.sleep(0.3)
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=30) == 42
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    holder.release()
