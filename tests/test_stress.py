@@ -1,11 +1,10 @@
-"""Multi-process stress: four processes write disjoint regions of one named
-block and check each other's checksums for MMAPFILE_STRESS_SECONDS (default
-10). Nothing written may be lost or changed by another process.
+"""Multi-process stress, for MMAPFILE_STRESS_SECONDS (default 10) each:
 
-TODO(lock): the second half of this test, several processes writing the
-SAME region under mmapfile's lock() and checking that no reader ever sees a
-torn region, waits for lock(), which is being added by another change. The
-disjoint-region part below needs no lock: each region is read seqlock-style.
+- four processes write disjoint regions of one named block and check each
+  other's checksums (seqlock-style reads, no lock): nothing written may be
+  lost or changed by another process;
+- four processes rewrite the SAME region under the block's lock(): no one
+  may ever see it torn, and no increment may be lost.
 """
 
 import json
@@ -21,6 +20,7 @@ import pytest
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /dev/shm")
 
 WORKER = Path(__file__).with_name("_stress_worker.py")
+LOCKED_WORKER = Path(__file__).with_name("_locked_worker.py")
 SECONDS = float(os.environ.get("MMAPFILE_STRESS_SECONDS", "10"))
 WORKERS = 4
 REGION = 3 * mmapfile.PAGESIZE + 100  # regions straddle page boundaries
@@ -69,6 +69,36 @@ def test_four_processes_writing_disjoint_regions_lose_nothing():
             assert seq == 2 * r["rounds"]
             assert data == body(i, r["rounds"], REGION - SEQ.size)
             assert zlib.crc32(data[:-4]).to_bytes(4, "little") == data[-4:]
+    finally:
+        block.close()
+    assert not os.path.exists("/dev/shm/mmapfile." + name), "the last close removes the block"
+
+
+def test_four_processes_sharing_one_region_under_lock_never_see_it_torn():
+    name = f"stress-locked-{os.getpid()}"
+    region = 2 * mmapfile.PAGESIZE + 300  # spans three pages
+    block = mmapfile.mmapfile(None, name, region)
+    try:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(LOCKED_WORKER), name, str(i), str(region), str(SECONDS)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(WORKERS)
+        ]
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=SECONDS + 120)
+            assert p.returncode == 0, f"worker exited {p.returncode}\n{err}"
+            results.append(json.loads(out))
+        print("locked stress results:", results)
+        for i, r in enumerate(results):
+            assert r["errors"] == [], f"worker {i}: {r['errors']}"
+            assert r["increments"] > 10, r
+        counter = int.from_bytes(block[0:8], "little")
+        assert counter == sum(r["increments"] for r in results), "an increment was lost"
     finally:
         block.close()
     assert not os.path.exists("/dev/shm/mmapfile." + name), "the last close removes the block"
