@@ -6,6 +6,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod errors;
+mod fast;
 mod object;
 
 use pyo3::prelude::*;
