@@ -150,9 +150,9 @@ fn search_backward(hay: &[u8], needle: &[u8]) -> Option<usize> {
     }
 }
 
-/// Bytes of haystack that [`rfind_blockwise`] searches forward at a time:
-/// large enough that a block costs far more than setting up a search, small
-/// enough that the block holding the last match is rescanned quickly.
+/// The largest block [`rfind_blockwise`] searches forward at a time: large
+/// enough that a block costs far more than starting a search, small enough
+/// that the block holding the last match is rescanned quickly.
 const RFIND_BLOCK: usize = 256 * 1024;
 
 /// The last `needle` (two bytes or more) in `hay`.
@@ -161,27 +161,31 @@ const RFIND_BLOCK: usize = 256 * 1024;
 /// several times slower than its forward one. So this scans blocks from the
 /// end with the forward searcher: the first block (from the end) that holds
 /// a match is then searched backwards from its first match only, which
-/// finds the last match. Every byte is scanned at most twice, so the worst
-/// case stays linear.
-fn rfind_blockwise(hay: &[u8], needle: &[u8], block: usize) -> Option<usize> {
+/// finds the last match. Blocks start small and double up to `max_block`,
+/// so a match near the end is found after a few KiB. Every byte is scanned
+/// at most twice (plus one needle length of overlap per block), so the
+/// worst case stays linear.
+fn rfind_blockwise(hay: &[u8], needle: &[u8], max_block: usize) -> Option<usize> {
     let last_start = hay.len().checked_sub(needle.len())?;
-    let block = block.max(needle.len());
+    let max_block = max_block.max(needle.len());
+    let mut block = (4 * needle.len()).clamp(1, max_block);
     let forward = memmem::Finder::new(needle);
     // Candidate starts not yet ruled out: `0..=hi`.
     let mut hi = last_start;
     loop {
         let lo = hi.saturating_sub(block - 1);
         // Every match starting in `lo..=hi` lies inside `lo..hi + needle.len()`.
-        let window = &hay[lo..hi + needle.len()];
-        if let Some(first) = forward.find(window) {
+        let end = hi + needle.len();
+        if let Some(first) = forward.find(&hay[lo..end]) {
             let from = lo + first;
-            let last = memmem::rfind(&hay[from..hi + needle.len()], needle);
+            let last = memmem::rfind(&hay[from..end], needle);
             return Some(from + last.unwrap_or(0));
         }
         if lo == 0 {
             return None;
         }
         hi = lo - 1;
+        block = block.saturating_mul(2).min(max_block);
     }
 }
 
