@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP_TOOLS := maturin pytest hypothesis numpy ruff mypy
 
-.PHONY: all venv develop demo fmt fmt-check lint test-rust test-python stubtest test bench
+.PHONY: all venv develop demo fmt fmt-check lint test-rust test-python stubtest test bench bench-rust
 
 all: test
 
@@ -45,5 +45,10 @@ stubtest: develop
 
 test: fmt-check lint test-rust test-python stubtest
 
+# Python-level ratios against CPython's mmap (docs/performance.md).
 bench: develop
 	$(PY) benches/bench.py
+
+# The core's own hot paths (criterion), without Python.
+bench-rust:
+	cargo bench -p mmapfile --bench core

@@ -3,9 +3,11 @@ memmove) on the same data, in one run.
 
 Each workload runs both sides interleaved, several rounds, and keeps the best
 round of each, so machine noise hits both alike. Prints a table: workload,
-ours, theirs, ratio (ours / theirs; below 1.0 means we are faster).
+ours, theirs, ratio (ours / theirs in time; below 1.0 means we are faster).
+Rows whose method the installed module lacks print "n/a (not implemented)".
 
-Usage: python benches/bench.py [--quick]   (imports the installed module)
+Usage: python benches/bench.py [--quick]
+(imports the installed module; builds nothing)
 """
 
 from __future__ import annotations
@@ -19,80 +21,335 @@ import platform
 import sys
 import tempfile
 import time
+import timeit
 import uuid
 from multiprocessing import shared_memory
 
 import mmapfile
 
 MiB = 1 << 20
+# Per-call statements are unrolled this many times so that the timing loop's
+# own cost is a small part of what is measured.
+UNROLL = 20
+NA = "n/a (not implemented)"
 
 
-def best_time(fn, number: int) -> float:
-    """Seconds per call of fn() (which itself loops `number` times), best of one run."""
-    t0 = time.perf_counter()
-    fn(number)
-    return (time.perf_counter() - t0) / number
+class Row:
+    def __init__(self, name, ours, theirs, unit="ns", size=None, vs="mmap"):
+        self.name, self.ours, self.theirs, self.unit, self.size, self.vs = (
+            name,
+            ours,
+            theirs,
+            unit,
+            size,
+            vs,
+        )
 
 
-def compare(name, ours, theirs, number, rounds, unit="ns"):
+def interleave(run_ours, run_theirs, rounds):
+    """Best seconds of each side; run_x() returns seconds per operation."""
     best_ours = best_theirs = float("inf")
     for _ in range(rounds):
-        best_ours = min(best_ours, best_time(ours, number))
-        best_theirs = min(best_theirs, best_time(theirs, number))
-    return name, best_ours, best_theirs, unit
+        best_ours = min(best_ours, run_ours())
+        best_theirs = min(best_theirs, run_theirs())
+    return best_ours, best_theirs
 
 
-def fmt(seconds: float, unit: str, size: int | None = None) -> str:
-    if unit == "GB/s":
-        return f"{size / seconds / 1e9:8.2f} GB/s"
-    if unit == "us":
-        return f"{seconds * 1e6:8.2f} us"
-    return f"{seconds * 1e9:8.1f} ns"
+def per_call(stmt, obj, number, reset):
+    """Seconds per execution of `stmt` (with `m` bound to obj as a local)."""
+    timer = timeit.Timer("\n".join([stmt] * UNROLL), setup="m = _m", globals={"_m": obj})
+
+    def run():
+        if reset:
+            obj.seek(0)
+        return timer.timeit(number) / (number * UNROLL)
+
+    return run
 
 
-def per_call_workloads(ours, theirs, rounds, number):
-    """Pairs of loops for the per-call operations."""
+def has(obj, method):
+    return hasattr(type(obj), method)
+
+
+def per_call_rows(ours, theirs, rounds, number):
     rows = []
-    size = len(theirs)
-
-    def loop(op):
-        def run(n):
-            for _ in range(n):
-                op()
-
-        return run
-
-    def pair(name, op_ours, op_theirs, reset=None):
-        def wrap(op, obj):
-            def run(n):
-                obj.seek(0)
-                for _ in range(n):
-                    if obj.tell() > size - 1024:
-                        obj.seek(0)
-                    op()
-
-            return run if reset else loop(op)
-
-        rows.append(compare(name, wrap(op_ours, ours), wrap(op_theirs, theirs), number, rounds))
-
-    ours.seek(0)
-    theirs.seek(0)
-    pair("read_byte", ours.read_byte, theirs.read_byte, reset=True)
-    pair("read(16)", lambda: ours.read(16), lambda: theirs.read(16), reset=True)
-    pair(
-        "write(16)",
-        lambda: ours.write(b"0123456789abcdef"),
-        lambda: theirs.write(b"0123456789abcdef"),
-        reset=True,
-    )
-    pair("write_byte", lambda: ours.write_byte(65), lambda: theirs.write_byte(65), reset=True)
-    pair("tell", ours.tell, theirs.tell)
-    pair("seek(100)", lambda: ours.seek(100), lambda: theirs.seek(100))
-    pair("readline (80-byte lines)", ours.readline, theirs.readline, reset=True)
-    pair("m[i]", lambda: ours[1000], lambda: theirs[1000])
-    pair("m[i:i+16]", lambda: ours[1000:1016], lambda: theirs[1000:1016])
-    pair("size()", ours.size, theirs.size)
+    workloads = [
+        # (name, statement, method the row needs, moves the position)
+        ("read_byte", "m.read_byte()", "read_byte", True),
+        ("read(16)", "m.read(16)", "read", True),
+        ("write(16)", "m.write(b'0123456789abcdef')", "write", True),
+        ("write_byte", "m.write_byte(65)", "write_byte", True),
+        ("tell", "m.tell()", "tell", False),
+        ("seek(100)", "m.seek(100)", "seek", False),
+        ("readline (80-byte lines)", "m.readline()", "readline", True),
+        ("m[i]", "m[1000]", "__getitem__", False),
+        ("m[i:i+16]", "m[1000:1016]", "__getitem__", False),
+        ("m[i] = v", "m[1000] = 65", "__setitem__", False),
+        ("m[i:i+16] = bytes", "m[1000:1016] = b'0123456789abcdef'", "__setitem__", False),
+        ("size()", "m.size()", "size", False),
+    ]
+    for name, stmt, method, moves in workloads:
+        if not has(ours, method):
+            rows.append(Row(name, None, None))
+            continue
+        ours_s, theirs_s = interleave(
+            per_call(stmt, ours, number, moves), per_call(stmt, theirs, number, moves), rounds
+        )
+        rows.append(Row(name, ours_s, theirs_s))
     return rows
+
+
+def once(fn, repeat=1):
+    """A runner for interleave(): seconds per call of fn, repeated."""
+
+    def run():
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        return (time.perf_counter() - t0) / repeat
+
+    return run
+
+
+def bulk_rows(tmp, rounds):
+    rows = []
+    n = 64 * MiB
+    big = os.path.join(tmp, "big.bin")
+    # Random bytes without \x01..\x04, so the needles placed below are the
+    # only hits and \x03 is absent.
+    table = bytes.maketrans(b"\x01\x02\x03\x04", b"\x05\x06\x07\x08")
+    chunk = os.urandom(MiB).translate(table)
+    with open(big, "wb") as f:
+        f.write(chunk * 64)
+    with open(big, "r+b") as f:
+        theirs = mmap.mmap(f.fileno(), 0)
+    ours = mmapfile.mmapfile(big, None)
+    try:
+        near_start, near_end = 4096, n - 4096
+        end18 = b"NEEDLE-END-0123456"
+        start18 = b"NEEDLE-START-01234"
+        absent18 = b"ABSENT-0123456789!"
+        theirs[near_end : near_end + 18] = end18
+        theirs[near_start : near_start + 18] = start18
+        theirs[near_end + 100] = 1
+        theirs[near_start + 100] = 2
+        # Warm both views' pages (they share the page cache).
+        theirs.read()
+
+        def read_all(obj):
+            def fn():
+                obj.seek(0)
+                obj.read(n)
+
+            return fn
+
+        o, t = interleave(once(read_all(ours)), once(read_all(theirs)), rounds)
+        rows.append(Row("read(64 MiB)", o, t, "GB/s", n))
+
+        if has(ours, "readinto"):
+            target = bytearray(n)
+            src = bytearray(chunk * 64)
+            dst_c = (ctypes.c_char * n).from_buffer(target)
+            src_c = (ctypes.c_char * n).from_buffer(src)
+
+            def readinto():
+                ours.seek(0)
+                ours.readinto(target)
+
+            def memmove():
+                ctypes.memmove(dst_c, src_c, n)
+
+            o, t = interleave(once(readinto), once(memmove), rounds)
+            rows.append(Row("readinto(64 MiB)", o, t, "GB/s", n, vs="memmove"))
+        else:
+            rows.append(Row("readinto(64 MiB)", None, None, vs="memmove"))
+
+        searches = [
+            ("find 1-byte, hit near end", "find", b"\x01"),
+            ("find 1-byte, no hit", "find", b"\x03"),
+            ("find 18-byte, hit near end", "find", end18),
+            ("find 18-byte, no hit", "find", absent18),
+            ("rfind 1-byte, hit near end", "rfind", b"\x01"),
+            ("rfind 1-byte, hit near start", "rfind", b"\x02"),
+            ("rfind 1-byte, no hit", "rfind", b"\x03"),
+            ("rfind 18-byte, hit near end", "rfind", end18),
+            ("rfind 18-byte, hit near start", "rfind", start18),
+            ("rfind 18-byte, no hit", "rfind", absent18),
+        ]
+        for label, method, needle in searches:
+
+            def search(obj, method=method, needle=needle):
+                op = getattr(obj, method)
+                return lambda: op(needle, 0)
+
+            found = search(theirs)()
+            assert search(ours)() == found, label
+            # rfind's hit near the end takes microseconds: repeat it.
+            repeat = 2000 if method == "rfind" and found > n // 2 else 1
+            o, t = interleave(once(search(ours), repeat), once(search(theirs), repeat), rounds)
+            # Throughput over the bytes actually scanned.
+            if found < 0:
+                scanned = n
+            elif method == "find":
+                scanned = found + len(needle)
+            else:
+                scanned = n - found
+            rows.append(Row(label, o, t, "GB/s", scanned))
+    finally:
+        ours.close()
+        theirs.close()
+    return rows
+
+
+def named_row(rounds, number):
+    shm_dir = "/dev/shm"
+
+    def ours():
+        name = "bench-" + uuid.uuid4().hex[:12]
+        m = mmapfile.mmapfile(None, name, 4096)
+        m.close()
+        # A closed named block persists on POSIX; remove it as SharedMemory's
+        # unlink() does, so both sides do the same work and leave nothing.
+        os.unlink(os.path.join(shm_dir, "mmapfile." + name))
+
+    def theirs():
+        s = shared_memory.SharedMemory(create=True, size=4096)
+        s.close()
+        s.unlink()
+
+    if not os.path.isdir(shm_dir):
+        return Row("named create+close(+unlink)", None, None, vs="SharedMemory")
+    o, t = interleave(once(ours, number), once(theirs, number), rounds)
+    return Row("named create+close(+unlink)", o, t, "us", vs="SharedMemory")
+
+
+def sparse_row(tmp, rounds, number):
+    small = os.path.join(tmp, "small")
+    huge = os.path.join(tmp, "huge")
+    for p, sz in ((small, MiB), (huge, 64 << 30)):
+        with open(p, "wb") as f:
+            f.truncate(sz)
+
+    def opener(p):
+        return lambda: mmapfile.mmapfile(p, None).close()
+
+    o, t = interleave(once(opener(huge), number), once(opener(small), number), rounds)
+    return Row("open+close 64 GiB sparse file", o, t, "us", vs="ours, 1 MiB")
+
+
+def fmt(row, seconds):
+    if seconds is None:
+        return ""
+    if row.unit == "GB/s":
+        return f"{row.size / seconds / 1e9:.2f} GB/s"
+    if row.unit == "us":
+        return f"{seconds * 1e6:.2f} us"
+    return f"{seconds * 1e9:.1f} ns"
+
+
+def print_table(rows, rounds, stream):
+    print(
+        f"# {platform.platform()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"mmapfile {mmapfile.__version__}"
+    )
+    print(f"# best of {rounds} interleaved rounds; ratio = ours / theirs in time, < 1.0 is faster")
+    print(f"| {'workload':32} | {'ours':>12} | {'theirs':>12} | {'theirs is':14} | {'ratio':>6} |")
+    print(f"|{'-' * 34}|{'-' * 13}:|{'-' * 13}:|{'-' * 16}|{'-' * 7}:|")
+    for r in rows:
+        if r.ours is None:
+            print(f"| {r.name:32} | {NA:>43} | {'':>6} |")
+            continue
+        ratio = r.ours / r.theirs
+        print(
+            f"| {r.name:32} | {fmt(r, r.ours):>12} | {fmt(r, r.theirs):>12} "
+            f"| {r.vs:14} | {ratio:6.2f} |"
+        )
+    if stream is None:
+        print(f"| {'two-process stream, 4 KiB':32} | {NA:>43} | {'':>6} |")
+    else:
+        print(
+            f"| {'two-process stream, 4 KiB':32} | {stream:7.2f} GB/s | {'2.00 GB/s':>12} "
+            f"| {'target':14} | {2.0 / stream:6.2f} |"
+        )
+
+
+# Two-process streaming: a ring of 4 KiB records in a named block. The header
+# holds the writer's count (offset 0), the reader's count (offset 8) and a
+# "writer ready" flag (offset 16), each a little-endian u64.
+HEADER = 64
+RECORD = 4096
+SLOTS = 256
+
+
+def _get(m, offset):
+    if has(m, "__getitem__"):
+        return int.from_bytes(m[offset : offset + 8], "little")
+    m.seek(offset)
+    return int.from_bytes(m.read(8), "little")
+
+
+def _put(m, offset, value):
+    if has(m, "__setitem__"):
+        m[offset : offset + 8] = value.to_bytes(8, "little")
+    else:
+        m.seek(offset)
+        m.write(value.to_bytes(8, "little"))
+
+
+def _writer(name, total):
+    m = mmapfile.mmapfile(None, name)
+    data = bytes(range(256)) * (RECORD // 256)
+    _put(m, 16, 1)
+    written = 0
+    read = 0
+    while written < total:
+        if written - read >= SLOTS:
+            read = _get(m, 8)
+            continue
+        # Fill every free slot before publishing the count once.
+        while written < total and written - read < SLOTS:
+            m.seek(HEADER + (written % SLOTS) * RECORD)
+            m.write(data)
+            written += 1
+        _put(m, 0, written)
+    m.close()
+
+
+def streaming(quick):
+    """GB/s moved by both processes together (bytes written + bytes read)."""
+    total = 20_000 if quick else 200_000
+    name = "bench-stream-" + uuid.uuid4().hex[:8]
+    m = mmapfile.mmapfile(None, name, HEADER + SLOTS * RECORD)
+    try:
+        ctx = multiprocessing.get_context("spawn")
+        p = ctx.Process(target=_writer, args=(name, total))
+        p.start()
+        # Time the stream, not the child's start-up.
+        while _get(m, 16) == 0:
+            time.sleep(0.001)
+        t0 = time.perf_counter()
+        read = 0
+        buf = bytearray(RECORD)
+        into = has(m, "readinto")
+        while read < total:
+            written = _get(m, 0)
+            while read < written:
+                m.seek(HEADER + (read % SLOTS) * RECORD)
+                if into:
+                    m.readinto(buf)
+                else:
+                    m.read(RECORD)
+                read += 1
+            _put(m, 8, read)
+        elapsed = time.perf_counter() - t0
+        p.join()
+        if p.exitcode != 0:
+            raise RuntimeError(f"writer process failed with exit code {p.exitcode}")
+    finally:
+        m.close()
+        if os.path.exists("/dev/shm/mmapfile." + name):
+            os.unlink("/dev/shm/mmapfile." + name)
+    return total * RECORD * 2 / elapsed / 1e9
 
 
 def main() -> None:
@@ -102,203 +359,29 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds (for smoke runs)")
     args = parser.parse_args()
     rounds = 3 if args.quick else 7
-    number = 20_000 if args.quick else 200_000
+    number = (20_000 if args.quick else 200_000) // UNROLL
 
-    rows: list[tuple] = []
-    sizes: dict[str, int] = {}
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
-        # Per-call operations on a 1 MiB file of 80-byte lines.
+        # Per-call operations on a file of 80-byte lines, large enough that no
+        # round reaches its end (each round starts at position 0).
         path = os.path.join(tmp, "lines.bin")
-        line = b"x" * 79 + b"\n"
         with open(path, "wb") as f:
-            f.write(line * (MiB // 80))
+            f.write((b"x" * 79 + b"\n") * (number * UNROLL + 1024))
         with open(path, "r+b") as f:
             theirs = mmap.mmap(f.fileno(), 0)
         ours = mmapfile.mmapfile(path, None)
         try:
-            rows += per_call_workloads(ours, theirs, rounds, number)
+            rows += per_call_rows(ours, theirs, rounds, number)
         finally:
             ours.close()
             theirs.close()
-
-        # Bulk: 64 MiB file.
-        big = os.path.join(tmp, "big.bin")
-        n = 64 * MiB
-        with open(big, "wb") as f:
-            # No \x01 anywhere, so the 1-byte needle placed below is the only hit.
-            f.write(os.urandom(MiB).replace(b"\x01", b"\x02") * 64)
-        with open(big, "r+b") as f:
-            theirs = mmap.mmap(f.fileno(), 0)
-        ours = mmapfile.mmapfile(big, None)
-        # Warm both views' pages.
-        theirs.read()
-        ours.read()
-
-        def bulk_read(obj):
-            def run(k):
-                for _ in range(k):
-                    obj.seek(0)
-                    obj.read(n)
-
-            return run
-
-        rows.append(compare("read(64 MiB)", bulk_read(ours), bulk_read(theirs), 1, rounds, "GB/s"))
-        sizes["read(64 MiB)"] = n
-
-        target = bytearray(n)
-        src = bytearray(os.urandom(MiB) * 64)
-
-        def readinto(k):
-            for _ in range(k):
-                ours.seek(0)
-                ours.readinto(target)
-
-        def memmove(k):
-            dst = (ctypes.c_char * n).from_buffer(target)
-            s = (ctypes.c_char * n).from_buffer(src)
-            for _ in range(k):
-                ctypes.memmove(dst, s, n)
-
-        if hasattr(ours, "readinto"):
-            rows.append(
-                compare("readinto(64 MiB) vs memmove", readinto, memmove, 1, rounds, "GB/s")
-            )
-            sizes["readinto(64 MiB) vs memmove"] = n
-
-        # find/rfind: needle placed near the end, and absent.
-        needle18 = b"NEEDLE-0123456789!"
-        theirs.seek(0)
-        pos = n - 4096
-        theirs[pos : pos + 18] = needle18
-        theirs[pos + 100] = ord(b"\x01")
-        for obj in (ours, theirs):
-            obj.seek(0)
-        for label, needle in (
-            ("find 1-byte, hit near end", b"\x01"),
-            ("find 18-byte, hit near end", needle18),
-            ("find 18-byte, no hit", b"ABSENT-0123456789!"),
-        ):
-
-            def mk(obj, nd=needle):
-                def run(k):
-                    for _ in range(k):
-                        obj.find(nd, 0)
-
-                return run
-
-            rows.append(compare(label, mk(ours), mk(theirs), 1, rounds, "GB/s"))
-            sizes[label] = n
-        for label, needle in (("rfind 18-byte, no hit", b"ABSENT-0123456789!"),):
-
-            def mk(obj, nd=needle):
-                def run(k):
-                    for _ in range(k):
-                        obj.rfind(nd, 0)
-
-                return run
-
-            rows.append(compare(label, mk(ours), mk(theirs), 1, rounds, "GB/s"))
-            sizes[label] = n
-        ours.close()
-        theirs.close()
-
-    # Named block create + close vs SharedMemory create + close + unlink.
-    def ours_named(k):
-        for _ in range(k):
-            m = mmapfile.mmapfile(None, "bench-" + uuid.uuid4().hex[:12], 4096)
-            m.close()
-
-    def theirs_named(k):
-        for _ in range(k):
-            s = shared_memory.SharedMemory(create=True, size=4096)
-            s.close()
-            s.unlink()
-
-    rows.append(
-        compare(
-            "named create+close",
-            ours_named,
-            theirs_named,
-            2000 if not args.quick else 200,
-            rounds,
-            "us",
-        )
-    )
-
-    # Opening a 64 GiB sparse file costs the same as a 1 MiB one.
-    with tempfile.TemporaryDirectory() as tmp:
-        small = os.path.join(tmp, "small")
-        huge = os.path.join(tmp, "huge")
-        for p, sz in ((small, MiB), (huge, 64 << 30)):
-            with open(p, "wb") as f:
-                f.truncate(sz)
-
-        def opener(p):
-            def run(k):
-                for _ in range(k):
-                    mmapfile.mmapfile(p, None).close()
-
-            return run
-
-        rows.append(
-            compare(
-                "open 64 GiB sparse vs 1 MiB (ours)", opener(huge), opener(small), 500, rounds, "us"
-            )
-        )
-
-    print(f"# {platform.platform()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-    print(f"# best of {rounds} interleaved rounds; ratio = ours / theirs (time), < 1.0 is faster")
-    print(f"{'workload':40} {'ours':>14} {'theirs':>14} {'ratio':>7}")
-    for name, o, t, unit in rows:
-        size = sizes.get(name)
-        print(f"{name:40} {fmt(o, unit, size):>14} {fmt(t, unit, size):>14} {o / t:7.2f}")
+        os.unlink(path)
+        rows += bulk_rows(tmp, rounds)
+        rows.append(named_row(rounds, 200 if args.quick else 1000))
+        rows.append(sparse_row(tmp, rounds, 100 if args.quick else 500))
     stream = streaming(args.quick)
-    print(f"{'two-process stream, 4 KiB records':40} {stream:9.2f} GB/s {'(target >= 2 GB/s)':>22}")
-
-
-def _writer(name, total, record):
-    m = mmapfile.mmapfile(None, name)
-    slots = (m.size() - 64) // record
-    data = bytes(record)
-    # Header: [write counter (8 bytes)][read counter (8 bytes)] at offset 0.
-    written = 0
-    while written < total:
-        read = int.from_bytes(m[8:16], "little")
-        if written - read < slots:
-            m.seek(64 + (written % slots) * record)
-            m.write(data)
-            written += 1
-            m[0:8] = written.to_bytes(8, "little")
-    m.close()
-
-
-def streaming(quick: bool) -> float:
-    """Writer process puts 4 KiB records in a ring inside a named block; this process reads them."""
-    record = 4096
-    total = 20_000 if quick else 200_000
-    name = "bench-stream-" + uuid.uuid4().hex[:8]
-    m = mmapfile.mmapfile(None, name, 64 + 256 * record)
-    slots = (m.size() - 64) // record
-    ctx = multiprocessing.get_context("spawn")
-    p = ctx.Process(target=_writer, args=(name, total, record))
-    t0 = time.perf_counter()
-    p.start()
-    read = 0
-    buf = bytearray(record)
-    while read < total:
-        written = int.from_bytes(m[0:8], "little")
-        while read < written:
-            m.seek(64 + (read % slots) * record)
-            if hasattr(m, "readinto"):
-                m.readinto(buf)
-            else:
-                m.read(record)
-            read += 1
-        m[8:16] = read.to_bytes(8, "little")
-    p.join()
-    elapsed = time.perf_counter() - t0
-    m.close()
-    return total * record * 2 / elapsed / 1e9
+    print_table(rows, rounds, stream)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 
 mod blocks;
 mod errors;
+mod fast;
 mod object;
 
 use pyo3::prelude::*;

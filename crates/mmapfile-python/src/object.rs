@@ -6,7 +6,6 @@
 
 use std::ffi::c_int;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use mmapfile::{Access, CreateMode, Error, MapFile, MapLock, MapOptions, Source};
@@ -17,6 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PySlice, PyTuple};
 
 use crate::errors::{to_py, IntoPy};
+use crate::fast::{new_bytes_uninit, PyLock, PyLockGuard};
 
 /// Copies of at least this many bytes run with the GIL released.
 const DETACH_THRESHOLD: usize = 64 * 1024;
@@ -29,7 +29,7 @@ pub(crate) const ACCESS_COPY: u8 = 3;
 /// A mapped view of a file, a named block of shared memory, or an unnamed block.
 #[pyclass(frozen, name = "mmapfile", module = "mmapfile")]
 pub(crate) struct PyMapFile {
-    inner: Mutex<MapFile>,
+    inner: PyLock<MapFile>,
 }
 
 /// Bytes borrowed from a bytes-like Python object for the duration of a call.
@@ -188,31 +188,22 @@ impl PyMapFile {
     /// Locks the object. Waiting, if another thread holds it, happens with
     /// the GIL released: the holder may itself be running without the GIL
     /// and need it back before it can unlock.
-    fn lock(&self, py: Python<'_>) -> MutexGuard<'_, MapFile> {
-        loop {
-            match self.inner.try_lock() {
-                Ok(guard) => return guard,
-                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => py.detach(|| {
-                    drop(self.inner.lock());
-                }),
-            }
-        }
+    fn lock<'a>(&'a self, py: Python<'a>) -> PyLockGuard<'a, MapFile> {
+        self.inner.lock(py)
     }
 
-    /// Builds a bytes object of `len` bytes filled by `fill`, releasing the
-    /// GIL for large copies.
+    /// Reads `len` bytes at the position into a new bytes object, releasing
+    /// the GIL for large copies.
     fn new_bytes<'py>(
         py: Python<'py>,
         file: &mut MapFile,
         len: usize,
-        fill: fn(&mut MapFile, &mut [u8]) -> mmapfile::Result<()>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        PyBytes::new_with(py, len, |buf| {
+        new_bytes_uninit(py, len, |buf| {
             if len >= DETACH_THRESHOLD {
-                py.detach(|| fill(file, buf)).py_err(py)
+                py.detach(|| file.read_into_uninit(buf)).py_err(py)
             } else {
-                fill(file, buf).py_err(py)
+                file.read_into_uninit(buf).py_err(py)
             }
         })
     }
@@ -262,7 +253,7 @@ impl PyMapFile {
         }
         let file = py.detach(|| opts.open()).py_err(py)?;
         Ok(PyMapFile {
-            inner: Mutex::new(file),
+            inner: PyLock::new(file),
         })
     }
 
@@ -271,7 +262,7 @@ impl PyMapFile {
     fn read<'py>(&self, py: Python<'py>, n: Option<i64>) -> PyResult<Bound<'py, PyBytes>> {
         let mut file = self.lock(py);
         let len = file.read_len(n.unwrap_or(-1)).py_err(py)?;
-        Self::new_bytes(py, &mut file, len, MapFile::read_into)
+        Self::new_bytes(py, &mut file, len)
     }
 
     fn read_byte<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
@@ -282,7 +273,7 @@ impl PyMapFile {
     fn readline<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let mut file = self.lock(py);
         let len = file.readline_len().py_err(py)?;
-        Self::new_bytes(py, &mut file, len, MapFile::read_into)
+        Self::new_bytes(py, &mut file, len)
     }
 
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -328,6 +319,7 @@ impl PyMapFile {
         let needle = Bytes::extract(needle)?;
         let needle = needle.as_slice();
         let file = self.lock(py);
+        let file: &MapFile = &file;
         let found = py.detach(|| file.find(needle, start, end)).py_err(py)?;
         Ok(found.map_or(-1, |i| i as i64))
     }
@@ -343,6 +335,7 @@ impl PyMapFile {
         let needle = Bytes::extract(needle)?;
         let needle = needle.as_slice();
         let file = self.lock(py);
+        let file: &MapFile = &file;
         let found = py.detach(|| file.rfind(needle, start, end)).py_err(py)?;
         Ok(found.map_or(-1, |i| i as i64))
     }

@@ -1,6 +1,7 @@
 //! Opening a mapping and working with its view: the whole pywin32 `mmapfile`
 //! contract, independent of the OS.
 
+use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -468,6 +469,23 @@ impl MapFile {
         // SAFETY: `pos..end` lies inside the live view, which stays mapped
         // while `self` is borrowed.
         unsafe { region.copy_out(self.pos, dst) }?;
+        self.pos = end;
+        Ok(())
+    }
+
+    /// Like [`MapFile::read_into`], into memory that may be uninitialised;
+    /// on success all of `dst` is initialised. Lets a caller fill a new
+    /// buffer without zeroing it first.
+    pub fn read_into_uninit(&mut self, dst: &mut [MaybeUninit<u8>]) -> Result<()> {
+        let region = self.region()?;
+        let end = self
+            .pos
+            .checked_add(dst.len())
+            .filter(|&e| e <= region.len)
+            .ok_or(Error::OutOfRange("read out of range"))?;
+        // SAFETY: `pos..end` lies inside the live view, which stays mapped
+        // while `self` is borrowed.
+        unsafe { region.copy_out_uninit(self.pos, dst)? };
         self.pos = end;
         Ok(())
     }

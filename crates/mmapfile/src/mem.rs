@@ -5,6 +5,7 @@
 //! pointers. Keeping all such accesses in one place is also what lets the
 //! crate guard them against pages that vanish when the backing file shrinks.
 
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 use memchr::memmem;
@@ -57,6 +58,30 @@ impl Region<'_> {
             // SAFETY: the caller guarantees the source range is mapped and
             // in bounds; `copy` allows the ranges to overlap.
             unsafe { std::ptr::copy(self.ptr.add(offset), dst.as_mut_ptr(), len) }
+        })
+    }
+
+    /// Like [`Region::copy_out`], into memory that may be uninitialised
+    /// (such as a new Python bytes object): after the call all of `dst` is
+    /// initialised.
+    ///
+    /// # Safety
+    /// `offset + dst.len() <= self.len`, and the region must be mapped and
+    /// readable for the duration of the call.
+    pub(crate) unsafe fn copy_out_uninit(
+        self,
+        offset: usize,
+        dst: &mut [MaybeUninit<u8>],
+    ) -> Result<()> {
+        debug_assert!(offset + dst.len() <= self.len);
+        let len = dst.len();
+        self.guard(offset, len, || {
+            // SAFETY: the caller guarantees the source range is mapped and in
+            // bounds; `dst` is a unique borrow of `len` bytes, and writing
+            // bytes into `MaybeUninit<u8>` needs no prior initialisation. A
+            // plain `&mut` cannot point into the mapping, but `copy` costs no
+            // more than `copy_nonoverlapping` and needs no such argument.
+            unsafe { std::ptr::copy(self.ptr.add(offset), dst.as_mut_ptr().cast(), len) }
         })
     }
 
@@ -243,6 +268,93 @@ fn search_backward(hay: &[u8], needle: &[u8]) -> Option<usize> {
     match needle {
         [] => Some(hay.len()),
         [b] => memchr::memrchr(*b, hay),
-        _ => memmem::rfind(hay, needle),
+        _ => rfind_blockwise(hay, needle, RFIND_BLOCK),
+    }
+}
+
+/// The largest block [`rfind_blockwise`] searches forward at a time: large
+/// enough that a block costs far more than starting a search, small enough
+/// that the block holding the last match is rescanned quickly.
+const RFIND_BLOCK: usize = 256 * 1024;
+
+/// The last `needle` (two bytes or more) in `hay`.
+///
+/// `memchr`'s reverse substring search has no vectorised prefilter and runs
+/// several times slower than its forward one. So this scans blocks from the
+/// end with the forward searcher: the first block (from the end) that holds
+/// a match is then searched backwards from its first match only, which
+/// finds the last match. Blocks start small and double up to `max_block`,
+/// so a match near the end is found after a few KiB. Every byte is scanned
+/// at most twice (plus one needle length of overlap per block), so the
+/// worst case stays linear.
+fn rfind_blockwise(hay: &[u8], needle: &[u8], max_block: usize) -> Option<usize> {
+    let last_start = hay.len().checked_sub(needle.len())?;
+    let max_block = max_block.max(needle.len());
+    let mut block = (4 * needle.len()).clamp(1, max_block);
+    let forward = memmem::Finder::new(needle);
+    // Candidate starts not yet ruled out: `0..=hi`.
+    let mut hi = last_start;
+    loop {
+        let lo = hi.saturating_sub(block - 1);
+        // Every match starting in `lo..=hi` lies inside `lo..hi + needle.len()`.
+        let end = hi + needle.len();
+        if let Some(first) = forward.find(&hay[lo..end]) {
+            let from = lo + first;
+            let last = memmem::rfind(&hay[from..end], needle);
+            return Some(from + last.unwrap_or(0));
+        }
+        if lo == 0 {
+            return None;
+        }
+        hi = lo - 1;
+        block = block.saturating_mul(2).min(max_block);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive_rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        (0..=hay.len().checked_sub(needle.len())?)
+            .rev()
+            .find(|&i| &hay[i..i + needle.len()] == needle)
+    }
+
+    #[test]
+    fn blockwise_rfind_agrees_with_a_naive_search_across_block_edges() {
+        // A small alphabet makes matches, overlapping matches and matches
+        // straddling block edges common.
+        let mut state = 0x2545_f491_u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            b"ab"[(state % 2) as usize]
+        };
+        for len in [0, 1, 2, 3, 7, 16, 33, 100, 257] {
+            let hay: Vec<u8> = (0..len).map(|_| next()).collect();
+            for needle_len in 2..6 {
+                for start in 0..hay.len().saturating_sub(needle_len) {
+                    let needle = &hay[start..start + needle_len];
+                    for block in [1, 2, 3, 5, 8, 64] {
+                        assert_eq!(
+                            rfind_blockwise(&hay, needle, block),
+                            naive_rfind(&hay, needle),
+                            "hay {hay:?} needle {needle:?} block {block}"
+                        );
+                    }
+                }
+                let absent = vec![b'c'; needle_len];
+                assert_eq!(rfind_blockwise(&hay, &absent, 4), None);
+            }
+        }
+    }
+
+    #[test]
+    fn blockwise_rfind_finds_the_last_of_overlapping_matches() {
+        assert_eq!(rfind_blockwise(b"ababa", b"aba", 2), Some(2));
+        assert_eq!(rfind_blockwise(b"aaaaaa", b"aa", 3), Some(4));
+        assert_eq!(rfind_blockwise(b"a", b"aa", 3), None);
     }
 }
