@@ -207,10 +207,9 @@ def named_row(rounds, number):
     def ours():
         name = "bench-" + uuid.uuid4().hex[:12]
         m = mmapfile.mmapfile(None, name, 4096)
+        # The last close removes the block (as SharedMemory's unlink() does),
+        # so both sides do the same work and leave nothing behind.
         m.close()
-        # A closed named block persists on POSIX; remove it as SharedMemory's
-        # unlink() does, so both sides do the same work and leave nothing.
-        os.unlink(os.path.join(shm_dir, "mmapfile." + name))
 
     def theirs():
         s = shared_memory.SharedMemory(create=True, size=4096)
@@ -218,9 +217,9 @@ def named_row(rounds, number):
         s.unlink()
 
     if not os.path.isdir(shm_dir):
-        return Row("named create+close(+unlink)", None, None, vs="SharedMemory")
+        return Row("named create+close (+unlink)", None, None, vs="SharedMemory")
     o, t = interleave(once(ours, number), once(theirs, number), rounds)
-    return Row("named create+close(+unlink)", o, t, "us", vs="SharedMemory")
+    return Row("named create+close (+unlink)", o, t, "us", vs="SharedMemory")
 
 
 def sparse_row(tmp, rounds, number):

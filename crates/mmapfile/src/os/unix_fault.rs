@@ -35,27 +35,42 @@
 //! Memory handed out raw (e.g. through Python's buffer protocol) is not
 //! covered: its accesses are not made inside `guarded`.
 
-use std::cell::{Cell, UnsafeCell};
+use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{compiler_fence, AtomicBool, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::Once;
 
 use super::unix::page_size;
 
-thread_local! {
-    /// The page-rounded address range `start..end` that this thread is
+/// What the `SIGBUS` handler needs to know about this thread's access.
+///
+/// One thread-local holds all of it, so that a guarded access looks up
+/// thread-local storage once (in a shared library each lookup is a call to
+/// `__tls_get_addr`, a noticeable part of a one-byte read). The fields are
+/// atomics used with relaxed ordering: the handler runs on this same thread,
+/// so no ordering between threads is needed, but the compiler must not keep
+/// them in registers across the access, and relaxed atomics are plain loads
+/// and stores on every target.
+struct GuardState {
+    /// The page-rounded address range `low..high` that this thread is
     /// touching inside [`guarded`]; empty when it is touching none.
-    ///
-    /// Const-initialised `Cell`s of plain integers have no destructor and no
-    /// lazy initialisation, so reading them from a signal handler is a plain
-    /// load from thread-local storage. (In a shared library the thread's
-    /// block of thread-local storage may be allocated on first use; the
-    /// thread has always written here before the access that can fault, so
-    /// the handler never triggers that allocation.)
-    static GUARD: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+    low: AtomicUsize,
+    high: AtomicUsize,
     /// The lowest faulting address the handler recovered from during the
     /// current guarded access; 0 if none.
-    static FAULT: Cell<usize> = const { Cell::new(0) };
+    fault: AtomicUsize,
+}
+
+thread_local! {
+    /// Const-initialised atomics have no destructor and no lazy
+    /// initialisation, so reading them from a signal handler is a plain load
+    /// from thread-local storage. (In a shared library the thread's block of
+    /// thread-local storage may be allocated on first use; the thread has
+    /// always written here before the access that can fault, so the handler
+    /// never triggers that allocation.)
+    static STATE: GuardState = const {
+        GuardState { low: AtomicUsize::new(0), high: AtomicUsize::new(0), fault: AtomicUsize::new(0) }
+    };
 }
 
 /// The `SIGBUS` action that was installed before ours.
@@ -121,26 +136,31 @@ pub(crate) fn guarded<R>(
     let high = (first + len).div_ceil(page) * page;
 
     /// Clears the guard even if `access` panics.
-    struct Clear;
-    impl Drop for Clear {
+    struct Clear<'a>(&'a GuardState);
+    impl Drop for Clear<'_> {
         fn drop(&mut self) {
             compiler_fence(Ordering::SeqCst);
-            GUARD.with(|g| g.set((0, 0)));
+            self.0.low.store(0, Ordering::Relaxed);
+            self.0.high.store(0, Ordering::Relaxed);
         }
     }
 
-    FAULT.with(|f| f.set(0));
-    GUARD.with(|g| g.set((low, high)));
-    let clear = Clear;
-    // Keeps the compiler from moving the guard's stores after the access, or
-    // the read of FAULT before it: the handler runs "between" them.
-    compiler_fence(Ordering::SeqCst);
-    let result = access();
-    drop(clear);
-    match FAULT.with(Cell::get) {
-        0 => Ok(result),
-        addr => Err(addr.max(first)),
-    }
+    STATE.with(|state| {
+        state.fault.store(0, Ordering::Relaxed);
+        state.low.store(low, Ordering::Relaxed);
+        state.high.store(high, Ordering::Relaxed);
+        let clear = Clear(state);
+        // Keeps the compiler from moving the guard's stores after the
+        // access, or the read of `fault` before it: the handler runs
+        // "between" them.
+        compiler_fence(Ordering::SeqCst);
+        let result = access();
+        drop(clear);
+        match state.fault.load(Ordering::Relaxed) {
+            0 => Ok(result),
+            addr => Err(addr.max(first)),
+        }
+    })
 }
 
 /// The `SIGBUS` handler. Only async-signal-safe work happens here: loads and
@@ -174,7 +194,12 @@ unsafe fn recover(info: &libc::siginfo_t) -> bool {
     }
     // SAFETY: for a kernel-generated SIGBUS, si_addr is the faulting address.
     let addr = unsafe { info.si_addr() } as usize;
-    let (low, high) = GUARD.with(Cell::get);
+    let (low, high) = STATE.with(|s| {
+        (
+            s.low.load(Ordering::Relaxed),
+            s.high.load(Ordering::Relaxed),
+        )
+    });
     if !(low..high).contains(&addr) {
         return false;
     }
@@ -199,9 +224,10 @@ unsafe fn recover(info: &libc::siginfo_t) -> bool {
     }
     // A backward copy can fault on a high page, then on a lower one: report
     // the lowest missing address.
-    FAULT.with(|f| {
-        if f.get() == 0 || addr < f.get() {
-            f.set(addr);
+    STATE.with(|s| {
+        let seen = s.fault.load(Ordering::Relaxed);
+        if seen == 0 || addr < seen {
+            s.fault.store(addr, Ordering::Relaxed);
         }
     });
     true
