@@ -6,6 +6,7 @@
 //! crate guard them against pages that vanish when the backing file shrinks.
 
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use memchr::memmem;
@@ -209,8 +210,7 @@ impl Region<'_> {
         end: usize,
     ) -> Result<Option<usize>> {
         // SAFETY: forwarded from the caller.
-        let found = unsafe { self.with_slice(start, end, |hay| search_forward(hay, needle)) }?;
-        Ok(found.map(|i| i + start))
+        unsafe { self.search(needle, start, end, Direction::Forward) }
     }
 
     /// Index (absolute) of the last `needle` in `start..end`.
@@ -224,8 +224,83 @@ impl Region<'_> {
         end: usize,
     ) -> Result<Option<usize>> {
         // SAFETY: forwarded from the caller.
-        let found = unsafe { self.with_slice(start, end, |hay| search_backward(hay, needle)) }?;
-        Ok(found.map(|i| i + start))
+        unsafe { self.search(needle, start, end, Direction::Backward) }
+    }
+
+    /// Searches `start..end` in chunks, in `direction` order, and returns
+    /// the match of the first chunk (in that order) that has one.
+    ///
+    /// A search of a large mapping is bound by memory bandwidth, which one
+    /// core cannot use up; so once the first chunk has come up empty, the
+    /// remaining chunks are handed out in order to several threads, each of
+    /// which stops as soon as a chunk earlier in the order has a match.
+    /// Every thread makes its own guarded access.
+    ///
+    /// # Safety
+    /// As for [`Region::with_slice`].
+    unsafe fn search(
+        self,
+        needle: &[u8],
+        start: usize,
+        end: usize,
+        direction: Direction,
+    ) -> Result<Option<usize>> {
+        let span = end - start;
+        let chunks = Chunks::new(start, end, needle.len(), direction);
+        let threads = search_threads(span, needle.len());
+        if threads <= 1 || chunks.count <= 1 {
+            return SendRegion(self).search(needle, start, end, direction);
+        }
+        // The first chunk alone, on this thread: a match close to where the
+        // search starts costs no thread.
+        let (from, to) = chunks.get(0);
+        if let Some(found) = SendRegion(self).search(needle, from, to, direction)? {
+            return Ok(Some(found));
+        }
+        let next = AtomicUsize::new(1);
+        // The order index of the earliest chunk known to hold a match.
+        let best = AtomicUsize::new(usize::MAX);
+        let work = |region: SendRegion<'_>| -> Result<Option<(usize, usize)>> {
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= chunks.count || k > best.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                let (from, to) = chunks.get(k);
+                if let Some(found) = region.search(needle, from, to, direction)? {
+                    best.fetch_min(k, Ordering::Relaxed);
+                    // Later chunks cannot matter any more.
+                    return Ok(Some((k, found)));
+                }
+            }
+        };
+        let results: Vec<Result<Option<(usize, usize)>>> = std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads)
+                .map(|_| {
+                    let region = SendRegion(self);
+                    scope.spawn(move || work(region))
+                })
+                .collect();
+            let mut results = vec![work(SendRegion(self))];
+            for helper in helpers {
+                // A search does not panic; if one did, let it propagate.
+                results.push(
+                    helper
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                );
+            }
+            results
+        });
+        let mut winner: Option<(usize, usize)> = None;
+        for result in results {
+            if let Some((k, found)) = result? {
+                if winner.is_none_or(|(best_k, _)| k < best_k) {
+                    winner = Some((k, found));
+                }
+            }
+        }
+        Ok(winner.map(|(_, found)| found))
     }
 
     /// Reads one byte.
@@ -254,6 +329,99 @@ impl Region<'_> {
             unsafe { self.ptr.add(offset).write_volatile(value) }
         })
     }
+}
+
+/// Which match a search wants: the first or the last.
+#[derive(Clone, Copy)]
+enum Direction {
+    Forward,
+    Backward,
+}
+
+/// `start..end` cut into chunks by where a match starts, numbered in the
+/// order a search in `direction` visits them. Chunk `k` covers the matches
+/// that start in its share and so reaches `needle_len - 1` bytes past it.
+struct Chunks {
+    start: usize,
+    end: usize,
+    overlap: usize,
+    count: usize,
+    direction: Direction,
+}
+
+/// The size of one chunk of a large search.
+const SEARCH_CHUNK: usize = 2 << 20;
+
+impl Chunks {
+    fn new(start: usize, end: usize, needle_len: usize, direction: Direction) -> Self {
+        let count = (end - start).div_ceil(SEARCH_CHUNK).max(1);
+        Chunks {
+            start,
+            end,
+            overlap: needle_len.saturating_sub(1),
+            count,
+            direction,
+        }
+    }
+
+    /// The byte range of the `k`-th chunk in search order.
+    fn get(&self, k: usize) -> (usize, usize) {
+        let index = match self.direction {
+            Direction::Forward => k,
+            Direction::Backward => self.count - 1 - k,
+        };
+        let from = (self.start + index * SEARCH_CHUNK).min(self.end);
+        let to = (from + SEARCH_CHUNK)
+            .saturating_add(self.overlap)
+            .min(self.end);
+        (from, to)
+    }
+}
+
+/// A [`Region`] handed to a search thread.
+#[derive(Clone, Copy)]
+struct SendRegion<'a>(Region<'a>);
+
+// SAFETY: the region's memory stays mapped for the whole `thread::scope` in
+// which the search threads run (the caller's borrow of the view outlives it),
+// and the threads only read it; the poison cell is a `OnceLock`, which is
+// `Sync`.
+unsafe impl Send for SendRegion<'_> {}
+
+impl SendRegion<'_> {
+    /// The absolute index of the first (or last) match in `from..to`.
+    fn search(
+        self,
+        needle: &[u8],
+        from: usize,
+        to: usize,
+        direction: Direction,
+    ) -> Result<Option<usize>> {
+        let search = match direction {
+            Direction::Forward => search_forward,
+            Direction::Backward => search_backward,
+        };
+        // SAFETY: `from..to` lies inside the range the caller of
+        // `Region::search` vouched for, which stays mapped until it returns.
+        let found = unsafe { self.0.with_slice(from, to, |hay| search(hay, needle)) }?;
+        Ok(found.map(|i| i + from))
+    }
+}
+
+/// Searches of at least this many bytes may use several threads.
+const PARALLEL_SEARCH_MIN: usize = 16 << 20;
+
+/// How many threads may search `len` bytes for a needle of `needle_len`.
+fn search_threads(len: usize, needle_len: usize) -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    if len < PARALLEL_SEARCH_MIN || needle_len == 0 || needle_len > SEARCH_CHUNK / 2 {
+        return 1;
+    }
+    *CORES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4)
+    })
 }
 
 fn search_forward(hay: &[u8], needle: &[u8]) -> Option<usize> {
