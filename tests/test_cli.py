@@ -12,7 +12,7 @@ from pathlib import Path
 
 import mmapfile
 import pytest
-from conftest import linux_only, shm_path
+from conftest import IS_ROOT, linux_only, shm_path
 
 pytestmark = linux_only
 
@@ -20,7 +20,7 @@ pytestmark = linux_only
 # machines where other root processes may own dead blocks on purpose, so the
 # gc test works as `nobody` when it can.
 AS_NOBODY = (
-    ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if os.geteuid() == 0 else []
+    ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if IS_ROOT else []
 )
 
 

@@ -202,6 +202,13 @@ impl Backing {
     /// [`Access::Write`] and it does not exist. Returns whether it was created.
     pub(crate) fn file(path: &Path, access: Access) -> Result<(Backing, bool)> {
         let wpath = wide(path.as_os_str());
+        // The string ends at the first NUL for Windows: refuse rather than
+        // open a different, shorter path.
+        if wpath[..wpath.len() - 1].contains(&0) {
+            return Err(Error::InvalidArgument(
+                "CreateFileW: embedded null character in path".into(),
+            ));
+        }
         let writable = access.writes_backing();
         let rights = if writable {
             GENERIC_READ | GENERIC_WRITE
