@@ -19,9 +19,7 @@ pytestmark = linux_only
 # gc removes every dead block of the calling user. Tests run as root on
 # machines where other root processes may own dead blocks on purpose, so the
 # gc test works as `nobody` when it can.
-AS_NOBODY = (
-    ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if IS_ROOT else []
-)
+AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if IS_ROOT else []
 
 
 def cli(*args: str, user: list[str] | None = None) -> subprocess.CompletedProcess:
