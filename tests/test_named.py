@@ -212,6 +212,18 @@ def test_named_block_with_a_window(block_name):
 
 
 @windows_only
+def test_cli_says_that_blocks_cannot_be_listed_on_windows():
+    result = subprocess.run(
+        [sys.executable, "-m", "mmapfile", "ls"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "not supported on Windows" in result.stderr
+    assert "Traceback" not in result.stderr
+    with pytest.raises(NotImplementedError):
+        mmapfile._mmapfile._list_blocks()
+
+
+@windows_only
 def test_resize_cannot_grow_a_named_block_on_windows(block_name):
     # A pagefile-backed section has a fixed size (pywin32 closes it and makes
     # a new, empty one instead, losing the data).
