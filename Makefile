@@ -4,7 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP_TOOLS := maturin pytest hypothesis numpy ruff mypy
 
-.PHONY: all venv develop demo fmt fmt-check lint test-rust test-python stubtest test bench bench-rust
+.PHONY: all venv develop demo fmt fmt-check lint test-rust test-python stubtest test-windows test bench bench-rust
+
+# Windows: cross-built with mingw, run under Wine (ci/windows/windows-env.sh).
+WIN_TARGET := x86_64-pc-windows-gnu
+WINENV_CACHE ?= $(HOME)/.cache/mmapfile-winenv
+WIN_WHEELS := target/wheels-windows
+COMPAT := target/compat
 
 all: test
 
@@ -32,6 +38,9 @@ fmt-check: $(PY)
 
 lint: $(PY)
 	cargo clippy --workspace --all-targets -- -D warnings
+	rustup target add $(WIN_TARGET) x86_64-apple-darwin
+	PYO3_CROSS_PYTHON_VERSION=3.13 cargo clippy --workspace --all-targets --target $(WIN_TARGET) -- -D warnings
+	cargo check -p mmapfile --target x86_64-apple-darwin
 	$(VENV)/bin/ruff check python tests benches examples
 
 test-rust:
@@ -43,7 +52,23 @@ test-python: develop
 stubtest: develop
 	$(PY) -m mypy.stubtest mmapfile --allowlist stubtest-allowlist.txt
 
-test: fmt-check lint test-rust test-python stubtest
+# The core's tests and the pytest suite on Windows (under Wine), then the
+# compatibility suite: the same scenarios against pywin32 and us (tests/compat).
+test-windows: develop
+	bash ci/windows/windows-env.sh
+	set -euo pipefail; . "$(WINENV_CACHE)/env.sh"; \
+	cargo test -p mmapfile --target $(WIN_TARGET); \
+	rm -rf $(WIN_WHEELS); \
+	$(VENV)/bin/maturin build --release --target $(WIN_TARGET) -i python3.13 -o $(WIN_WHEELS); \
+	winpy_install_wheel $(WIN_WHEELS)/*.whl; \
+	winpy -m pytest -q -p no:cacheprovider tests; \
+	rm -rf $(COMPAT); mkdir -p $(COMPAT); \
+	winpy tests/compat/scenarios.py pywin32 $(COMPAT)/pywin32.json; \
+	winpy tests/compat/scenarios.py ours $(COMPAT)/ours-windows.json; \
+	$(PY) tests/compat/scenarios.py ours $(COMPAT)/ours-linux.json; \
+	MMAPFILE_COMPAT_RECORDS=$(COMPAT) $(PY) -m pytest -q -p no:cacheprovider tests/compat
+
+test: fmt-check lint test-rust test-python stubtest test-windows
 
 # Python-level ratios against CPython's mmap (docs/performance.md).
 bench: develop

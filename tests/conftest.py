@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+import mmapfile
 import pytest
 
 SHM_DIR = Path("/dev/shm")
@@ -31,22 +32,56 @@ def open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
 
+LINUX = sys.platform.startswith("linux")
+WINDOWS = sys.platform == "win32"
+# The OS calls that errors name when a file or an existing block is missing.
+OPEN_FILE_FUNC = "CreateFileW" if WINDOWS else "open"
+OPEN_BLOCK_FUNC = "OpenFileMappingW" if WINDOWS else "shm_open"
+
+
+def opened_size(size: int) -> int:
+    """The size a process opening an existing block of ``size`` bytes sees:
+    Windows keeps a section's size in whole pages only (pywin32 sees the same),
+    so there it is rounded up to the page size."""
+    if WINDOWS:
+        page = mmapfile.PAGESIZE
+        return -(-size // page) * page
+    return size
+
+
+def _under_wine() -> bool:
+    if not WINDOWS:
+        return False
+    import ctypes
+
+    return hasattr(ctypes.WinDLL("ntdll"), "wine_get_version")
+
+
+UNDER_WINE = _under_wine()
+windows_only = pytest.mark.skipif(not WINDOWS, reason="Windows behaviour")
+no_madvise = pytest.mark.skipif(WINDOWS, reason="Windows has no madvise")
+
+# Windows has no user ids; there nobody is root.
+IS_ROOT = getattr(os, "geteuid", lambda: -1)() == 0
+
+
 def leftovers() -> list[str]:
-    if not SHM_DIR.is_dir():
+    # Under Wine, /dev/shm resolves to the Linux host's: only look on Linux.
+    if not LINUX or not SHM_DIR.is_dir():
         return []
     return sorted(e for e in os.listdir(SHM_DIR) if e.startswith(f"mmapfile.{RUN_PREFIX}"))
 
 
 needs_proc = pytest.mark.skipif(
-    not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd to count descriptors"
+    not LINUX or not Path("/proc/self/fd").is_dir(),
+    reason="needs /proc/self/fd to count descriptors (Linux)",
 )
 needs_dev_shm = pytest.mark.skipif(
-    not sys.platform.startswith("linux") or not SHM_DIR.is_dir(),
+    not LINUX or not SHM_DIR.is_dir(),
     reason="named blocks are visible in /dev/shm on Linux only",
 )
-linux_only = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="holder tracking needs Linux"
-)
+linux_only = pytest.mark.skipif(not LINUX, reason="holder tracking needs Linux")
+posix_only = pytest.mark.skipif(WINDOWS, reason="needs fork or POSIX signals (not on Windows)")
 
 
 @pytest.fixture

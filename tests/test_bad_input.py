@@ -121,6 +121,9 @@ def mapped(tmp_path):
     made = []
 
     def make():
+        # Windows refuses to truncate a file while a view of it is mapped.
+        for old in made:
+            old.close()
         path.write_bytes(ORIGINAL)
         m = mmapfile.mmapfile(str(path), None)
         m.seek(START_POS)

@@ -12,16 +12,14 @@ from pathlib import Path
 
 import mmapfile
 import pytest
-from conftest import linux_only, shm_path
+from conftest import IS_ROOT, linux_only, shm_path
 
 pytestmark = linux_only
 
 # gc removes every dead block of the calling user. Tests run as root on
 # machines where other root processes may own dead blocks on purpose, so the
 # gc test works as `nobody` when it can.
-AS_NOBODY = (
-    ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if os.geteuid() == 0 else []
-)
+AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if IS_ROOT else []
 
 
 def cli(*args: str, user: list[str] | None = None) -> subprocess.CompletedProcess:

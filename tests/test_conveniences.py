@@ -201,6 +201,16 @@ def test_madvise_accepts_the_harmless_options_on_a_whole_map(name):
     m.madvise(getattr(mmapfile, name), 10, 100)
 
 
+@pytest.mark.skipif(sys.platform != "win32", reason="Windows behaviour")
+def test_madvise_raises_not_implemented_on_windows():
+    m = mmapfile.mmapfile(None, None, mmapfile.PAGESIZE)
+    assert not [name for name in dir(mmapfile) if name.startswith("MADV_")]
+    with pytest.raises(NotImplementedError, match="madvise is not available"):
+        m.madvise(0)
+    m.close()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows has no madvise")
 def test_madvise_checks_its_range():
     m = mmapfile.mmapfile(None, None, 3 * mmapfile.PAGESIZE)
     with pytest.raises(ValueError):

@@ -10,7 +10,16 @@ import sys
 
 import mmapfile
 import pytest
-from conftest import needs_dev_shm, needs_proc, open_fds, shm_path
+from conftest import (
+    OPEN_BLOCK_FUNC,
+    OPEN_FILE_FUNC,
+    WINDOWS,
+    needs_dev_shm,
+    needs_proc,
+    open_fds,
+    opened_size,
+    shm_path,
+)
 from mmapfile import mmapfile as MapFile
 
 # --- 1. MaximumSize=0 maps exactly the file ------------------------------------------------
@@ -316,7 +325,7 @@ def test_name_without_size_opens_an_existing_block_at_its_size(block_name):
     first = MapFile(None, block_name, 5000)
     first.write(b"shared")
     second = MapFile(None, block_name)
-    assert second.size() == 5000
+    assert second.size() == opened_size(5000)
     assert second.read(6) == b"shared"
     second.close()
     first.close()
@@ -326,7 +335,7 @@ def test_name_without_size_raises_error_when_there_is_no_block(block_name):
     with pytest.raises(mmapfile.error) as info:
         MapFile(None, block_name)
     assert info.value.errno == errno.ENOENT
-    assert info.value.funcname == "shm_open"
+    assert info.value.funcname == OPEN_BLOCK_FUNC
 
 
 @needs_dev_shm
@@ -384,10 +393,14 @@ def test_error_carries_errno_strerror_and_funcname(tmp_path):
     err = info.value
     assert type(err) is mmapfile.error
     assert err.errno == errno.ENOENT
-    assert err.strerror == os.strerror(errno.ENOENT)
-    assert err.funcname == "open"
-    if sys.platform == "win32":
-        assert isinstance(err.winerror, int)
+    assert err.funcname == OPEN_FILE_FUNC
+    if WINDOWS:
+        # ERROR_PATH_NOT_FOUND; OSError derives errno ENOENT from it.
+        assert err.winerror == 3
+        assert err.strerror  # the system's text, which depends on its language
+        assert str(err).startswith("[WinError 3] ")
+    else:
+        assert err.strerror == os.strerror(errno.ENOENT)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX errno")

@@ -9,6 +9,7 @@ import os
 import tempfile
 
 import mmapfile
+from conftest import WINDOWS, opened_size
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -46,9 +47,10 @@ def clamp(index, default, length):
 class Model:
     """What a mapping should do, written against a bytearray."""
 
-    def __init__(self, backing, access, offset, length):
+    def __init__(self, backing, access, offset, length, growable=True):
         self.backing = backing  # the file's or block's bytes
         self.access = access
+        self.growable = growable  # False for a named block on Windows
         self.closed = False
         self.pos = 0
         self.map_window(offset, length)
@@ -168,7 +170,7 @@ class Model:
     def resize(self, maximum, offset, length):
         self.check_open()
         if maximum > len(self.backing):
-            if self.access != mmapfile.ACCESS_WRITE:
+            if self.access != mmapfile.ACCESS_WRITE or not self.growable:
                 raise ValueError("cannot grow")
             self.backing.extend(bytes(maximum - len(self.backing)))
         size = maximum or len(self.backing)
@@ -229,6 +231,7 @@ class MappingMatchesModel(RuleBasedStateMachine):
         if kind == "unnamed" and access == mmapfile.ACCESS_READ:
             access = mmapfile.ACCESS_WRITE  # a fresh block cannot be read-only
         offset, length = window
+        growable = True
         offset = min(offset, len(initial) - 1)
         length = min(length, len(initial) - offset)
         if kind == "file":
@@ -245,11 +248,17 @@ class MappingMatchesModel(RuleBasedStateMachine):
             writer.write(initial)
             self.cleanup.append(writer.close)
             self.m = mmapfile.mmapfile(None, name, 0, offset, length, access=access)
+            # Windows: the opener sees the block in whole pages, zeros after
+            # `initial`, and a section cannot grow.
+            initial += bytes(opened_size(len(initial)) - len(initial))
+            growable = not WINDOWS
         else:
             self.m = mmapfile.mmapfile(None, None, len(initial), offset, length, access=access)
             # An unnamed block starts zeroed, whatever `initial` held.
             initial = bytes(len(initial))
-        self.model = Model(bytearray(initial), access, offset, length or len(initial) - offset)
+        self.model = Model(
+            bytearray(initial), access, offset, length or len(initial) - offset, growable
+        )
 
     def teardown(self):
         if self.m is not None:

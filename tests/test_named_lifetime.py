@@ -19,7 +19,7 @@ from pathlib import Path
 
 import mmapfile
 import pytest
-from conftest import linux_only, shm_path
+from conftest import IS_ROOT, linux_only, shm_path
 
 pytestmark = linux_only
 
@@ -324,7 +324,7 @@ OPEN_AS_OTHER_USER = """
 """
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a child as nobody")
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to run a child as nobody")
 def test_block_of_another_user_is_refused_unless_allowed(block_name):
     m = mmapfile.mmapfile(None, block_name, 4096, mode=0o666)
     m.write(b"owned")
@@ -339,7 +339,7 @@ def test_block_of_another_user_is_refused_unless_allowed(block_name):
     assert not os.path.exists(shm_path(block_name))
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a child as nobody")
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to run a child as nobody")
 def test_private_block_is_refused_to_another_user_by_the_os(block_name):
     m = mmapfile.mmapfile(None, block_name, 4096)  # mode 0600
     child = run_child(OPEN_AS_OTHER_USER, block_name, "allow", user=SETPRIV)

@@ -72,6 +72,8 @@ def _call(func: Callable[..., Any], *args: Any) -> Any:
         return func(*args)
     except ValueError as exc:  # invalid name or argument
         raise _Failure(str(exc), EXIT_USAGE) from None
+    except NotImplementedError as exc:  # Windows: blocks cannot be listed
+        raise _Failure(str(exc), EXIT_FAILED) from None
     except OSError as exc:
         what = exc.strerror or str(exc)
         if exc.filename is None and len(args) > 0 and isinstance(args[0], str):

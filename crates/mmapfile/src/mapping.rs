@@ -821,9 +821,15 @@ impl MapFile {
     /// bytes `start..start + length` of the view will be used. `length` 0
     /// means to the end, and a range past the end is cut at the end.
     /// `advice` must be one of [`advice_values`](crate::advice_values); the
-    /// advice covers the whole pages that hold the range.
+    /// advice covers the whole pages that hold the range. Where the OS has
+    /// no `madvise` (Windows) this is [`Error::Unsupported`].
     pub fn madvise(&self, advice: i32, start: i64, length: i64) -> Result<()> {
         let live = self.live()?;
+        if os::ADVICE.is_empty() {
+            return Err(Error::Unsupported(
+                "madvise is not available on this OS (it offers no MADV_* values)",
+            ));
+        }
         if !os::ADVICE.iter().any(|&(_, value)| value == advice) {
             return Err(Error::InvalidArgument(format!(
                 "unknown or unsupported madvise option {advice}"

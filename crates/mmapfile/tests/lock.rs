@@ -140,3 +140,59 @@ fn file_and_named_maps_share_a_lock_across_objects() {
     la.release().unwrap();
     let _ = std::fs::remove_file(format!("/dev/shm/mmapfile.{name}"));
 }
+
+#[test]
+fn a_lock_taken_in_one_thread_can_be_released_in_another() {
+    let m = unnamed();
+    let lock = Arc::new(m.lock().unwrap());
+    let taker = Arc::clone(&lock);
+    std::thread::spawn(move || assert!(taker.acquire(None).unwrap()))
+        .join()
+        .unwrap();
+    assert!(lock.is_held());
+    assert!(!m.lock().unwrap().try_acquire().unwrap());
+    lock.release().unwrap();
+    assert!(m.lock().unwrap().try_acquire().unwrap());
+}
+
+const CHILD_ENV: &str = "MMAPFILE_LOCK_TEST_CHILD";
+
+/// The child half of `a_lock_whose_holder_died_is_free`: takes the lock of
+/// the block named in the environment and exits without releasing it.
+#[test]
+fn child_takes_lock_and_dies() {
+    let Ok(name) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let m = MapOptions::new().name(name).open().unwrap();
+    let lock = m.lock().unwrap();
+    assert!(lock.acquire(None).unwrap());
+    // No destructors: the process ends holding the lock.
+    std::process::exit(0);
+}
+
+#[test]
+fn a_lock_whose_holder_died_is_free() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    let name = format!("lockdeath-{}", std::process::id());
+    let m = MapOptions::new()
+        .name(&name)
+        .maximum_size(4096)
+        .open()
+        .unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_takes_lock_and_dies", "--test-threads=1"])
+        .env(CHILD_ENV, &name)
+        .status()
+        .unwrap();
+    assert!(status.success(), "child failed: {status}");
+    let lock = m.lock().unwrap();
+    assert!(
+        lock.try_acquire().unwrap(),
+        "the dead child's lock was kept"
+    );
+    lock.release().unwrap();
+    let _ = std::fs::remove_file(format!("/dev/shm/mmapfile.{name}"));
+}

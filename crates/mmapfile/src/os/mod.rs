@@ -22,7 +22,8 @@
 //!   removed) that the OS accepts for a named block.
 //! - `guarded(start, len, access)`: runs a memory access so that a page that
 //!   vanished under it (its file was truncated) yields `Err(address)`
-//!   instead of killing the process.
+//!   instead of killing the process (Windows: runs the access as it is; see
+//!   `windows::guarded` for why no guard is needed there).
 
 #[cfg(unix)]
 mod unix;
@@ -37,22 +38,3 @@ pub(crate) use unix_fault::guarded;
 mod windows;
 #[cfg(windows)]
 pub(crate) use windows::*;
-
-/// Windows: no guard yet, so the access runs unprotected.
-///
-/// TODO(windows): Windows refuses to shrink a file that has a mapped view,
-/// so there the fault comes from storage failing (network share, removable
-/// media) and is raised as `EXCEPTION_IN_PAGE_ERROR`. The equivalent guard
-/// is a vectored exception handler that checks the same thread-local range.
-/// A section view's pages cannot be replaced from the handler the way the
-/// POSIX guard does, so the handler has to resume at a known point instead:
-/// the copies would run as page-sized chunks whose progress the handler can
-/// record and skip. Left for the Windows backend.
-#[cfg(windows)]
-pub(crate) fn guarded<R>(
-    _start: *const u8,
-    _len: usize,
-    access: impl FnOnce() -> R,
-) -> Result<R, usize> {
-    Ok(access())
-}

@@ -11,15 +11,16 @@ use std::io;
 use std::os::windows::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::sync::OnceLock;
+use std::sync::{mpsc, Arc, OnceLock};
 
 use windows_sys::Win32::Foundation::{
     CloseHandle, GetLastError, ERROR_ALREADY_EXISTS, GENERIC_READ, GENERIC_WRITE, HANDLE,
-    INVALID_HANDLE_VALUE,
+    INVALID_HANDLE_VALUE, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::Storage::FileSystem::{
-    CreateFileW, DeleteFileW, FlushFileBuffers, GetFileSizeEx, CREATE_NEW, FILE_ATTRIBUTE_NORMAL,
-    FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING,
+    CreateFileW, DeleteFileW, FlushFileBuffers, GetFileInformationByHandle, GetFileSizeEx,
+    BY_HANDLE_FILE_INFORMATION, CREATE_NEW, FILE_ATTRIBUTE_NORMAL, FILE_SHARE_DELETE,
+    FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING,
 };
 use windows_sys::Win32::System::Memory::{
     CreateFileMappingW, FlushViewOfFile, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile,
@@ -27,6 +28,9 @@ use windows_sys::Win32::System::Memory::{
     MEMORY_MAPPED_VIEW_ADDRESS, PAGE_READONLY, PAGE_READWRITE, PAGE_WRITECOPY,
 };
 use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
+use windows_sys::Win32::System::Threading::{
+    CreateMutexW, ReleaseMutex, WaitForSingleObject, INFINITE,
+};
 
 use crate::access::{Access, CreateMode};
 use crate::error::{Error, Result};
@@ -125,11 +129,15 @@ enum Kind {
         file: Handle,
         created: Option<PathBuf>,
     },
-    /// A named or unnamed pagefile-backed section and its size.
+    /// A named or unnamed pagefile-backed section and its size. `name` is
+    /// the block's name as given (prefix included), for its lock; an
+    /// unnamed block keeps its unnamed lock mutex in `mutex` instead, made
+    /// on first use, since nothing else could find it again.
     Section {
         section: Handle,
         size: u64,
-        named: bool,
+        name: Option<String>,
+        mutex: OnceLock<Arc<Handle>>,
     },
 }
 
@@ -194,6 +202,13 @@ impl Backing {
     /// [`Access::Write`] and it does not exist. Returns whether it was created.
     pub(crate) fn file(path: &Path, access: Access) -> Result<(Backing, bool)> {
         let wpath = wide(path.as_os_str());
+        // The string ends at the first NUL for Windows: refuse rather than
+        // open a different, shorter path.
+        if wpath[..wpath.len() - 1].contains(&0) {
+            return Err(Error::InvalidArgument(
+                "CreateFileW: embedded null character in path".into(),
+            ));
+        }
         let writable = access.writes_backing();
         let rights = if writable {
             GENERIC_READ | GENERIC_WRITE
@@ -299,7 +314,8 @@ impl Backing {
                 kind: Kind::Section {
                     section,
                     size,
-                    named: true,
+                    name: Some(name.as_str().to_owned()),
+                    mutex: OnceLock::new(),
                 },
                 writable,
             },
@@ -314,7 +330,8 @@ impl Backing {
             kind: Kind::Section {
                 section,
                 size,
-                named: false,
+                name: None,
+                mutex: OnceLock::new(),
             },
             writable: true,
         })
@@ -354,14 +371,17 @@ impl Backing {
                 Handle::new("CreateFileMappingW", raw, ptr::null_mut())?.close()
             }
             Kind::Section {
-                named: true, size, ..
+                name: Some(_),
+                size,
+                ..
             } => Err(Error::InvalidArgument(format!(
                 "a named block cannot grow on Windows (it is {size} bytes)"
             ))),
             Kind::Section {
                 section,
                 size,
-                named: false,
+                name: None,
+                ..
             } => {
                 let (bigger, _) = create_section(None, len)?;
                 let old_len = usize::try_from(*size).map_err(|_| {
@@ -514,12 +534,9 @@ impl Drop for RawView {
 /// already frees a section with its last handle, so there is nothing to
 /// collect. These report that plainly.
 fn blocks_unsupported<T>() -> Result<T> {
-    Err(Error::io(
-        "blocks",
-        io::Error::new(
-            io::ErrorKind::Unsupported,
-            "listing named blocks is not supported on Windows (the kernel frees them)",
-        ),
+    Err(Error::Unsupported(
+        "looking at named blocks from outside is not supported on Windows \
+         (the kernel frees a block with its last handle, so none can be left behind)",
     ))
 }
 
@@ -541,4 +558,278 @@ pub(crate) fn remove_block(_base: &str) -> Result<()> {
 
 pub(crate) fn collect_block(_base: &str) -> Result<bool> {
     blocks_unsupported()
+}
+
+/// Windows has no `madvise`: no advice values are offered, so
+/// `MapFile::madvise` reports [`Error::Unsupported`] before reaching
+/// [`RawView::advise`]. (`PrefetchVirtualMemory` and `DiscardVirtualMemory`
+/// cover parts of it, with different semantics; they are not offered under
+/// `madvise`'s name.)
+pub(crate) const ADVICE: &[(&str, i32)] = &[];
+
+impl RawView {
+    /// Never reached with a valid advice value (there are none on Windows).
+    pub(crate) fn advise(&self, _offset: usize, _len: usize, _advice: i32) -> Result<()> {
+        Err(Error::Unsupported("madvise is not available on Windows"))
+    }
+}
+
+/// Runs a memory access. Windows needs no guard for the case the POSIX one
+/// exists for: a file cannot be truncated below a mapped view there
+/// (`SetEndOfFile` fails with `ERROR_USER_MAPPED_FILE`), and a pagefile-backed
+/// section never shrinks, so no page of a view can vanish under an access.
+///
+/// What remains is storage failing under a file view (a network share or
+/// removable media going away), which Windows raises as
+/// `EXCEPTION_IN_PAGE_ERROR`; like CPython's `mmap`, this crate does not
+/// catch that.
+pub(crate) fn guarded<R>(
+    _start: *const u8,
+    _len: usize,
+    access: impl FnOnce() -> R,
+) -> std::result::Result<R, usize> {
+    Ok(access())
+}
+
+/// Where a mapping's lock lives: a kernel mutex derived from the mapping,
+/// so that every process mapping the same file or named block finds it.
+///
+/// - named block `N`: the mutex `N.mmapfile-lock` (same namespace prefix as
+///   the block, so `Local\` and `Global\` mean the same for both);
+/// - file: `Global\mmapfile-lock.<volume serial>.<file index>`, the file's
+///   identity as `GetFileInformationByHandle` reports it, so that every
+///   path to the file (and every session of the machine) finds the same
+///   mutex;
+/// - unnamed block: an unnamed mutex (Windows has no `fork` to share the
+///   block through, so only this process can take it).
+///
+/// A Windows mutex belongs to a thread and is recursive for it, while a
+/// [`LockDesc`] must contend with every other one, even in the same thread,
+/// and may be released from any thread. So each acquisition gets its own
+/// owner thread that waits for the mutex, holds it and releases it on
+/// request: the mutex is never taken twice by one thread, and the calling
+/// thread does not matter. When the process dies, its owner threads die with
+/// it and the kernel marks the mutex abandoned; the next waiter gets
+/// `WAIT_ABANDONED`, which is treated as acquiring it (the holder died).
+#[derive(Debug)]
+pub(crate) struct LockTarget {
+    mutex: Arc<Handle>,
+}
+
+/// One acquisition of a [`LockTarget`], with its owner thread: dropping it
+/// releases the lock (if held) and ends the thread.
+#[derive(Debug)]
+pub(crate) struct LockDesc {
+    /// `None` only while dropping (closing it tells the thread to stop).
+    commands: Option<mpsc::Sender<LockCommand>>,
+    replies: mpsc::Receiver<Result<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum LockCommand {
+    /// Take the mutex if it is free; reply whether it was taken.
+    Try,
+    /// Wait for the mutex; reply `true` once held.
+    Wait,
+    /// Release the mutex; reply `true`.
+    Release,
+}
+
+/// The mutex name for a named block (`name` as given, prefix included).
+fn block_lock_name(name: &str) -> String {
+    format!("{name}.mmapfile-lock")
+}
+
+/// The mutex name for the open file `file`, from its identity.
+fn file_lock_name(file: &Handle) -> Result<String> {
+    // SAFETY: BY_HANDLE_FILE_INFORMATION is plain data for which all-zero is
+    // valid; `file` is an open handle and the struct is writable.
+    let info = unsafe {
+        let mut info: BY_HANDLE_FILE_INFORMATION = std::mem::zeroed();
+        check(
+            "GetFileInformationByHandle",
+            GetFileInformationByHandle(file.0, &mut info),
+        )?;
+        info
+    };
+    let index = (u64::from(info.nFileIndexHigh) << 32) | u64::from(info.nFileIndexLow);
+    Ok(format!(
+        "Global\\mmapfile-lock.{:08x}.{index:016x}",
+        info.dwVolumeSerialNumber
+    ))
+}
+
+impl Backing {
+    /// The lock of this mapping (see [`LockTarget`]).
+    pub(crate) fn lock_target(&self) -> Result<LockTarget> {
+        let name = match &self.kind {
+            Kind::File { file, .. } => file_lock_name(file)?,
+            Kind::Section {
+                name: Some(name), ..
+            } => block_lock_name(name),
+            Kind::Section {
+                name: None, mutex, ..
+            } => {
+                if let Some(mutex) = mutex.get() {
+                    return Ok(LockTarget {
+                        mutex: Arc::clone(mutex),
+                    });
+                }
+                // Two threads racing here both create a mutex; the loser's
+                // is dropped and both use the winner's.
+                let fresh = Arc::new(create_mutex(None)?);
+                return Ok(LockTarget {
+                    mutex: Arc::clone(mutex.get_or_init(|| fresh)),
+                });
+            }
+        };
+        let wname = wide(OsStr::new(&name));
+        Ok(LockTarget {
+            mutex: Arc::new(create_mutex(Some(&wname))?),
+        })
+    }
+}
+
+/// Creates (or opens, for an existing name) a mutex, initially unowned:
+/// owner threads take it.
+fn create_mutex(name: Option<&[u16]>) -> Result<Handle> {
+    let name_ptr = name.map_or(ptr::null(), |n| n.as_ptr());
+    // SAFETY: the name, if any, is NUL-terminated and outlives the call.
+    let raw = unsafe { CreateMutexW(ptr::null(), 0, name_ptr) };
+    Handle::new("CreateMutexW", raw, ptr::null_mut())
+}
+
+/// Waits up to `millis` for `mutex` in the calling thread; returns whether
+/// the thread now owns it.
+fn wait_mutex(mutex: &Handle, millis: u32) -> Result<bool> {
+    // SAFETY: `mutex` is an open mutex handle.
+    match unsafe { WaitForSingleObject(mutex.0, millis) } {
+        // WAIT_ABANDONED: the holder exited without releasing; this thread
+        // owns the mutex now. The bytes it guards may be half-updated, which
+        // is the caller's to judge, as with a POSIX lock of a dead holder.
+        WAIT_OBJECT_0 | WAIT_ABANDONED => Ok(true),
+        WAIT_TIMEOUT => Ok(false),
+        _ => Err(Error::last_os("WaitForSingleObject")),
+    }
+}
+
+fn release_mutex(mutex: &Handle) -> Result<()> {
+    // SAFETY: `mutex` is an open mutex handle owned by the calling thread.
+    check("ReleaseMutex", unsafe { ReleaseMutex(mutex.0) })
+}
+
+/// The body of an owner thread: runs commands until the channel closes,
+/// then releases the mutex if it still holds it.
+fn own_mutex(
+    mutex: &Handle,
+    commands: mpsc::Receiver<LockCommand>,
+    replies: mpsc::Sender<Result<bool>>,
+) {
+    let mut held = false;
+    for command in commands {
+        let reply = match command {
+            LockCommand::Try | LockCommand::Wait if held => Ok(true),
+            LockCommand::Try => wait_mutex(mutex, 0),
+            LockCommand::Wait => wait_mutex(mutex, INFINITE),
+            LockCommand::Release if held => release_mutex(mutex).map(|()| false),
+            LockCommand::Release => Ok(false),
+        };
+        if let Ok(now_held) = reply {
+            held = now_held;
+        }
+        if replies.send(reply).is_err() {
+            break;
+        }
+    }
+    if held {
+        // Nobody is left to hear about a failure; the thread's exit then
+        // abandons the mutex, which frees it for the next waiter anyway.
+        let _ = release_mutex(mutex);
+    }
+}
+
+impl LockTarget {
+    /// A new acquisition with its own owner thread.
+    pub(crate) fn description(&self) -> Result<LockDesc> {
+        let (commands, thread_commands) = mpsc::channel();
+        let (thread_replies, replies) = mpsc::channel();
+        let mutex = Arc::clone(&self.mutex);
+        let thread = std::thread::Builder::new()
+            .name("mmapfile-lock".into())
+            .stack_size(64 * 1024)
+            .spawn(move || own_mutex(&mutex, thread_commands, thread_replies))
+            .map_err(|e| Error::io("CreateThread", e))?;
+        Ok(LockDesc {
+            commands: Some(commands),
+            replies,
+            thread: Some(thread),
+        })
+    }
+
+    /// Whether any thread, in any process, holds the lock. Windows cannot
+    /// ask a mutex for its state, so this takes it for an instant if it is
+    /// free (a `try_lock` elsewhere at that instant fails as if it were
+    /// held). The calling thread never owns the mutex otherwise (owner
+    /// threads do), so taking it here cannot be a recursive acquisition.
+    pub(crate) fn is_locked(&self) -> Result<bool> {
+        if wait_mutex(&self.mutex, 0)? {
+            release_mutex(&self.mutex)?;
+            Ok(false)
+        } else {
+            Ok(true)
+        }
+    }
+}
+
+impl LockDesc {
+    fn ask(&self, command: LockCommand) -> Result<bool> {
+        let gone = || {
+            Error::io(
+                "mmapfile-lock thread",
+                io::Error::other("the lock's owner thread ended unexpectedly"),
+            )
+        };
+        self.commands
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(command)
+            .map_err(|_| gone())?;
+        self.replies.recv().map_err(|_| gone())?
+    }
+
+    /// Takes the lock if it is free; returns whether it did.
+    pub(crate) fn try_lock(&self) -> Result<bool> {
+        self.ask(LockCommand::Try)
+    }
+
+    /// Waits for the lock (not interruptible: Windows has no signals to
+    /// interrupt it with).
+    pub(crate) fn lock(&self) -> Result<()> {
+        self.ask(LockCommand::Wait).map(drop)
+    }
+
+    /// Releases the lock, reporting errors (dropping also releases it).
+    pub(crate) fn unlock(self) -> Result<()> {
+        self.ask(LockCommand::Release).map(drop)
+    }
+
+    /// Always true: Windows has no `fork`, so a description never reaches
+    /// another process.
+    pub(crate) fn belongs_to_this_process(&self) -> bool {
+        true
+    }
+}
+
+impl Drop for LockDesc {
+    fn drop(&mut self) {
+        // Closing the channel makes the owner thread release the mutex and
+        // end; waiting for it means the lock is free when drop returns.
+        drop(self.commands.take());
+        if let Some(thread) = self.thread.take() {
+            // The thread does not panic; if it did, the mutex is abandoned,
+            // which frees it all the same.
+            let _ = thread.join();
+        }
+    }
 }

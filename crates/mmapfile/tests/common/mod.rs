@@ -16,6 +16,27 @@ fn unique(tag: &str) -> String {
     )
 }
 
+/// The OS call an error names when a file cannot be opened.
+pub const OPEN_FILE_OP: &str = if cfg!(windows) { "CreateFileW" } else { "open" };
+
+/// The OS call an error names when a named block to open does not exist.
+pub const OPEN_BLOCK_OP: &str = if cfg!(windows) {
+    "OpenFileMappingW"
+} else {
+    "shm_open"
+};
+
+/// The size that a process opening an existing block of `len` bytes sees.
+/// Windows keeps a pagefile-backed section's size in whole pages only, so
+/// there it is `len` rounded up to the page size (pywin32 sees the same).
+pub fn opened_block_len(len: usize) -> usize {
+    if cfg!(windows) {
+        len.div_ceil(mmapfile::page_size()) * mmapfile::page_size()
+    } else {
+        len
+    }
+}
+
 /// A fresh directory, removed with everything in it when dropped.
 pub struct Scratch(PathBuf);
 

@@ -1,0 +1,299 @@
+"""Scenarios run against pywin32's ``mmapfile`` and against ours; every step's
+outcome is recorded as JSON, and ``test_compat.py`` compares the records.
+
+    python scenarios.py ours|pywin32 OUT.json
+
+Both modules are called ``mmapfile``: ``ours`` is the installed package,
+``pywin32`` is loaded from pywin32's ``win32/mmapfile.pyd`` by path, so one
+Windows Python holds both. Sizes are whole pages (4096) unless a step is
+about sizes, so that pywin32's page-rounded ``size()`` does not hide the
+behaviour a step is about.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+PAGE = 4096
+
+
+def load(impl: str):
+    if impl == "ours":
+        import mmapfile
+
+        assert mmapfile.__file__.endswith("__init__.py"), mmapfile.__file__
+        return mmapfile
+    if impl == "pywin32":
+        import importlib.machinery
+        import importlib.util
+
+        import win32api  # noqa: F401  (puts pywin32's DLLs on the search path)
+
+        path = os.path.join(os.path.dirname(win32api.__file__), "mmapfile.pyd")
+        loader = importlib.machinery.ExtensionFileLoader("mmapfile", path)
+        spec = importlib.util.spec_from_file_location("mmapfile", path, loader=loader)
+        module = importlib.util.module_from_spec(spec)
+        loader.exec_module(module)
+        return module
+    raise SystemExit(f"unknown implementation {impl!r}")
+
+
+def outcome(fn):
+    """``["ok", value]`` or ``["raised", kind, message, winerror, funcname]``.
+
+    pywin32 raises ``pywintypes.error`` and we raise ``mmapfile.error``: both
+    are recorded as kind ``"error"`` with the Windows error code and the
+    function name without its ``W`` suffix (we name the call we make,
+    ``CreateFileMappingW``; pywin32 names ``CreateFileMapping``). Messages of
+    OS errors are the system's text, so they are not compared.
+    """
+    try:
+        value = fn()
+    except Exception as e:  # noqa: BLE001 - every exception is a result here
+        if type(e).__name__ == "error":
+            func = getattr(e, "funcname", None) or ""
+            return ["raised", "error", None, getattr(e, "winerror", None), func.removesuffix("W")]
+        return ["raised", type(e).__name__, str(e), None, None]
+    return ["ok", plain(value)]
+
+
+def plain(value):
+    """``value`` as JSON can hold it: bytes as hex, tuples as lists, other
+    objects (e.g. a map returned by a lambda) by type name."""
+    if isinstance(value, bytes):
+        return {"bytes": value.hex()}
+    if isinstance(value, (tuple, list)):
+        return [plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return {"type": type(value).__name__}
+
+
+class Recorder:
+    def __init__(self, mod, tag):
+        self.mod = mod
+        self.tag = tag
+        self.steps: list = []
+        self.count = 0
+
+    def name(self):
+        self.count += 1
+        return f"Local\\compat-{os.getpid()}-{self.tag}-{self.count}"
+
+    def step(self, label, fn):
+        self.steps.append([label, outcome(fn)])
+
+
+def position(r: Recorder):
+    m = r.mod.mmapfile(None, r.name(), PAGE)
+    r.step("size", m.size)
+    r.step("tell at start", m.tell)
+    r.step("write abc", lambda: m.write(b"abc"))
+    r.step("tell after write", m.tell)
+    r.step("seek(0)", lambda: m.seek(0))
+    r.step("read(2)", lambda: m.read(2))
+    r.step("read_byte", m.read_byte)
+    r.step("read(-1) length from 3", lambda: len(m.read(-1)))
+    r.step("to the end", lambda: (m.seek(PAGE - 1), m.read_byte(), m.tell())[1:])
+    r.step("tell at end", m.tell)
+    r.step("read(5) at end", lambda: m.read(5))
+    r.step("read_byte at end", m.read_byte)
+    r.step("write at end", lambda: m.write(b"x"))
+    r.step("write_byte at end", lambda: m.write_byte(b"x"))
+    r.step("seek(1, 2)", lambda: m.seek(1, 2))
+    r.step("tell after seek(1, 2)", m.tell)
+    r.step("seek(PAGE + 1)", lambda: m.seek(PAGE + 1))
+    r.step("seek(-1)", lambda: m.seek(-1))
+    r.step("seek(0, 3)", lambda: m.seek(0, 3))
+    r.step("seek(PAGE - 2) write 4 bytes", lambda: (m.seek(PAGE - 2), m.write(b"abcd")))
+    r.step("tell after refused write", m.tell)
+    r.step("write exactly to the end", lambda: (m.seek(PAGE - 2), m.write(b"ab"), m.tell()))
+    r.step("read clamped", lambda: (m.seek(PAGE - 3), m.read(10), m.tell()))
+    r.step("read() without argument", lambda: (m.seek(PAGE - 1), m.read())[1])
+    r.step("write(str)", lambda: m.write("text"))
+    r.step("write_byte(bytes)", lambda: (m.seek(0), m.write_byte(b"Z"), m.tell()))
+    m.close()
+
+
+def find(r: Recorder):
+    m = r.mod.mmapfile(None, r.name(), PAGE)
+    m.write(b"..........x...")
+    for pos, args in [(0, ()), (0, (5,)), (0, (20,)), (4, ()), (4, (0,)), (12, (5,)), (0, (0,))]:
+        r.step(
+            f"seek({pos}); find(b'x', *{args})",
+            lambda pos=pos, args=args: (m.seek(pos), m.find(b"x", *args))[1],
+        )
+    r.step("tell after find", m.tell)
+    r.step("find(b'')", lambda: (m.seek(0), m.find(b""))[1])
+    r.step("find(str)", lambda: m.find("x"))
+    m.close()
+
+
+def readline_and_move(r: Recorder):
+    m = r.mod.mmapfile(None, r.name(), PAGE)
+    m.write(b"ab\ncd\n")
+    m.seek(0)
+    r.step("readline", m.readline)
+    r.step("tell after readline", m.tell)
+    r.step("readline again", m.readline)
+    r.step(
+        "last byte newline",
+        lambda: (m.seek(PAGE - 1), m.write(b"\n"), m.seek(PAGE - 1), m.readline(), m.tell())[3:],
+    )
+    r.step("move(10, 0, 5)", lambda: m.move(10, 0, 5))
+    r.step("moved bytes", lambda: (m.seek(10), m.read(5))[1])
+    r.step("move past the end", lambda: m.move(PAGE - 1, 0, 2))
+    m.close()
+
+
+def flush_resize_close(r: Recorder):
+    name = r.name()
+    m = r.mod.mmapfile(None, name, PAGE)
+    r.step("flush()", m.flush)
+    r.step("flush(0, 10)", lambda: m.flush(0, 10))
+    r.step("flush past the end", lambda: m.flush(0, PAGE + 1))
+    other = r.mod.mmapfile(None, name, PAGE)
+    m.write(b"kept")
+    r.step("resize view to 1024", lambda: m.resize(0, 0, 1024))
+    r.step("size after view resize", m.size)
+    r.step("data after view resize", lambda: (m.seek(0), m.read(4))[1])
+    r.step("resize(MaximumSize=PAGE)", lambda: m.resize(MaximumSize=PAGE))
+    r.step("size after resize(PAGE)", m.size)
+    r.step("resize()", lambda: m.resize())
+    other.close()
+    r.step("close", m.close)
+    r.step("close again", m.close)
+    for method, args in [
+        ("size", ()),
+        ("tell", ()),
+        ("read", (1,)),
+        ("write", (b"x",)),
+        ("seek", (0,)),
+        ("flush", ()),
+        ("find", (b"x",)),
+        ("read_byte", ()),
+        ("readline", ()),
+        ("resize", (PAGE,)),
+    ]:
+        r.step(f"{method} after close", lambda method=method, args=args: getattr(m, method)(*args))
+
+
+def construction(r: Recorder):
+    mod = r.mod
+    r.step("unnamed size", lambda: mod.mmapfile(None, None, PAGE).size())
+    r.step("empty name", lambda: mod.mmapfile(None, "", PAGE).size())
+    r.step("name is an int", lambda: mod.mmapfile(None, 123, 64))
+    r.step("no arguments", lambda: mod.mmapfile())
+    r.step(
+        "keywords",
+        lambda: mod.mmapfile(
+            File=None, Name=r.name(), MaximumSize=PAGE, FileOffset=0, NumberOfBytesToMap=32
+        ).size(),
+    )
+    r.step("lowercase keyword", lambda: mod.mmapfile(None, r.name(), maximumsize=PAGE))
+    r.step("unknown keyword", lambda: mod.mmapfile(None, r.name(), PAGE, Bogus=1))
+    r.step("size 2**64", lambda: mod.mmapfile(None, r.name(), 2**64))
+    r.step("missing block without size", lambda: mod.mmapfile(None, r.name()))
+    r.step(
+        "existing block without size",
+        lambda: (lambda n: (mod.mmapfile(None, n, PAGE), mod.mmapfile(None, n).size())[1])(
+            r.name()
+        ),
+    )
+    r.step(
+        "existing block keeps its size",
+        lambda: (
+            lambda n: (mod.mmapfile(None, n, PAGE), mod.mmapfile(None, n, 3 * PAGE).size())[1]
+        )(r.name()),
+    )
+    r.step("error is OSError", lambda: issubclass(mod.error, OSError))
+
+
+def files(r: Recorder):
+    mod = r.mod
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "f.bin")
+        with open(path, "wb") as f:
+            f.write(bytes(range(256)) * 512)  # 128 KiB
+        m = mod.mmapfile(path, None, 0)
+        r.step("file size", m.size)
+        r.step("file bytes", lambda: (m.seek(300), m.read(4))[1])
+        m.close()
+        g = 65536
+        m = mod.mmapfile(path, None, 0, g, 100)
+        r.step("aligned offset size", m.size)
+        r.step("aligned offset bytes", lambda: m.read(4))
+        m.close()
+        r.step("unaligned offset", lambda: mod.mmapfile(path, None, 0, 100, 10).read(3))
+        small = os.path.join(d, "small.bin")
+        with open(small, "wb") as f:
+            f.write(b"x" * 100)
+        r.step("100-byte file, MaximumSize 0", lambda: mod.mmapfile(small, None, 0).size())
+        r.step("missing directory", lambda: mod.mmapfile(os.path.join(d, "no", "f"), None, 10))
+
+
+SCENARIOS = [position, find, readline_and_move, flush_resize_close, construction, files]
+
+
+def run_all(mod) -> dict:
+    records = {}
+    for scenario in SCENARIOS:
+        r = Recorder(mod, scenario.__name__)
+        try:
+            scenario(r)
+        except Exception as e:  # noqa: BLE001 - a scenario that stops early is recorded
+            r.steps.append(["scenario stopped", ["raised", type(e).__name__, str(e), None, None]])
+        records[scenario.__name__] = r.steps
+    return records
+
+
+def share(parent_impl: str, child_impl: str) -> list:
+    """The parent creates a named block and writes; a child process of the
+    other implementation opens it by name, checks and answers; the parent
+    reads the answer."""
+    mod = load(parent_impl)
+    name = f"Local\\compat-share-{os.getpid()}-{parent_impl}"
+    m = mod.mmapfile(None, name, PAGE)
+    m.write(f"from {parent_impl}".encode())
+    child = subprocess.run(
+        [sys.executable, __file__, "--child", child_impl, name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    m.seek(64)
+    answer = m.read(32).rstrip(b"\0").decode()
+    m.close()
+    return [child.returncode, child.stdout.strip(), child.stderr.strip()[-500:], answer]
+
+
+def share_child(impl: str, name: str) -> None:
+    mod = load(impl)
+    m = mod.mmapfile(None, name, PAGE)
+    print(m.read(32).rstrip(b"\0").decode())
+    m.seek(64)
+    m.write(f"answer from {impl}".encode())
+    m.close()
+
+
+def main(argv):
+    if argv[:1] == ["--child"]:
+        share_child(argv[1], argv[2])
+        return
+    impl, out = argv
+    records = {"impl": impl, "platform": sys.platform, "scenarios": run_all(load(impl))}
+    if impl == "ours" and sys.platform == "win32":
+        records["share"] = {
+            "ours->pywin32": share("ours", "pywin32"),
+            "pywin32->ours": share("pywin32", "ours"),
+        }
+    with open(out, "w") as f:
+        json.dump(records, f, indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
