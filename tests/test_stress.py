@@ -26,32 +26,31 @@ WORKERS = 4
 REGION = 3 * mmapfile.PAGESIZE + 100  # regions straddle page boundaries
 
 
+def run_workers(commands):
+    """Runs each worker script with its arguments, all at once; returns
+    their JSON summaries in order, failing if any worker failed."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, *map(str, command)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for command in commands
+    ]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=SECONDS + 120)
+        assert p.returncode == 0, f"worker exited {p.returncode}\n{err}"
+        results.append(json.loads(out))
+    return results
+
+
 def test_four_processes_writing_disjoint_regions_lose_nothing():
     name = f"stress-{os.getpid()}"
     block = mmapfile.mmapfile(None, name, WORKERS * REGION)
     try:
-        procs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    str(WORKER),
-                    name,
-                    str(i),
-                    str(WORKERS),
-                    str(REGION),
-                    str(SECONDS),
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for i in range(WORKERS)
-        ]
-        results = []
-        for p in procs:
-            out, err = p.communicate(timeout=SECONDS + 120)
-            assert p.returncode == 0, f"worker exited {p.returncode}\n{err}"
-            results.append(json.loads(out))
+        results = run_workers([WORKER, name, i, WORKERS, REGION, SECONDS] for i in range(WORKERS))
         print("stress results:", results)  # shown with pytest -s
         for i, r in enumerate(results):
             assert r["errors"] == [], f"worker {i}: {r['errors']}"
@@ -79,20 +78,7 @@ def test_four_processes_sharing_one_region_under_lock_never_see_it_torn():
     region = 2 * mmapfile.PAGESIZE + 300  # spans three pages
     block = mmapfile.mmapfile(None, name, region)
     try:
-        procs = [
-            subprocess.Popen(
-                [sys.executable, str(LOCKED_WORKER), name, str(i), str(region), str(SECONDS)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for i in range(WORKERS)
-        ]
-        results = []
-        for p in procs:
-            out, err = p.communicate(timeout=SECONDS + 120)
-            assert p.returncode == 0, f"worker exited {p.returncode}\n{err}"
-            results.append(json.loads(out))
+        results = run_workers([LOCKED_WORKER, name, i, region, SECONDS] for i in range(WORKERS))
         print("locked stress results:", results)
         for i, r in enumerate(results):
             assert r["errors"] == [], f"worker {i}: {r['errors']}"
