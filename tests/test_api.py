@@ -471,3 +471,15 @@ def test_file_with_a_name_maps_the_file(path, block_name):
     assert path.read_bytes() == b"file" + bytes(6)
     with pytest.raises(mmapfile.error):
         MapFile(None, block_name)
+
+
+@pytest.mark.parametrize("name", ["tell", "read_byte", "readline"])
+def test_no_argument_methods_have_signatures_and_check_self_and_arguments(m, name):
+    method = getattr(MapFile, name)
+    assert method.__text_signature__ == "($self)"
+    assert method.__name__ == name
+    assert method.__qualname__ == f"mmapfile.{name}"
+    with pytest.raises(TypeError):
+        method(object())
+    with pytest.raises(TypeError):
+        getattr(m, name)(1)

@@ -190,11 +190,14 @@ impl<T> Drop for PyLockGuard<'_, T> {
 /// it when it returns `Ok`, which `MapFile::read_into_uninit` does. This
 /// saves the zeroing `PyBytes::new_with` does, which costs as much as the
 /// copy itself. On error the object is freed unseen.
-pub(crate) fn new_bytes_uninit<'py>(
+///
+/// Generic over the error type so that the trampoline-free entry points
+/// (`fastcall`) can carry core errors out unconverted.
+pub(crate) fn new_bytes_uninit<'py, E: From<PyErr>>(
     py: Python<'py>,
     len: usize,
-    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> PyResult<()>,
-) -> PyResult<Bound<'py, PyBytes>> {
+    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> Result<(), E>,
+) -> Result<Bound<'py, PyBytes>, E> {
     let size = ffi::Py_ssize_t::try_from(len)
         .map_err(|_| PyOverflowError::new_err("read length does not fit a bytes object"))?;
     // SAFETY: with a NULL source CPython allocates `size` bytes (plus the
