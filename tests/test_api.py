@@ -183,6 +183,21 @@ def test_readline_from_the_middle_of_a_line(m):
     assert m.readline() == b"lo\n"
 
 
+def test_long_lines_are_read_whole():
+    # Lines of 64 KiB and more are copied with the GIL released, by another
+    # path than short ones.
+    long = b"x" * (256 * 1024) + b"\n"
+    m = MapFile(None, None, len(long) + 3)
+    m.write(long + b"ab\n")
+    m.seek(0)
+    assert m.readline() == long
+    assert m.readline() == b"ab\n"
+    assert m.readline() == b""
+    m.seek(5)
+    assert m.readline() == long[5:]
+    m.close()
+
+
 # --- write, write_byte ---------------------------------------------------------------------
 
 

@@ -39,7 +39,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyType;
 
 use crate::errors::Failure;
-use crate::fast::new_bytes_uninit;
+use crate::fast::{new_bytes_uninit, UninitBytes};
 use crate::object::{PyMapFile, DETACH_THRESHOLD};
 
 /// Runs the body of an entry point: returns what it returns, or raises its
@@ -144,12 +144,40 @@ unsafe extern "C" fn readline(
     slf: *mut ffi::PyObject,
     _: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
+    /// Why the one-access read did not happen.
+    enum Line {
+        /// Too long to copy with the GIL held: read it in two steps.
+        Long,
+        Failed(Failure),
+    }
+    impl From<mmapfile::Error> for Line {
+        fn from(err: mmapfile::Error) -> Self {
+            Line::Failed(err.into())
+        }
+    }
     // SAFETY: as in `tell`.
     unsafe {
         run(std::ptr::null_mut(), |py| {
             let mut file = this(py, slf).lock(py);
-            let len = file.readline_len()?;
-            Ok(PyMapFile::new_bytes(py, &mut file, len)?.into_ptr())
+            let line = file.readline_with(
+                |n| {
+                    if n >= DETACH_THRESHOLD {
+                        return Err(Line::Long);
+                    }
+                    UninitBytes::new(py, n).map_err(|e| Line::Failed(e.into()))
+                },
+                |bytes| bytes.storage(),
+            );
+            match line {
+                // SAFETY: `readline_with` initialised the `n` bytes it asked
+                // for, which is all of the object.
+                Ok(bytes) => Ok(bytes.assume_init().into_ptr()),
+                Err(Line::Failed(failure)) => Err(failure),
+                Err(Line::Long) => {
+                    let len = file.readline_len()?;
+                    Ok(PyMapFile::new_bytes(py, &mut file, len)?.into_ptr())
+                }
+            }
         })
     }
 }
