@@ -183,6 +183,21 @@ def test_readline_from_the_middle_of_a_line(m):
     assert m.readline() == b"lo\n"
 
 
+def test_long_lines_are_read_whole():
+    # Lines of 64 KiB and more are copied with the GIL released, by another
+    # path than short ones.
+    long = b"x" * (256 * 1024) + b"\n"
+    m = MapFile(None, None, len(long) + 3)
+    m.write(long + b"ab\n")
+    m.seek(0)
+    assert m.readline() == long
+    assert m.readline() == b"ab\n"
+    assert m.readline() == b""
+    m.seek(5)
+    assert m.readline() == long[5:]
+    m.close()
+
+
 # --- write, write_byte ---------------------------------------------------------------------
 
 
@@ -471,3 +486,15 @@ def test_file_with_a_name_maps_the_file(path, block_name):
     assert path.read_bytes() == b"file" + bytes(6)
     with pytest.raises(mmapfile.error):
         MapFile(None, block_name)
+
+
+@pytest.mark.parametrize("name", ["tell", "read_byte", "readline"])
+def test_no_argument_methods_have_signatures_and_check_self_and_arguments(m, name):
+    method = getattr(MapFile, name)
+    assert method.__text_signature__ == "($self)"
+    assert method.__name__ == name
+    assert method.__qualname__ == f"mmapfile.{name}"
+    with pytest.raises(TypeError):
+        method(object())
+    with pytest.raises(TypeError):
+        getattr(m, name)(1)

@@ -158,3 +158,39 @@ def test_large_slices_round_trip():
     m[::-2] = data[: size // 2]
     assert m[::-2] == data[: size // 2]
     m.close()
+
+
+def test_int_subclass_keys_and_values_act_as_ints():
+    # Exact ints take a shorter path than other index objects; both must
+    # give the same results.
+    class MyInt(int):
+        pass
+
+    ours, theirs = pair()
+    for m in (ours, theirs):
+        m[MyInt(2)] = MyInt(120)
+        m[True] = 121
+        m[MyInt(4) : MyInt(6)] = b"zz"
+    assert ours[:] == theirs[:]
+    assert ours[MyInt(2)] == theirs[MyInt(2)] == 120
+    assert ours[True] == 121
+    assert ours[MyInt(4) : MyInt(6)] == b"zz"
+    for value in (MyInt(256), True):
+        assert outcome(lambda v=value: ours.__setitem__(3, v)) == outcome(
+            lambda v=value: theirs.__setitem__(3, v)
+        )
+    assert ours[:] == theirs[:]
+
+
+def test_slice_assignment_of_a_bytes_subclass_or_wrong_size_bytes():
+    class MyBytes(bytes):
+        pass
+
+    ours, theirs = pair()
+    for m in (ours, theirs):
+        m[1:3] = MyBytes(b"qq")
+    assert ours[:] == theirs[:]
+    for value in (b"", b"abc", MyBytes(b"abc")):
+        assert outcome(lambda v=value: ours.__setitem__(slice(1, 3), v)) == outcome(
+            lambda v=value: theirs.__setitem__(slice(1, 3), v)
+        )

@@ -67,6 +67,42 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
     }
 }
 
+/// A failure not yet turned into a Python exception: a core error, or an
+/// exception already built.
+///
+/// The entry points of `fastcall` run without telling PyO3 that the thread
+/// is attached, so they must not build exceptions (which creates and drops
+/// Python objects); they carry a `Failure` out and convert it under
+/// `Python::attach`.
+pub(crate) enum Failure {
+    Core(Error),
+    Py(PyErr),
+    /// A C API call failed and left its exception set.
+    Raised,
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Self {
+        Failure::Core(err)
+    }
+}
+
+impl From<PyErr> for Failure {
+    fn from(err: PyErr) -> Self {
+        Failure::Py(err)
+    }
+}
+
+impl Failure {
+    pub(crate) fn into_py(self, py: Python<'_>) -> PyErr {
+        match self {
+            Failure::Core(err) => to_py(py, err),
+            Failure::Py(err) => err,
+            Failure::Raised => PyErr::fetch(py),
+        }
+    }
+}
+
 /// Extension to turn core results into Python results.
 pub(crate) trait IntoPy<T> {
     fn py_err(self, py: Python<'_>) -> PyResult<T>;

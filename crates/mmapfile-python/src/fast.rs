@@ -190,30 +190,62 @@ impl<T> Drop for PyLockGuard<'_, T> {
 /// it when it returns `Ok`, which `MapFile::read_into_uninit` does. This
 /// saves the zeroing `PyBytes::new_with` does, which costs as much as the
 /// copy itself. On error the object is freed unseen.
-pub(crate) fn new_bytes_uninit<'py>(
+///
+/// Generic over the error type so that the trampoline-free entry points
+/// (`fastcall`) can carry core errors out unconverted.
+pub(crate) fn new_bytes_uninit<'py, E: From<PyErr>>(
     py: Python<'py>,
     len: usize,
-    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> PyResult<()>,
-) -> PyResult<Bound<'py, PyBytes>> {
-    let size = ffi::Py_ssize_t::try_from(len)
-        .map_err(|_| PyOverflowError::new_err("read length does not fit a bytes object"))?;
-    // SAFETY: with a NULL source CPython allocates `size` bytes (plus the
-    // trailing NUL it sets itself) and leaves them uninitialised; it returns
-    // a new reference or NULL with an exception set.
-    let bytes = unsafe {
-        Bound::from_owned_ptr_or_err(py, ffi::PyBytes_FromStringAndSize(std::ptr::null(), size))?
+    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> Result<(), E>,
+) -> Result<Bound<'py, PyBytes>, E> {
+    let mut bytes = UninitBytes::new(py, len)?;
+    fill(bytes.storage())?;
+    Ok(bytes.0)
+}
+
+/// A new bytes object whose contents are not initialised yet. Only its
+/// creator holds it until [`UninitBytes::assume_init`] hands it out, so
+/// nothing else can see the uninitialised bytes.
+pub(crate) struct UninitBytes<'py>(Bound<'py, PyBytes>);
+
+impl<'py> UninitBytes<'py> {
+    pub(crate) fn new(py: Python<'py>, len: usize) -> PyResult<Self> {
+        let size = ffi::Py_ssize_t::try_from(len)
+            .map_err(|_| PyOverflowError::new_err("read length does not fit a bytes object"))?;
+        // SAFETY: with a NULL source CPython allocates `size` bytes (plus
+        // the trailing NUL it sets itself) and leaves them uninitialised; it
+        // returns a new reference or NULL with an exception set.
+        let bytes = unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyBytes_FromStringAndSize(std::ptr::null(), size),
+            )?
             .cast_into_unchecked::<PyBytes>()
-    };
-    // SAFETY: `PyBytes_AsString` of a bytes object points at its `len`
-    // bytes of storage. The object is ours alone (no other reference
-    // exists yet), and the slice dies before it is returned, so nothing
-    // else sees the bytes while they are uninitialised.
-    let buf = unsafe {
-        std::slice::from_raw_parts_mut(
-            ffi::PyBytes_AsString(bytes.as_ptr()).cast::<MaybeUninit<u8>>(),
-            len,
-        )
-    };
-    fill(buf)?;
-    Ok(bytes)
+        };
+        Ok(UninitBytes(bytes))
+    }
+
+    /// The object's bytes, to be initialised.
+    pub(crate) fn storage(&mut self) -> &mut [MaybeUninit<u8>] {
+        // SAFETY: `PyBytes_AsString` of a bytes object points at its
+        // `PyBytes_Size` bytes of storage. The object is ours alone (no other
+        // reference exists while it is an `UninitBytes`; the empty bytes
+        // object that CPython shares has no storage to write), and the slice
+        // borrows `self`.
+        unsafe {
+            let obj = self.0.as_ptr();
+            std::slice::from_raw_parts_mut(
+                ffi::PyBytes_AsString(obj).cast::<MaybeUninit<u8>>(),
+                ffi::PyBytes_Size(obj) as usize,
+            )
+        }
+    }
+
+    /// Hands out the object.
+    ///
+    /// # Safety
+    /// Every byte of [`UninitBytes::storage`] must have been initialised.
+    pub(crate) unsafe fn assume_init(self) -> Bound<'py, PyBytes> {
+        self.0
+    }
 }

@@ -8,6 +8,7 @@
 mod blocks;
 mod errors;
 mod fast;
+mod fastcall;
 mod object;
 
 use pyo3::prelude::*;
@@ -15,6 +16,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _mmapfile(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<object::PyMapFile>()?;
+    fastcall::install(&m.py().get_type::<object::PyMapFile>())?;
     m.add_class::<object::PyMapLock>()?;
     m.add("error", m.py().get_type::<errors::error>())?;
     m.add("PAGESIZE", mmapfile::page_size())?;

@@ -15,11 +15,11 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PySlice, PyTuple};
 
-use crate::errors::{to_py, IntoPy};
+use crate::errors::{to_py, Failure, IntoPy};
 use crate::fast::{new_bytes_uninit, PyLock, PyLockGuard};
 
 /// Copies of at least this many bytes run with the GIL released.
-const DETACH_THRESHOLD: usize = 64 * 1024;
+pub(crate) const DETACH_THRESHOLD: usize = 64 * 1024;
 
 pub(crate) const ACCESS_DEFAULT: u8 = 0;
 pub(crate) const ACCESS_READ: u8 = 1;
@@ -188,23 +188,25 @@ impl PyMapFile {
     /// Locks the object. Waiting, if another thread holds it, happens with
     /// the GIL released: the holder may itself be running without the GIL
     /// and need it back before it can unlock.
-    fn lock<'a>(&'a self, py: Python<'a>) -> PyLockGuard<'a, MapFile> {
+    pub(crate) fn lock<'a>(&'a self, py: Python<'a>) -> PyLockGuard<'a, MapFile> {
         self.inner.lock(py)
     }
 
     /// Reads `len` bytes at the position into a new bytes object, releasing
     /// the GIL for large copies.
-    fn new_bytes<'py>(
+    /// Errors come back unconverted, for `fastcall`'s entry points.
+    pub(crate) fn new_bytes<'py>(
         py: Python<'py>,
         file: &mut MapFile,
         len: usize,
-    ) -> PyResult<Bound<'py, PyBytes>> {
+    ) -> Result<Bound<'py, PyBytes>, Failure> {
         new_bytes_uninit(py, len, |buf| {
             if len >= DETACH_THRESHOLD {
-                py.detach(|| file.read_into_uninit(buf)).py_err(py)
+                py.detach(|| file.read_into_uninit(buf))?;
             } else {
-                file.read_into_uninit(buf).py_err(py)
+                file.read_into_uninit(buf)?;
             }
+            Ok(())
         })
     }
 }
@@ -262,19 +264,10 @@ impl PyMapFile {
     fn read<'py>(&self, py: Python<'py>, n: Option<i64>) -> PyResult<Bound<'py, PyBytes>> {
         let mut file = self.lock(py);
         let len = file.read_len(n.unwrap_or(-1)).py_err(py)?;
-        Self::new_bytes(py, &mut file, len)
+        Self::new_bytes(py, &mut file, len).map_err(|f| f.into_py(py))
     }
 
-    fn read_byte<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let byte = self.lock(py).read_byte().py_err(py)?;
-        Ok(PyBytes::new(py, &[byte]))
-    }
-
-    fn readline<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let mut file = self.lock(py);
-        let len = file.readline_len().py_err(py)?;
-        Self::new_bytes(py, &mut file, len)
-    }
+    // read_byte(), readline() and tell() are in `fastcall`.
 
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let data = Bytes::extract(data)?;
@@ -298,10 +291,6 @@ impl PyMapFile {
         // Any `how` outside i32 is as unknown as 3 is.
         let how = i32::try_from(how).unwrap_or(i32::MAX);
         self.lock(py).seek(dist, how).py_err(py).map(drop)
-    }
-
-    fn tell(&self, py: Python<'_>) -> PyResult<usize> {
-        self.lock(py).tell().py_err(py)
     }
 
     fn size(&self, py: Python<'_>) -> PyResult<usize> {

@@ -519,6 +519,25 @@ impl MapFile {
         Ok(newline.map_or(region.len, |i| i + 1) - self.pos)
     }
 
+    /// pywin32's `readline()` into storage the caller allocates once the
+    /// line's length is known: `alloc(n)` returns an owner of at least `n`
+    /// bytes that `storage` borrows (e.g. a new, uninitialised Python bytes
+    /// object). The search and the copy are one guarded access. Advances the
+    /// position past the line and returns the owner; an error from `alloc`
+    /// leaves the position alone. At the end `alloc(0)` is called.
+    pub fn readline_with<B, E: From<Error>>(
+        &mut self,
+        alloc: impl FnOnce(usize) -> std::result::Result<B, E>,
+        storage: impl FnOnce(&mut B) -> &mut [MaybeUninit<u8>],
+    ) -> std::result::Result<B, E> {
+        let region = self.region()?;
+        // SAFETY: `pos <= len`: every move of the position is checked
+        // against the view's length.
+        let (owner, n) = unsafe { region.read_line(self.pos, alloc, storage) }??;
+        self.pos += n;
+        Ok(owner)
+    }
+
     /// pywin32's `readline()`; at the end it returns an empty vector.
     pub fn readline(&mut self) -> Result<Vec<u8>> {
         let mut buf = vec![0; self.readline_len()?];

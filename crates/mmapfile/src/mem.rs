@@ -303,6 +303,42 @@ impl Region<'_> {
         Ok(winner.map(|(_, found)| found))
     }
 
+    /// Finds the line at `start` (up to and including the next `\n`, or to
+    /// the end of the region) and copies it into the storage that `alloc`
+    /// returns for its length, in one guarded access: a short line costs
+    /// one guard, not one for the search and one for the copy.
+    ///
+    /// `alloc(n)` returns an owner of at least `n` bytes of storage, which
+    /// `storage` then borrows; the first `n` bytes are initialised when this
+    /// returns `Ok(Ok(_))`. An error from `alloc` is returned as is.
+    ///
+    /// # Safety
+    /// `start <= self.len`, and the region must be mapped and readable for
+    /// the duration of the call.
+    pub(crate) unsafe fn read_line<B, E>(
+        self,
+        start: usize,
+        alloc: impl FnOnce(usize) -> Result<B, E>,
+        storage: impl FnOnce(&mut B) -> &mut [MaybeUninit<u8>],
+    ) -> Result<Result<(B, usize), E>> {
+        debug_assert!(start <= self.len);
+        let rest = self.len - start;
+        self.guard(start, rest, || {
+            // SAFETY: the caller guarantees `start..len` is mapped and in
+            // bounds. As in `with_slice`, only memchr reads the slice, and
+            // it does not outlive this closure.
+            let hay = unsafe { std::slice::from_raw_parts(self.ptr.add(start), rest) };
+            let n = memchr::memchr(b'\n', hay).map_or(rest, |i| i + 1);
+            let mut owner = alloc(n)?;
+            let dst = storage(&mut owner);
+            assert!(dst.len() >= n, "read_line: storage shorter than asked for");
+            // SAFETY: `start..start + n` is inside the region (n <= rest),
+            // and `dst` holds at least `n` bytes; `copy` allows overlap.
+            unsafe { std::ptr::copy(self.ptr.add(start), dst.as_mut_ptr().cast(), n) };
+            Ok((owner, n))
+        })
+    }
+
     /// Reads one byte.
     ///
     /// # Safety

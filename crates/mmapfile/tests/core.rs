@@ -327,6 +327,53 @@ fn readline_returns_lines_then_the_rest_then_nothing() {
     assert_eq!(m.tell().unwrap(), 16);
 }
 
+/// `readline_with` into a `Vec` of `MaybeUninit`, as the binding does into
+/// a new bytes object.
+fn readline_via_alloc(m: &mut MapFile) -> Result<Vec<u8>, Error> {
+    let buf = m.readline_with(
+        |n| Ok::<_, Error>(vec![std::mem::MaybeUninit::<u8>::uninit(); n]),
+        |v| v.as_mut_slice(),
+    )?;
+    // SAFETY: `readline_with` initialised all `n` bytes it asked for.
+    Ok(buf
+        .into_iter()
+        .map(|b| unsafe { b.assume_init() })
+        .collect())
+}
+
+#[test]
+fn readline_with_matches_readline_and_advances() {
+    let mut m = sample();
+    assert_eq!(readline_via_alloc(&mut m).unwrap(), b"hello\n");
+    m.seek(3, 1).unwrap();
+    assert_eq!(readline_via_alloc(&mut m).unwrap(), b"ld\n");
+    assert_eq!(readline_via_alloc(&mut m).unwrap(), b"\0\0\0\0");
+    assert_eq!(readline_via_alloc(&mut m).unwrap(), b"");
+    assert_eq!(m.tell().unwrap(), 16);
+}
+
+#[test]
+fn readline_with_whose_alloc_fails_leaves_the_position() {
+    let mut m = sample();
+    m.seek(2, 0).unwrap();
+    let asked = std::cell::Cell::new(None);
+    let err = m
+        .readline_with(
+            |n| {
+                asked.set(Some(n));
+                Err::<Vec<std::mem::MaybeUninit<u8>>, _>(Error::Closed)
+            },
+            |v| v.as_mut_slice(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Closed), "{err:?}");
+    assert_eq!(asked.get(), Some(4));
+    assert_eq!(m.tell().unwrap(), 2);
+    m.close().unwrap();
+    let err = readline_via_alloc(&mut m).unwrap_err();
+    assert!(matches!(err, Error::Closed), "{err:?}");
+}
+
 #[test]
 fn write_is_all_or_nothing() {
     let mut m = sample();

@@ -129,11 +129,14 @@ pub(crate) fn guarded<R>(
         return Ok(access());
     }
     install();
-    let page = page_size();
+    // The page size is a power of two: round with a mask, not a division.
+    let mask = page_size() - 1;
     let first = start as usize;
-    let low = first - first % page;
-    // `first + len` does not overflow: the range lies inside a mapping.
-    let high = (first + len).div_ceil(page) * page;
+    let low = first & !mask;
+    // `first + len` does not overflow (the range lies inside a mapping), nor
+    // does rounding it up: no mapping reaches the last page of the address
+    // space.
+    let high = (first + len + mask) & !mask;
 
     /// Clears the guard even if `access` panics.
     struct Clear<'a>(&'a GuardState);
@@ -203,8 +206,7 @@ unsafe fn recover(info: &libc::siginfo_t) -> bool {
     if !(low..high).contains(&addr) {
         return false;
     }
-    let page = page_size();
-    let from = addr - addr % page;
+    let from = addr & !(page_size() - 1);
     // SAFETY: `from..high` lies inside a view that this thread is accessing
     // through `guarded`, which this crate mapped and will unmap; replacing
     // its pages changes only that view's contents. MAP_FIXED replaces them

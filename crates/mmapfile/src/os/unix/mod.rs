@@ -37,7 +37,9 @@ pub(crate) const NAME_MAX: usize = 31 - SHM_PREFIX.len();
 #[cfg(not(target_os = "macos"))]
 pub(crate) const NAME_MAX: usize = 255 - SHM_PREFIX.len() + 1;
 
-/// The memory page size.
+/// The memory page size: always a power of two, so that callers may round
+/// addresses with a mask (a division is a noticeable part of a one-byte
+/// access).
 pub(crate) fn page_size() -> usize {
     static PAGE: AtomicUsize = AtomicUsize::new(0);
     let cached = PAGE.load(Ordering::Relaxed);
@@ -46,7 +48,10 @@ pub(crate) fn page_size() -> usize {
     }
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    let size = if size > 0 { size as usize } else { 4096 };
+    let size = match usize::try_from(size) {
+        Ok(size) if size.is_power_of_two() => size,
+        _ => 4096,
+    };
     PAGE.store(size, Ordering::Relaxed);
     size
 }

@@ -1,0 +1,426 @@
+//! Entry points that CPython calls directly, without PyO3's trampoline, for
+//! the per-call operations whose whole cost is the call itself: `tell()`,
+//! `read_byte()`, `readline()`, and the simple cases of `m[i]`, `m[i:j]`,
+//! `m[i] = v` and `m[i:j] = b`.
+//!
+//! PyO3 wraps every method in a trampoline that counts the thread as
+//! attached (two thread-local accesses, which in a shared library are calls
+//! to `__tls_get_addr`), checks its deferred-reference pool, type-checks
+//! `self` and catches panics. On a call that does 2 ns of work that is most
+//! of the difference to CPython's `mmap` (see docs/performance.md). The
+//! functions here keep only what such a call needs:
+//!
+//! - CPython calls methods and slots with the thread attached (holding the
+//!   GIL on builds that have one), so the token is `Python::assume_attached`.
+//!   Nothing here lets PyO3 see that the thread is attached, so nothing here
+//!   may drop a `Py<T>` (PyO3 would defer the decrement) or build an
+//!   exception: errors are carried out as [`Failure`]s and become Python
+//!   exceptions in [`raise`], under `Python::attach`.
+//! - `self` needs no type check: CPython binds a method descriptor only to
+//!   instances of its type, and calls a type's slots only for its instances
+//!   (the class has no subclasses: it is not a `subclass` pyclass).
+//! - A panic is caught and raised as PyO3's `PanicException`, as PyO3 does.
+//!
+//! Methods are installed as method descriptors in the class's dict with the
+//! same names and text signatures PyO3 would give them. For the mapping
+//! slots, only arguments that no Python code can run for (exact `int`s,
+//! slices of exact `int`s without a step, exact `bytes`) take the fast path;
+//! everything else is handed to the slot function PyO3 made, which stays the
+//! one reference implementation of indexing.
+
+use std::ffi::{c_char, c_int, c_long, CStr};
+use std::mem::MaybeUninit;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
+
+use pyo3::ffi;
+use pyo3::panic::PanicException;
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+
+use crate::errors::Failure;
+use crate::fast::{new_bytes_uninit, UninitBytes};
+use crate::object::{PyMapFile, DETACH_THRESHOLD};
+
+/// Runs the body of an entry point: returns what it returns, or raises its
+/// error or panic and returns `failed`.
+///
+/// # Safety
+/// The thread must be attached (as it is when CPython calls a method or a
+/// slot). `body` must not drop a `Py<T>` nor build a `PyErr` other than a
+/// lazy one (see the module docs).
+#[inline(always)]
+unsafe fn run<T>(failed: T, body: impl FnOnce(Python<'_>) -> Result<T, Failure>) -> T {
+    // SAFETY: the caller guarantees the thread is attached; the token does
+    // not outlive this call.
+    let py = unsafe { Python::assume_attached() };
+    match catch_unwind(AssertUnwindSafe(|| body(py))) {
+        Ok(Ok(value)) => value,
+        Ok(Err(failure)) => {
+            raise(failure);
+            failed
+        }
+        Err(payload) => {
+            raise_panic(payload);
+            failed
+        }
+    }
+}
+
+/// Sets the Python exception for `failure`.
+#[cold]
+#[inline(never)]
+fn raise(failure: Failure) {
+    Python::attach(|py| failure.into_py(py).restore(py));
+}
+
+/// Raises a panic's payload as `PanicException`, with the panic's message.
+#[cold]
+#[inline(never)]
+fn raise_panic(payload: Box<dyn std::any::Any + Send>) {
+    let message = if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else {
+        "panic from Rust code".to_owned()
+    };
+    Python::attach(|py| PanicException::new_err((message,)).restore(py));
+}
+
+/// The `PyMapFile` that `slf` is.
+///
+/// # Safety
+/// `slf` must be a live instance of `PyMapFile` (see the module docs for why
+/// CPython only ever passes one), borrowed for `'a`.
+#[inline(always)]
+unsafe fn this<'a>(py: Python<'a>, slf: *mut ffi::PyObject) -> &'a PyMapFile {
+    // SAFETY: the caller guarantees `slf` is a live `PyMapFile` borrowed for
+    // `'a`; the class is frozen, so `get` needs no borrow flag.
+    let bound = unsafe { pyo3::Borrowed::from_ptr(py, slf).cast_unchecked::<PyMapFile>() };
+    bound.get()
+}
+
+/// Turns a new reference, or NULL with an exception set, into a result.
+fn owned(obj: *mut ffi::PyObject) -> Result<*mut ffi::PyObject, Failure> {
+    if obj.is_null() {
+        Err(Failure::Raised)
+    } else {
+        Ok(obj)
+    }
+}
+
+// ---- methods (METH_NOARGS) ----
+
+unsafe extern "C" fn tell(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls a METH_NOARGS method attached, with `slf` an
+    // instance of the descriptor's type (PyMapFile).
+    unsafe {
+        run(std::ptr::null_mut(), |py| {
+            let pos = this(py, slf).lock(py).tell()?;
+            owned(ffi::PyLong_FromSize_t(pos))
+        })
+    }
+}
+
+unsafe extern "C" fn read_byte(
+    slf: *mut ffi::PyObject,
+    _: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: as in `tell`. PyBytes_FromStringAndSize reads the one byte
+    // at the pointer (a local) and returns a new reference or NULL.
+    unsafe {
+        run(std::ptr::null_mut(), |py| {
+            let byte = this(py, slf).lock(py).read_byte()?;
+            owned(ffi::PyBytes_FromStringAndSize(
+                std::ptr::addr_of!(byte).cast::<c_char>(),
+                1,
+            ))
+        })
+    }
+}
+
+unsafe extern "C" fn readline(
+    slf: *mut ffi::PyObject,
+    _: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    /// Why the one-access read did not happen.
+    enum Line {
+        /// Too long to copy with the GIL held: read it in two steps.
+        Long,
+        Failed(Failure),
+    }
+    impl From<mmapfile::Error> for Line {
+        fn from(err: mmapfile::Error) -> Self {
+            Line::Failed(err.into())
+        }
+    }
+    // SAFETY: as in `tell`.
+    unsafe {
+        run(std::ptr::null_mut(), |py| {
+            let mut file = this(py, slf).lock(py);
+            let line = file.readline_with(
+                |n| {
+                    if n >= DETACH_THRESHOLD {
+                        return Err(Line::Long);
+                    }
+                    UninitBytes::new(py, n).map_err(|e| Line::Failed(e.into()))
+                },
+                |bytes| bytes.storage(),
+            );
+            match line {
+                // SAFETY: `readline_with` initialised the `n` bytes it asked
+                // for, which is all of the object.
+                Ok(bytes) => Ok(bytes.assume_init().into_ptr()),
+                Err(Line::Failed(failure)) => Err(failure),
+                Err(Line::Long) => {
+                    let len = file.readline_len()?;
+                    Ok(PyMapFile::new_bytes(py, &mut file, len)?.into_ptr())
+                }
+            }
+        })
+    }
+}
+
+// ---- mapping slots ----
+
+/// PyO3's slot functions, which handle every case the fast paths leave.
+static SUBSCRIPT: OnceLock<ffi::binaryfunc> = OnceLock::new();
+static ASS_SUBSCRIPT: OnceLock<ffi::objobjargproc> = OnceLock::new();
+
+/// An exact `int` key as an index, or None for anything else (including an
+/// int too large for i64, which PyO3's slot reports).
+///
+/// # Safety
+/// `key` must be a live object; the thread must be attached.
+#[inline(always)]
+unsafe fn simple_index(key: *mut ffi::PyObject) -> Option<i64> {
+    // SAFETY: `key` is live; an exact int's conversion runs no Python code
+    // and fails only by overflow, which is reported in `overflow` without
+    // setting an exception.
+    unsafe {
+        if ffi::PyLong_CheckExact(key) == 0 {
+            return None;
+        }
+        let mut overflow = 0;
+        let value = ffi::PyLong_AsLongLongAndOverflow(key, &mut overflow);
+        (overflow == 0).then_some(value)
+    }
+}
+
+/// The start and stop of a slice whose start and stop are exact ints or
+/// None and whose step is None, unadjusted; None for any other key.
+///
+/// # Safety
+/// `key` must be a live object; the thread must be attached.
+#[inline(always)]
+unsafe fn simple_slice(key: *mut ffi::PyObject) -> Option<(ffi::Py_ssize_t, ffi::Py_ssize_t)> {
+    // SAFETY: `key` is live; after `PySlice_Check` it is a slice object
+    // (`slice` cannot be subclassed), whose members are live objects.
+    // PySlice_Unpack of exact ints and None runs no Python code and cannot
+    // fail (ints out of range are clamped; the step, None, is 1).
+    unsafe {
+        if ffi::PySlice_Check(key) == 0 {
+            return None;
+        }
+        let slice = key.cast::<ffi::PySliceObject>();
+        let plain =
+            |obj: *mut ffi::PyObject| obj == ffi::Py_None() || ffi::PyLong_CheckExact(obj) != 0;
+        if (*slice).step != ffi::Py_None() || !plain((*slice).start) || !plain((*slice).stop) {
+            return None;
+        }
+        let (mut start, mut stop, mut step) = (0, 0, 0);
+        if ffi::PySlice_Unpack(key, &mut start, &mut stop, &mut step) != 0 {
+            ffi::PyErr_Clear();
+            return None;
+        }
+        Some((start, stop))
+    }
+}
+
+/// Resolves a step-1 slice against the view's length: `(start, count)`.
+fn resolve(
+    len: usize,
+    (mut start, mut stop): (ffi::Py_ssize_t, ffi::Py_ssize_t),
+) -> (usize, usize) {
+    // The core never maps a view longer than isize::MAX.
+    let len = ffi::Py_ssize_t::try_from(len).unwrap_or(ffi::Py_ssize_t::MAX);
+    // SAFETY: PySlice_AdjustIndices only does arithmetic on its arguments.
+    let count = unsafe { ffi::PySlice_AdjustIndices(len, &mut start, &mut stop, 1) };
+    // With step 1 both are in 0..=len and count >= 0.
+    (start.max(0) as usize, count.max(0) as usize)
+}
+
+unsafe extern "C" fn subscript(
+    slf: *mut ffi::PyObject,
+    key: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls mp_subscript attached, with `slf` an instance of
+    // the type and `key` a live object. PyO3's slot takes the same arguments.
+    unsafe {
+        // Some(result) when a fast path took the call, None when it declined.
+        let done = if let Some(index) = simple_index(key) {
+            run(Some(std::ptr::null_mut()), |py| {
+                let byte = this(py, slf).lock(py).byte_at(index)?;
+                owned(ffi::PyLong_FromLong(c_long::from(byte))).map(Some)
+            })
+        } else if let Some(bounds) = simple_slice(key) {
+            run(Some(std::ptr::null_mut()), |py| {
+                let file = this(py, slf).lock(py);
+                let (start, count) = resolve(file.len()?, bounds);
+                if count >= DETACH_THRESHOLD {
+                    // Long copies release the GIL; PyO3's slot does that.
+                    return Ok(None);
+                }
+                let bytes = new_bytes_uninit(py, count, |buf| {
+                    buf.fill(MaybeUninit::new(0));
+                    // SAFETY: every byte was just initialised, and
+                    // `MaybeUninit<u8>` has the layout of `u8`.
+                    let buf = &mut *(buf as *mut [MaybeUninit<u8>] as *mut [u8]);
+                    file.read_slice(start, 1, buf).map_err(Failure::from)
+                })?;
+                Ok(Some(bytes.into_ptr()))
+            })
+        } else {
+            None
+        };
+        match done {
+            Some(result) => result,
+            None => (SUBSCRIPT.get().expect("installed"))(slf, key),
+        }
+    }
+}
+
+unsafe extern "C" fn ass_subscript(
+    slf: *mut ffi::PyObject,
+    key: *mut ffi::PyObject,
+    value: *mut ffi::PyObject,
+) -> c_int {
+    // SAFETY: CPython calls mp_ass_subscript attached, with `slf` an
+    // instance of the type, `key` live and `value` live or NULL (deletion).
+    // PyO3's slot takes the same arguments.
+    unsafe {
+        // Some(status) when a fast path took the call, None when it declined.
+        let done = if value.is_null() {
+            None
+        } else if let Some(index) = simple_index(key) {
+            run(Some(-1), |py| {
+                // Only an exact int in range(0, 256) is simple; PyO3's slot
+                // reports everything else.
+                let mut overflow = 0;
+                let v = if ffi::PyLong_CheckExact(value) != 0 {
+                    ffi::PyLong_AsLongLongAndOverflow(value, &mut overflow)
+                } else {
+                    -1
+                };
+                let Ok(v) = u8::try_from(v) else {
+                    return Ok(None);
+                };
+                this(py, slf).lock(py).set_byte_at(index, v)?;
+                Ok(Some(0))
+            })
+        } else if ffi::PyBytes_CheckExact(value) != 0 {
+            simple_slice(key).and_then(|bounds| {
+                run(Some(-1), |py| {
+                    let mut file = this(py, slf).lock(py);
+                    let (start, count) = resolve(file.len()?, bounds);
+                    if count >= DETACH_THRESHOLD {
+                        return Ok(None);
+                    }
+                    // SAFETY: `value` is a bytes object, whose storage holds
+                    // PyBytes_Size bytes, never changes, and lives while the
+                    // caller holds `value` (to the end of this call).
+                    let src = std::slice::from_raw_parts(
+                        ffi::PyBytes_AsString(value).cast::<u8>(),
+                        ffi::PyBytes_Size(value).max(0) as usize,
+                    );
+                    file.write_slice(start, 1, count, src)?;
+                    Ok(Some(0))
+                })
+            })
+        } else {
+            None
+        };
+        match done {
+            Some(status) => status,
+            None => (ASS_SUBSCRIPT.get().expect("installed"))(slf, key, value),
+        }
+    }
+}
+
+// ---- installation ----
+
+/// A method to install: name, C function, text signature and doc.
+struct Method {
+    name: &'static CStr,
+    meth: ffi::PyCFunction,
+    /// What PyO3 would put in `ml_doc`: `name($self)\n--\n\n` then the doc.
+    doc: &'static CStr,
+}
+
+const METHODS: [Method; 3] = [
+    Method {
+        name: c"tell",
+        meth: tell,
+        doc: c"tell($self)\n--\n\n",
+    },
+    Method {
+        name: c"read_byte",
+        meth: read_byte,
+        doc: c"read_byte($self)\n--\n\n",
+    },
+    Method {
+        name: c"readline",
+        meth: readline,
+        doc: c"readline($self)\n--\n\n",
+    },
+];
+
+/// Installs the entry points into the class. Runs once, at module init.
+pub(crate) fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
+    let py = ty.py();
+    let tp = ty.as_type_ptr();
+    for method in &METHODS {
+        // The definition must outlive the type, which lives as long as the
+        // process: leak it (three small structs, once).
+        let def = Box::leak(Box::new(ffi::PyMethodDef {
+            ml_name: method.name.as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer {
+                PyCFunction: method.meth,
+            },
+            ml_flags: ffi::METH_NOARGS,
+            ml_doc: method.doc.as_ptr(),
+        }));
+        // SAFETY: `tp` is a live type and `def` a valid, leaked method
+        // definition; the result is a new reference or NULL with an
+        // exception set.
+        let descr = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(tp, def)) }?;
+        // The class is a mutable heap type; setattr also invalidates the
+        // type's attribute cache.
+        ty.setattr(method.name.to_str().expect("ASCII name"), descr)?;
+    }
+    // SAFETY: `tp` is a heap type (PyO3 creates classes with
+    // PyType_FromSpec), so `tp_as_mapping` points at the mapping methods
+    // inside its own heap object, which this type alone uses. No Python code
+    // runs meanwhile (module init holds the GIL), and PyType_Modified
+    // invalidates anything cached about the type.
+    unsafe {
+        let mapping = (*tp).tp_as_mapping;
+        if mapping.is_null() {
+            return Err(pyo3::exceptions::PySystemError::new_err(
+                "mmapfile has no mapping slots",
+            ));
+        }
+        let (Some(get), Some(set)) = ((*mapping).mp_subscript, (*mapping).mp_ass_subscript) else {
+            return Err(pyo3::exceptions::PySystemError::new_err(
+                "mmapfile has no subscript slots",
+            ));
+        };
+        if SUBSCRIPT.set(get).is_ok() && ASS_SUBSCRIPT.set(set).is_ok() {
+            (*mapping).mp_subscript = Some(subscript);
+            (*mapping).mp_ass_subscript = Some(ass_subscript);
+        }
+        ffi::PyType_Modified(tp);
+    }
+    Ok(())
+}
