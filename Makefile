@@ -40,7 +40,7 @@ lint: $(PY)
 	cargo clippy --workspace --all-targets -- -D warnings
 	rustup target add $(WIN_TARGET) x86_64-apple-darwin
 	PYO3_CROSS_PYTHON_VERSION=3.13 cargo clippy --workspace --all-targets --target $(WIN_TARGET) -- -D warnings
-	cargo check -p mmapfile --target x86_64-apple-darwin
+	RUSTFLAGS="-D warnings" cargo check -p mmapfile --target x86_64-apple-darwin
 	$(VENV)/bin/ruff check python tests benches examples
 
 test-rust:

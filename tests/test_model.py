@@ -169,16 +169,18 @@ class Model:
 
     def resize(self, maximum, offset, length):
         self.check_open()
-        if maximum > len(self.backing):
-            if self.access != mmapfile.ACCESS_WRITE or not self.growable:
-                raise ValueError("cannot grow")
-            self.backing.extend(bytes(maximum - len(self.backing)))
         size = maximum or len(self.backing)
+        # The window is checked before anything grows: a refused resize
+        # leaves the file as it was (fix 10).
         if offset >= size:
             raise ValueError("offset")
         length = length or size - offset
         if offset + length > size:
             raise ValueError("length")
+        if maximum > len(self.backing):
+            if self.access != mmapfile.ACCESS_WRITE or not self.growable:
+                raise ValueError("cannot grow")
+            self.backing.extend(bytes(maximum - len(self.backing)))
         self.map_window(offset, length)
         self.pos = min(self.pos, length)
 

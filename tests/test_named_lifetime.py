@@ -401,6 +401,13 @@ def test_many_processes_opening_and_closing_never_see_a_destroyed_or_foreign_blo
     print("race totals:", totals)
     # The loop must actually have exercised both paths many times.
     assert totals["created"] > 10 and totals["opened"] > 100, totals
+    if os.path.exists(shm_path(block_name)):
+        # The last holder was one of the SIGKILLed ones: its dead block waits
+        # for the next open of the name, which must reclaim it.
+        assert mmapfile._mmapfile._block_info(block_name)["holders"] == 0
+        m = mmapfile.mmapfile(None, block_name, 4096)
+        assert m.created, "the dead block was reused instead of reclaimed"
+        m.close()
     assert not os.path.exists(shm_path(block_name))
 
 

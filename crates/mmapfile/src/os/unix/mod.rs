@@ -552,6 +552,9 @@ impl RawView {
 /// forked child, then contend like two processes do, and the kernel drops the
 /// lock when its holder dies.
 #[derive(Debug)]
+// Only Linux has the open-file-description locks this uses; elsewhere the
+// lock reports Unsupported and the fields go unread.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) struct LockTarget {
     /// Never locked itself: it is reopened for each acquisition and used to
     /// ask whether anyone holds the lock.
@@ -565,6 +568,7 @@ pub(crate) struct LockTarget {
 
 /// One held acquisition of a [`LockTarget`]: closing it releases the lock.
 #[derive(Debug)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) struct LockDesc {
     fd: OwnedFd,
     start: libc::off_t,
