@@ -166,7 +166,31 @@ struct SendPtr(*mut u8);
 // acquired by the thread that sends it, which waits for the section to end.
 unsafe impl Send for SendPtr {}
 
+/// `MapFile::find` or `MapFile::rfind`.
+type SearchFn = fn(&MapFile, &[u8], Option<i64>, Option<i64>) -> mmapfile::Result<Option<usize>>;
+
 impl PyMapFile {
+    /// `find`/`rfind`: the needle is converted first; a search of a view
+    /// large enough to take a while runs with the GIL released.
+    fn search(
+        &self,
+        py: Python<'_>,
+        needle: &Bound<'_, PyAny>,
+        start: Option<i64>,
+        end: Option<i64>,
+        how: SearchFn,
+    ) -> PyResult<i64> {
+        let needle = Bytes::extract(needle)?;
+        let needle = needle.as_slice();
+        let file = self.lock(py);
+        let file: &MapFile = &file;
+        let found = if file.len().is_ok_and(|len| len >= DETACH_THRESHOLD) {
+            py.detach(|| how(file, needle, start, end))
+        } else {
+            how(file, needle, start, end)
+        };
+        Ok(found.py_err(py)?.map_or(-1, |i| i as i64))
+    }
     /// Resolves a slice against the view's current length. The lock is not
     /// held meanwhile: the slice's `__index__` methods may run Python code
     /// (even code that closes the map); the core checks the result again
@@ -305,12 +329,7 @@ impl PyMapFile {
         start: Option<i64>,
         end: Option<i64>,
     ) -> PyResult<i64> {
-        let needle = Bytes::extract(needle)?;
-        let needle = needle.as_slice();
-        let file = self.lock(py);
-        let file: &MapFile = &file;
-        let found = py.detach(|| file.find(needle, start, end)).py_err(py)?;
-        Ok(found.map_or(-1, |i| i as i64))
+        self.search(py, needle, start, end, MapFile::find)
     }
 
     #[pyo3(signature = (needle, start = None, end = None))]
@@ -321,12 +340,7 @@ impl PyMapFile {
         start: Option<i64>,
         end: Option<i64>,
     ) -> PyResult<i64> {
-        let needle = Bytes::extract(needle)?;
-        let needle = needle.as_slice();
-        let file = self.lock(py);
-        let file: &MapFile = &file;
-        let found = py.detach(|| file.rfind(needle, start, end)).py_err(py)?;
-        Ok(found.map_or(-1, |i| i as i64))
+        self.search(py, needle, start, end, MapFile::rfind)
     }
 
     #[pyo3(name = "move")]
