@@ -117,6 +117,29 @@ assert not os.path.exists("/dev/shm/mmapfile." + name), "the last close removes 
     )
 
 
+def test_fault_through_an_exported_buffer_reads_zeros_and_poisons_the_view():
+    # Code that reads the mapping through the buffer protocol is not inside
+    # any method of ours, but the guard knows the view's addresses: the
+    # vanished pages read as zeros, writes to them go nowhere, the process
+    # lives, and the object reports the fault at its next access.
+    assert_child_ok(
+        SETUP
+        + """
+mv = memoryview(m)
+assert mv[0] == ord("x")
+assert mv[3 * page] == 0
+mv[3 * page + 1] = 7
+assert bytes(mv[2 * page : 2 * page + 4]) == bytes(4)
+mv.release()
+msg = expect_truncated(lambda: m.read_byte())
+# The lowest vanished address touched is reported.
+assert f"offset {2 * page} " in msg, msg
+m.close()
+os.unlink(path)
+"""
+    )
+
+
 def test_fault_that_is_not_ours_still_kills_with_sigbus():
     # CPython's own mmap is not guarded: once our handler is installed, its
     # fault must reach the default action and kill the process as before.

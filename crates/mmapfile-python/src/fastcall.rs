@@ -36,7 +36,7 @@ use std::sync::OnceLock;
 use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
-use pyo3::types::PyType;
+use pyo3::types::{PyBytes, PyType};
 
 use crate::errors::Failure;
 use crate::fast::{new_bytes_uninit, UninitBytes};
@@ -127,16 +127,42 @@ unsafe extern "C" fn read_byte(
     slf: *mut ffi::PyObject,
     _: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: as in `tell`. PyBytes_FromStringAndSize reads the one byte
-    // at the pointer (a local) and returns a new reference or NULL.
+    // SAFETY: as in `tell`.
     unsafe {
         run(std::ptr::null_mut(), |py| {
             let byte = this(py, slf).lock(py).read_byte()?;
-            owned(ffi::PyBytes_FromStringAndSize(
+            one_byte(byte)
+        })
+    }
+}
+
+/// The 256 one-byte bytes objects, made at module init, so that
+/// `read_byte` returns one with an increment (CPython caches them too, but
+/// reaching its cache is a call into `PyBytes_FromStringAndSize`).
+static ONE_BYTE: OnceLock<Vec<Py<PyBytes>>> = OnceLock::new();
+
+/// A new reference to the bytes object `bytes([byte])`.
+///
+/// # Safety
+/// The thread must be attached.
+#[inline(always)]
+unsafe fn one_byte(byte: u8) -> Result<*mut ffi::PyObject, Failure> {
+    // SAFETY: the thread is attached; the cached objects live as long as
+    // the process (the static is never dropped), and incrementing a live
+    // object's count is always allowed. PyBytes_FromStringAndSize reads
+    // the one byte at the pointer (a local).
+    unsafe {
+        match ONE_BYTE.get() {
+            Some(cache) => {
+                let obj = cache[usize::from(byte)].as_ptr();
+                ffi::Py_INCREF(obj);
+                Ok(obj)
+            }
+            None => owned(ffi::PyBytes_FromStringAndSize(
                 std::ptr::addr_of!(byte).cast::<c_char>(),
                 1,
-            ))
-        })
+            )),
+        }
     }
 }
 
@@ -380,6 +406,11 @@ const METHODS: [Method; 3] = [
 pub(crate) fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
     let py = ty.py();
     let tp = ty.as_type_ptr();
+    let _ = ONE_BYTE.set(
+        (0..=u8::MAX)
+            .map(|b| PyBytes::new(py, &[b]).unbind())
+            .collect(),
+    );
     for method in &METHODS {
         // The definition must outlive the type, which lives as long as the
         // process: leak it (three small structs, once).

@@ -9,12 +9,11 @@
 
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use crate::access::{Access, CreateMode};
 use crate::error::{Error, Result};
 use crate::lock::MapLock;
-use crate::mem::Region;
+use crate::mem::{self, Region};
 use crate::name::BlockName;
 use crate::os;
 
@@ -264,10 +263,6 @@ struct Live {
     len: usize,
     /// The requested offset of the view in the backing object.
     offset: u64,
-    /// Set when a page of the view vanished under an access (the backing
-    /// object shrank): the view's pages were replaced, so every later access
-    /// reports this until `resize` maps a new view.
-    poison: OnceLock<String>,
 }
 
 impl Live {
@@ -287,7 +282,6 @@ impl Live {
                 delta,
                 len,
                 offset,
-                poison: OnceLock::new(),
             }),
             Err(e) => Err((backing, e)),
         }
@@ -319,16 +313,19 @@ impl Live {
     }
 
     fn region(&self) -> Result<Region<'_>> {
-        if let Some(what) = self.poison.get() {
-            return Err(Error::Truncated(what.clone()));
-        }
         // SAFETY: `delta` is less than the view's length (the view spans
         // `delta + len` bytes with `len > 0`), so the pointer stays inside it.
         let ptr = unsafe { self.view.as_ptr().add(self.delta) };
+        // A page of the view vanished under an earlier access (the backing
+        // object shrank) and was replaced: every access fails until
+        // `resize` maps a new view.
+        if let Some(addr) = self.view.fault() {
+            return Err(mem::truncated(ptr, addr));
+        }
         Ok(Region {
             ptr,
             len: self.len,
-            poison: &self.poison,
+            view: &self.view,
         })
     }
 }
@@ -688,7 +685,6 @@ impl MapFile {
         live.delta = delta;
         live.len = len;
         live.offset = offset;
-        live.poison = OnceLock::new();
         self.pos = self.pos.min(len);
         // The new view is already in place; an error unmapping the old one
         // could only leave address space in use, which the caller cannot fix.

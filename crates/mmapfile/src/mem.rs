@@ -17,32 +17,28 @@ use crate::os;
 /// A byte range of mapped memory: `ptr..ptr + len`, valid for the duration of
 /// the borrow that produced it.
 ///
-/// Every access runs inside [`os::guarded`]: if the backing file or block
-/// shrank and a touched page no longer exists, the access returns
-/// [`Error::Truncated`] instead of the process dying of `SIGBUS`, and the
-/// view is marked in `poison` (its pages were replaced, so it must not be
-/// used again until it is mapped anew).
+/// Every access is checked afterwards against the view's fault record
+/// ([`os::RawView::fault`]): if the backing file or block shrank and a
+/// touched page no longer exists, the access returns [`Error::Truncated`]
+/// instead of the process dying of `SIGBUS`, and so does every later access
+/// to the view (its pages were replaced, so it must not be used again until
+/// it is mapped anew).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Region<'a> {
     pub(crate) ptr: *mut u8,
     pub(crate) len: usize,
-    pub(crate) poison: &'a OnceLock<String>,
+    pub(crate) view: &'a os::RawView,
 }
 
 impl Region<'_> {
     /// Runs `access`, which touches `offset..offset + len` of the region.
-    fn guard<R>(self, offset: usize, len: usize, access: impl FnOnce() -> R) -> Result<R> {
-        os::guarded(self.ptr.wrapping_add(offset), len, access).map_err(|addr| {
-            let at = addr.saturating_sub(self.ptr as usize);
-            // The first fault's description wins; later accesses repeat it.
-            let what = self.poison.get_or_init(|| {
-                format!(
-                    "the file or block behind the mapping shrank: the bytes at offset {at} of \
-                     the view no longer exist (every access fails until resize() or close())"
-                )
-            });
-            Error::Truncated(what.clone())
-        })
+    #[inline(always)]
+    fn guard<R>(self, access: impl FnOnce() -> R) -> Result<R> {
+        let result = access();
+        match self.view.fault() {
+            None => Ok(result),
+            Some(addr) => Err(truncated(self.ptr, addr)),
+        }
     }
 
     /// Copies `dst.len()` bytes starting at `offset` into `dst`.
@@ -55,7 +51,7 @@ impl Region<'_> {
     pub(crate) unsafe fn copy_out(self, offset: usize, dst: &mut [u8]) -> Result<()> {
         debug_assert!(offset + dst.len() <= self.len);
         let len = dst.len();
-        self.guard(offset, len, || {
+        self.guard(|| {
             // SAFETY: the caller guarantees the source range is mapped and
             // in bounds; `copy` allows the ranges to overlap.
             unsafe { std::ptr::copy(self.ptr.add(offset), dst.as_mut_ptr(), len) }
@@ -76,7 +72,7 @@ impl Region<'_> {
     ) -> Result<()> {
         debug_assert!(offset + dst.len() <= self.len);
         let len = dst.len();
-        self.guard(offset, len, || {
+        self.guard(|| {
             // SAFETY: the caller guarantees the source range is mapped and in
             // bounds; `dst` is a unique borrow of `len` bytes, and writing
             // bytes into `MaybeUninit<u8>` needs no prior initialisation. A
@@ -94,7 +90,7 @@ impl Region<'_> {
     /// region, so the copy is a `memmove`.
     pub(crate) unsafe fn copy_in(self, offset: usize, src: &[u8]) -> Result<()> {
         debug_assert!(offset + src.len() <= self.len);
-        self.guard(offset, src.len(), || {
+        self.guard(|| {
             // SAFETY: the caller guarantees the destination range is mapped,
             // writable and in bounds; `copy` allows the ranges to overlap.
             unsafe { std::ptr::copy(src.as_ptr(), self.ptr.add(offset), src.len()) }
@@ -110,7 +106,7 @@ impl Region<'_> {
     /// very mapping), so the copy is a `memmove`.
     pub(crate) unsafe fn copy_out_raw(self, offset: usize, dst: *mut u8, len: usize) -> Result<()> {
         debug_assert!(offset + len <= self.len);
-        self.guard(offset, len, || {
+        self.guard(|| {
             // SAFETY: the caller guarantees both ranges are valid; `copy`
             // allows them to overlap.
             unsafe { std::ptr::copy(self.ptr.add(offset), dst, len) }
@@ -126,7 +122,7 @@ impl Region<'_> {
     /// not point into the region.
     pub(crate) unsafe fn gather(self, start: usize, step: isize, dst: &mut [u8]) -> Result<()> {
         // The indices may be spread over the whole region: guard all of it.
-        self.guard(0, self.len, || {
+        self.guard(|| {
             // SAFETY: `start < len` when `dst` is not empty (caller's
             // guarantee); for an empty `dst` the pointer is never dereferenced.
             let first = unsafe { self.ptr.add(start) };
@@ -147,7 +143,7 @@ impl Region<'_> {
     /// `0..self.len`, and the region must be mapped and writable. `src` must
     /// not point into the region.
     pub(crate) unsafe fn scatter(self, start: usize, step: isize, src: &[u8]) -> Result<()> {
-        self.guard(0, self.len, || {
+        self.guard(|| {
             // SAFETY: as in `gather`.
             let first = unsafe { self.ptr.add(start) };
             for (k, &b) in src.iter().enumerate() {
@@ -165,9 +161,7 @@ impl Region<'_> {
     /// Both ranges lie inside the region, which must be mapped and writable.
     pub(crate) unsafe fn copy_within(self, dest: usize, src: usize, count: usize) -> Result<()> {
         debug_assert!(dest + count <= self.len && src + count <= self.len);
-        let low = dest.min(src);
-        let span = dest.max(src) - low + count;
-        self.guard(low, span, || {
+        self.guard(|| {
             // SAFETY: the caller guarantees both ranges are mapped and in
             // bounds; `copy` allows overlap.
             unsafe { std::ptr::copy(self.ptr.add(src), self.ptr.add(dest), count) }
@@ -191,7 +185,7 @@ impl Region<'_> {
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R> {
         debug_assert!(start <= end && end <= self.len);
-        self.guard(start, end - start, || {
+        self.guard(|| {
             // SAFETY: the caller guarantees the range is mapped and in
             // bounds; the slice does not outlive this call.
             let bytes = unsafe { std::slice::from_raw_parts(self.ptr.add(start), end - start) };
@@ -323,7 +317,7 @@ impl Region<'_> {
     ) -> Result<Result<(B, usize), E>> {
         debug_assert!(start <= self.len);
         let rest = self.len - start;
-        self.guard(start, rest, || {
+        self.guard(|| {
             // SAFETY: the caller guarantees `start..len` is mapped and in
             // bounds. As in `with_slice`, only memchr reads the slice, and
             // it does not outlive this closure.
@@ -345,7 +339,7 @@ impl Region<'_> {
     /// `offset < self.len`, and the region must be mapped and readable.
     pub(crate) unsafe fn byte(self, offset: usize) -> Result<u8> {
         debug_assert!(offset < self.len);
-        self.guard(offset, 1, || {
+        self.guard(|| {
             // SAFETY: the caller guarantees `offset` is in bounds and mapped;
             // a volatile read keeps the compiler from assuming the byte is
             // stable.
@@ -359,12 +353,24 @@ impl Region<'_> {
     /// `offset < self.len`, and the region must be mapped and writable.
     pub(crate) unsafe fn set_byte(self, offset: usize, value: u8) -> Result<()> {
         debug_assert!(offset < self.len);
-        self.guard(offset, 1, || {
+        self.guard(|| {
             // SAFETY: the caller guarantees `offset` is in bounds, mapped and
             // writable.
             unsafe { self.ptr.add(offset).write_volatile(value) }
         })
     }
+}
+
+/// The error for a view whose pages vanished: `addr` is the lowest missing
+/// address, `start` where the user's part of the view begins.
+#[cold]
+#[inline(never)]
+pub(crate) fn truncated(start: *const u8, addr: usize) -> Error {
+    let at = addr.saturating_sub(start as usize);
+    Error::Truncated(format!(
+        "the file or block behind the mapping shrank: the bytes at offset {at} of the view no \
+         longer exist (every access fails until resize() or close())"
+    ))
 }
 
 /// Which match a search wants: the first or the last.
@@ -420,8 +426,7 @@ struct SendRegion<'a>(Region<'a>);
 
 // SAFETY: the region's memory stays mapped for the whole `thread::scope` in
 // which the search threads run (the caller's borrow of the view outlives it),
-// and the threads only read it; the poison cell is a `OnceLock`, which is
-// `Sync`.
+// and the threads only read it; the view it refers to is `Sync`.
 unsafe impl Send for SendRegion<'_> {}
 
 impl SendRegion<'_> {

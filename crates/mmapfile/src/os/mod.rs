@@ -6,8 +6,12 @@
 //! - `Backing`: an open object that can be mapped (a file, a named block of
 //!   shared memory, or an unnamed block), with `file`, `named`, `anonymous`,
 //!   `len`, `grow`, `map`, `sync`, `close` and `lock_target`.
-//! - `RawView`: one mapped view with `as_ptr`, `len`, `flush`, `advise` and
-//!   `unmap`.
+//! - `RawView`: one mapped view with `as_ptr`, `len`, `flush`, `advise`,
+//!   `unmap` and `fault`: the lowest address at which a page of the view
+//!   vanished under an access (its file was truncated), which every access
+//!   checks afterwards; the page was replaced so the access could finish
+//!   instead of killing the process (Windows: always None; see
+//!   `windows::RawView::fault` for why no guard is needed there).
 //! - `ADVICE`: the `madvise` values this OS offers, as `(C name, value)`
 //!   pairs (empty where there is no such call).
 //! - `LockTarget` (`description`, `is_locked`) and `LockDesc` (`try_lock`,
@@ -20,10 +24,6 @@
 //! - `page_size()` and `allocation_granularity()`.
 //! - `NAME_MAX`: the longest name (in bytes, after the namespace prefix is
 //!   removed) that the OS accepts for a named block.
-//! - `guarded(start, len, access)`: runs a memory access so that a page that
-//!   vanished under it (its file was truncated) yields `Err(address)`
-//!   instead of killing the process (Windows: runs the access as it is; see
-//!   `windows::guarded` for why no guard is needed there).
 
 #[cfg(unix)]
 mod unix;
@@ -31,8 +31,6 @@ mod unix;
 pub(crate) use unix::*;
 #[cfg(unix)]
 mod unix_fault;
-#[cfg(unix)]
-pub(crate) use unix_fault::guarded;
 
 #[cfg(windows)]
 mod windows;

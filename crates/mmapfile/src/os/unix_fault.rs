@@ -3,74 +3,224 @@
 //! On POSIX systems, touching a page of a file mapping that lies past the end
 //! of the file (because the file, or a shared-memory block, was truncated
 //! after it was mapped) raises `SIGBUS`, whose default action kills the
-//! process. Every access this crate makes to mapped memory runs inside
-//! [`guarded`], which lets it turn that fault into an error instead:
+//! process. This module turns that fault into an error instead:
 //!
-//! 1. A process-wide `SIGBUS` handler is installed once, the first time
-//!    `guarded` runs, and the action it replaced is saved.
-//! 2. Before the access, the thread records the (page-rounded) address range
-//!    it is about to touch in a thread-local; after the access it clears it.
-//! 3. When a `SIGBUS` arrives for an address inside the faulting thread's
-//!    recorded range, the handler maps fresh zero-filled anonymous pages over
-//!    the rest of that range (`mmap` with `MAP_FIXED`), notes the address in
-//!    a second thread-local and returns. The kernel then re-runs the faulting
-//!    instruction, which now succeeds, so the copy finishes normally: no
+//! 1. Every view this crate maps is registered as a [`Watch`] for as long as
+//!    it is mapped: its address range goes into a process-wide table that a
+//!    signal handler can read (fixed blocks of slots that are never freed,
+//!    read and written with atomics only). A process-wide `SIGBUS` handler is
+//!    installed once, when the first view is registered, and the action it
+//!    replaced is saved.
+//! 2. When a `SIGBUS` arrives for an address inside a registered view, the
+//!    handler maps fresh zero-filled anonymous pages over the view from the
+//!    faulting page to its end (`mmap` with `MAP_FIXED`), notes the address
+//!    in the view's slot and returns. The kernel then re-runs the faulting
+//!    instruction, which now succeeds, so the access finishes normally: no
 //!    Rust frame is skipped and nothing unwinds through the handler.
-//! 4. `guarded` sees the noted address and reports it; the caller turns it
-//!    into [`crate::Error::Truncated`] and poisons the view (its pages were
-//!    replaced, so its contents no longer mean anything).
+//! 3. After each access the crate looks at its view's slot
+//!    ([`Watch::fault`]): a noted address becomes [`crate::Error::Truncated`],
+//!    and the view stays poisoned (its pages were replaced, so its contents
+//!    no longer mean anything) until it is unmapped.
 //!
-//! Every other `SIGBUS` (another thread's access, an address outside the
-//! range, or a signal sent with `kill`) is passed on to the action that was
-//! installed before ours: its function is called, or, for the default
-//! action, the default is restored so that the fault kills the process just
-//! as it would have without this crate.
+//! The check after an access is one load from the view's own slot: no
+//! thread-local storage (in a shared library each thread-local lookup is a
+//! call to `__tls_get_addr`) and no store, which is what a one-byte read can
+//! afford. Because the table knows views rather than accesses, a fault in a
+//! registered view is recovered whoever touched it, including code reading
+//! the memory through an exported buffer: it reads zeros where the pages
+//! vanished, and the view reports the fault at its next access.
+//!
+//! Every other `SIGBUS` (an address outside every registered view, or a
+//! signal sent with `kill`) is passed on to the action that was installed
+//! before ours: its function is called, or, for the default action, the
+//! default is restored so that the fault kills the process just as it would
+//! have without this crate.
 //!
 //! Why pages are replaced rather than jumped over: leaving the faulting
 //! instruction with `siglongjmp` would skip the Rust frames of the copy
 //! (undefined behaviour for frames that own anything) and needs C. Replacing
 //! the pages makes the instruction succeed, at the price of the view's
 //! contents, which were gone anyway.
-//!
-//! Memory handed out raw (e.g. through Python's buffer protocol) is not
-//! covered: its accesses are not made inside `guarded`.
 
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{compiler_fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Once;
 
 use super::unix::page_size;
 
-/// What the `SIGBUS` handler needs to know about this thread's access.
+/// One registered view's entry in the table.
 ///
-/// One thread-local holds all of it, so that a guarded access looks up
-/// thread-local storage once (in a shared library each lookup is a call to
-/// `__tls_get_addr`, a noticeable part of a one-byte read). The fields are
-/// atomics used with relaxed ordering: the handler runs on this same thread,
-/// so no ordering between threads is needed, but the compiler must not keep
-/// them in registers across the access, and relaxed atomics are plain loads
-/// and stores on every target.
-struct GuardState {
-    /// The page-rounded address range `low..high` that this thread is
-    /// touching inside [`guarded`]; empty when it is touching none.
+/// Only the view that took the slot (`taken`) writes `low`, `high` and
+/// `seq`; the handler reads them as a sequence lock: `seq` is odd while they
+/// change, and a reader that sees `seq` odd or changed ignores what it read.
+/// A slot being registered or released never describes the view whose fault
+/// is being handled (that view is mapped and in use), so ignoring it is
+/// right.
+struct Slot {
+    taken: AtomicBool,
+    seq: AtomicUsize,
+    /// The page-aligned range `low..high` of the view; empty when free.
     low: AtomicUsize,
     high: AtomicUsize,
-    /// The lowest faulting address the handler recovered from during the
-    /// current guarded access; 0 if none.
+    /// The lowest faulting address recovered from in this view; 0 if none.
+    /// Written by the handler (on whichever thread faulted), read by the
+    /// view's accesses.
     fault: AtomicUsize,
 }
 
-thread_local! {
-    /// Const-initialised atomics have no destructor and no lazy
-    /// initialisation, so reading them from a signal handler is a plain load
-    /// from thread-local storage. (In a shared library the thread's block of
-    /// thread-local storage may be allocated on first use; the thread has
-    /// always written here before the access that can fault, so the handler
-    /// never triggers that allocation.)
-    static STATE: GuardState = const {
-        GuardState { low: AtomicUsize::new(0), high: AtomicUsize::new(0), fault: AtomicUsize::new(0) }
-    };
+impl Slot {
+    const fn new() -> Self {
+        Slot {
+            taken: AtomicBool::new(false),
+            seq: AtomicUsize::new(0),
+            low: AtomicUsize::new(0),
+            high: AtomicUsize::new(0),
+            fault: AtomicUsize::new(0),
+        }
+    }
+
+    /// Sets the range; only the slot's owner calls this.
+    fn set_range(&self, low: usize, high: usize) {
+        let seq = self.seq.load(Ordering::Relaxed);
+        self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.low.store(low, Ordering::Relaxed);
+        self.high.store(high, Ordering::Relaxed);
+        self.seq.store(seq.wrapping_add(2), Ordering::Release);
+    }
+
+    /// The range, or None while it is being changed.
+    fn range(&self) -> Option<(usize, usize)> {
+        let before = self.seq.load(Ordering::Acquire);
+        let low = self.low.load(Ordering::Relaxed);
+        let high = self.high.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        let after = self.seq.load(Ordering::Relaxed);
+        (before == after && before % 2 == 0).then_some((low, high))
+    }
+}
+
+/// Slots per block of the table.
+const SLOTS: usize = 64;
+
+/// A block of slots; more blocks are chained on as needed and never freed,
+/// so the handler can walk the table at any moment.
+struct Table {
+    slots: [Slot; SLOTS],
+    next: AtomicPtr<Table>,
+}
+
+impl Table {
+    const fn new() -> Self {
+        Table {
+            slots: [const { Slot::new() }; SLOTS],
+            next: AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    /// This block and the ones chained after it.
+    fn walk(&'static self) -> impl Iterator<Item = &'static Table> {
+        std::iter::successors(Some(self), |table| {
+            // SAFETY: `next` is null or a leaked, never-freed table.
+            unsafe { table.next.load(Ordering::Acquire).as_ref() }
+        })
+    }
+}
+
+static TABLE: Table = Table::new();
+
+/// A view's registration in the table, from just after it is mapped until
+/// just before it is unmapped (the owner calls [`Watch::release`]).
+#[derive(Debug)]
+pub(crate) struct Watch {
+    slot: &'static Slot,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("range", &self.range())
+            .field("fault", &self.fault.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Watch {
+    /// Registers the mapped range `start..start + len` (`start` is page
+    /// aligned, as `mmap` returns it).
+    pub(crate) fn new(start: *mut u8, len: usize) -> Watch {
+        install();
+        let slot = take_slot();
+        slot.fault.store(0, Ordering::Relaxed);
+        let low = start as usize;
+        // No mapping reaches the end of the address space.
+        slot.set_range(low, low + len);
+        Watch { slot }
+    }
+
+    /// The lowest address of the view at which a page vanished, if one has.
+    ///
+    /// Call it after an access to learn whether the access hit a vanished
+    /// page: the handler runs on the faulting thread before the faulting
+    /// instruction completes, so the access's own fault is always seen.
+    #[inline(always)]
+    pub(crate) fn fault(&self) -> Option<usize> {
+        // Keeps the compiler from moving this load before the access.
+        compiler_fence(Ordering::SeqCst);
+        match self.slot.fault.load(Ordering::Relaxed) {
+            0 => None,
+            addr => Some(addr),
+        }
+    }
+
+    /// Ends the registration; call it before the view is unmapped, so the
+    /// handler never claims an address that has been mapped anew.
+    pub(crate) fn release(&self) {
+        self.slot.set_range(0, 0);
+        self.slot.taken.store(false, Ordering::Release);
+    }
+}
+
+/// A free slot, now owned by the caller.
+fn take_slot() -> &'static Slot {
+    let mut table: &'static Table = &TABLE;
+    loop {
+        for slot in &table.slots {
+            if slot
+                .taken
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return slot;
+            }
+        }
+        let next = table.next.load(Ordering::Acquire);
+        // SAFETY: `next` is null or a leaked, never-freed table.
+        table = match unsafe { next.as_ref() } {
+            Some(next) => next,
+            None => {
+                let fresh = Box::into_raw(Box::new(Table::new()));
+                match table.next.compare_exchange(
+                    std::ptr::null_mut(),
+                    fresh,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    // SAFETY: just published; never freed from now on.
+                    Ok(_) => unsafe { &*fresh },
+                    Err(winner) => {
+                        // SAFETY: `fresh` was never published; `winner` is a
+                        // leaked table.
+                        unsafe {
+                            drop(Box::from_raw(fresh));
+                            &*winner
+                        }
+                    }
+                }
+            }
+        };
+    }
 }
 
 /// The `SIGBUS` action that was installed before ours.
@@ -112,62 +262,8 @@ fn install() {
     });
 }
 
-/// Runs `access`, which touches mapped memory in `start..start + len` and
-/// nowhere else, surviving a `SIGBUS` for a page of that range that no
-/// longer exists.
-///
-/// Returns `Err(address)` of the first missing byte found if a fault
-/// happened. In that case the pages from the faulting one to the end of the
-/// range have been replaced by private zero pages, so `access` still ran to
-/// completion, but what it read from or wrote to them is meaningless.
-pub(crate) fn guarded<R>(
-    start: *const u8,
-    len: usize,
-    access: impl FnOnce() -> R,
-) -> Result<R, usize> {
-    if len == 0 {
-        return Ok(access());
-    }
-    install();
-    // The page size is a power of two: round with a mask, not a division.
-    let mask = page_size() - 1;
-    let first = start as usize;
-    let low = first & !mask;
-    // `first + len` does not overflow (the range lies inside a mapping), nor
-    // does rounding it up: no mapping reaches the last page of the address
-    // space.
-    let high = (first + len + mask) & !mask;
-
-    /// Clears the guard even if `access` panics.
-    struct Clear<'a>(&'a GuardState);
-    impl Drop for Clear<'_> {
-        fn drop(&mut self) {
-            compiler_fence(Ordering::SeqCst);
-            self.0.low.store(0, Ordering::Relaxed);
-            self.0.high.store(0, Ordering::Relaxed);
-        }
-    }
-
-    STATE.with(|state| {
-        state.fault.store(0, Ordering::Relaxed);
-        state.low.store(low, Ordering::Relaxed);
-        state.high.store(high, Ordering::Relaxed);
-        let clear = Clear(state);
-        // Keeps the compiler from moving the guard's stores after the
-        // access, or the read of `fault` before it: the handler runs
-        // "between" them.
-        compiler_fence(Ordering::SeqCst);
-        let result = access();
-        drop(clear);
-        match state.fault.load(Ordering::Relaxed) {
-            0 => Ok(result),
-            addr => Err(addr.max(first)),
-        }
-    })
-}
-
-/// The `SIGBUS` handler. Only async-signal-safe work happens here: loads and
-/// stores to thread-locals, `mmap`, `sigaction` and `raise`, and calling the
+/// The `SIGBUS` handler. Only async-signal-safe work happens here: atomic
+/// loads and stores to the table, `mmap`, `sigaction` and `raise`, and calling the
 /// previous handler.
 extern "C" fn on_sigbus(
     signal: libc::c_int,
@@ -197,20 +293,21 @@ unsafe fn recover(info: &libc::siginfo_t) -> bool {
     }
     // SAFETY: for a kernel-generated SIGBUS, si_addr is the faulting address.
     let addr = unsafe { info.si_addr() } as usize;
-    let (low, high) = STATE.with(|s| {
-        (
-            s.low.load(Ordering::Relaxed),
-            s.high.load(Ordering::Relaxed),
-        )
+    let found = TABLE.walk().flat_map(|t| &t.slots).find_map(|slot| {
+        if !slot.taken.load(Ordering::Relaxed) {
+            return None;
+        }
+        let (low, high) = slot.range()?;
+        (low..high).contains(&addr).then_some((slot, high))
     });
-    if !(low..high).contains(&addr) {
+    let Some((slot, high)) = found else {
         return false;
-    }
+    };
     let from = addr & !(page_size() - 1);
-    // SAFETY: `from..high` lies inside a view that this thread is accessing
-    // through `guarded`, which this crate mapped and will unmap; replacing
-    // its pages changes only that view's contents. MAP_FIXED replaces them
-    // atomically. The result is checked.
+    // SAFETY: `from..high` lies inside a view that this crate mapped and
+    // that stays mapped while it is in use, as it is (the fault happened in
+    // it); replacing its pages changes only that view's contents. MAP_FIXED
+    // replaces them atomically. The result is checked.
     let replaced = unsafe {
         libc::mmap(
             from as *mut libc::c_void,
@@ -224,14 +321,14 @@ unsafe fn recover(info: &libc::siginfo_t) -> bool {
     if replaced == libc::MAP_FAILED {
         return false;
     }
-    // A backward copy can fault on a high page, then on a lower one: report
-    // the lowest missing address.
-    STATE.with(|s| {
-        let seen = s.fault.load(Ordering::Relaxed);
-        if seen == 0 || addr < seen {
-            s.fault.store(addr, Ordering::Relaxed);
-        }
-    });
+    // Another thread may fault in the same view at the same time, and a
+    // backward copy can fault on a high page, then on a lower one: keep the
+    // lowest address.
+    let _ = slot
+        .fault
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |seen| {
+            (seen == 0 || addr < seen).then_some(addr)
+        });
     true
 }
 

@@ -568,27 +568,25 @@ pub(crate) fn collect_block(_base: &str) -> Result<bool> {
 pub(crate) const ADVICE: &[(&str, i32)] = &[];
 
 impl RawView {
+    /// Always None: Windows needs no guard for the case the POSIX one exists
+    /// for. A file cannot be truncated below a mapped view there
+    /// (`SetEndOfFile` fails with `ERROR_USER_MAPPED_FILE`), and a
+    /// pagefile-backed section never shrinks, so no page of a view can vanish
+    /// under an access.
+    ///
+    /// What remains is storage failing under a file view (a network share or
+    /// removable media going away), which Windows raises as
+    /// `EXCEPTION_IN_PAGE_ERROR`; like CPython's `mmap`, this crate does not
+    /// catch that.
+    #[inline(always)]
+    pub(crate) fn fault(&self) -> Option<usize> {
+        None
+    }
+
     /// Never reached with a valid advice value (there are none on Windows).
     pub(crate) fn advise(&self, _offset: usize, _len: usize, _advice: i32) -> Result<()> {
         Err(Error::Unsupported("madvise is not available on Windows"))
     }
-}
-
-/// Runs a memory access. Windows needs no guard for the case the POSIX one
-/// exists for: a file cannot be truncated below a mapped view there
-/// (`SetEndOfFile` fails with `ERROR_USER_MAPPED_FILE`), and a pagefile-backed
-/// section never shrinks, so no page of a view can vanish under an access.
-///
-/// What remains is storage failing under a file view (a network share or
-/// removable media going away), which Windows raises as
-/// `EXCEPTION_IN_PAGE_ERROR`; like CPython's `mmap`, this crate does not
-/// catch that.
-pub(crate) fn guarded<R>(
-    _start: *const u8,
-    _len: usize,
-    access: impl FnOnce() -> R,
-) -> std::result::Result<R, usize> {
-    Ok(access())
 }
 
 /// Where a mapping's lock lives: a kernel mutex derived from the mapping,

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::access::{Access, CreateMode};
 use crate::error::{Error, Result};
 use crate::name::BlockName;
+use crate::os::unix_fault::Watch;
 
 /// Prefix of every POSIX shared-memory name this crate creates, so that its
 /// blocks can be told apart from other programs' in `/dev/shm`.
@@ -312,6 +313,7 @@ impl Backing {
         Ok(RawView {
             ptr: ptr.cast(),
             len,
+            watch: Watch::new(ptr.cast(), len),
         })
     }
 
@@ -427,6 +429,8 @@ fn anonymous_fd() -> Result<OwnedFd> {
 pub(crate) struct RawView {
     ptr: *mut u8,
     len: usize,
+    /// The view's registration with the `SIGBUS` guard.
+    watch: Watch,
 }
 
 // SAFETY: a RawView is an address range owned by this value; nothing in it is
@@ -440,6 +444,13 @@ unsafe impl Sync for RawView {}
 impl RawView {
     pub(crate) fn as_ptr(&self) -> *mut u8 {
         self.ptr
+    }
+
+    /// The lowest address at which a page of the view vanished under an
+    /// access (see `unix_fault`); checked after every access.
+    #[inline(always)]
+    pub(crate) fn fault(&self) -> Option<usize> {
+        self.watch.fault()
     }
 
     /// Writes the pages covering `offset..offset + len` back to the backing
@@ -468,6 +479,7 @@ impl RawView {
     /// Unmaps the view and reports errors.
     pub(crate) fn unmap(self) -> Result<()> {
         let this = std::mem::ManuallyDrop::new(self);
+        this.watch.release();
         // SAFETY: `ptr`/`len` came from a successful mmap and are unmapped
         // exactly once (Drop will not run).
         cvt("munmap", unsafe { libc::munmap(this.ptr.cast(), this.len) })?;
@@ -477,6 +489,7 @@ impl RawView {
 
 impl Drop for RawView {
     fn drop(&mut self) {
+        self.watch.release();
         // SAFETY: `ptr`/`len` came from a successful mmap and are unmapped
         // exactly once. An error cannot be reported from drop, and munmap of
         // a range we mapped only fails on invalid arguments, which would be a
