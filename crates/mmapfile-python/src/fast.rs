@@ -203,13 +203,13 @@ pub(crate) fn new_bytes_uninit<'py, E: From<PyErr>>(
     Ok(bytes.0)
 }
 
-/// A new bytes object whose contents are not initialised yet. Only its
-/// creator holds it until [`UninitBytes::assume_init`] hands it out, so
-/// nothing else can see the uninitialised bytes.
-pub(crate) struct UninitBytes<'py>(Bound<'py, PyBytes>);
+/// A new bytes object whose contents are not initialised yet, and its
+/// length. Only [`new_bytes_uninit`] holds it, and hands it out once it is
+/// filled, so nothing else can see the uninitialised bytes.
+struct UninitBytes<'py>(Bound<'py, PyBytes>, usize);
 
 impl<'py> UninitBytes<'py> {
-    pub(crate) fn new(py: Python<'py>, len: usize) -> PyResult<Self> {
+    fn new(py: Python<'py>, len: usize) -> PyResult<Self> {
         let size = ffi::Py_ssize_t::try_from(len)
             .map_err(|_| PyOverflowError::new_err("read length does not fit a bytes object"))?;
         // SAFETY: with a NULL source CPython allocates `size` bytes (plus
@@ -222,30 +222,23 @@ impl<'py> UninitBytes<'py> {
             )?
             .cast_into_unchecked::<PyBytes>()
         };
-        Ok(UninitBytes(bytes))
+        Ok(UninitBytes(bytes, len))
     }
 
     /// The object's bytes, to be initialised.
-    pub(crate) fn storage(&mut self) -> &mut [MaybeUninit<u8>] {
-        // SAFETY: `PyBytes_AsString` of a bytes object points at its
-        // `PyBytes_Size` bytes of storage. The object is ours alone (no other
-        // reference exists while it is an `UninitBytes`; the empty bytes
-        // object that CPython shares has no storage to write), and the slice
-        // borrows `self`.
+    fn storage(&mut self) -> &mut [MaybeUninit<u8>] {
+        // SAFETY: `PyBytes_AS_STRING` of a bytes object points at its
+        // storage, which holds the `len` bytes it was created with. The
+        // object is ours alone (no other reference exists while it is an
+        // `UninitBytes`; the empty bytes object that CPython shares has no
+        // storage to write), and the slice borrows `self`.
         unsafe {
-            let obj = self.0.as_ptr();
             std::slice::from_raw_parts_mut(
-                ffi::PyBytes_AsString(obj).cast::<MaybeUninit<u8>>(),
-                ffi::PyBytes_Size(obj) as usize,
+                ffi::PyBytes_AS_STRING(self.0.as_ptr())
+                    .cast_mut()
+                    .cast::<MaybeUninit<u8>>(),
+                self.1,
             )
         }
-    }
-
-    /// Hands out the object.
-    ///
-    /// # Safety
-    /// Every byte of [`UninitBytes::storage`] must have been initialised.
-    pub(crate) unsafe fn assume_init(self) -> Bound<'py, PyBytes> {
-        self.0
     }
 }

@@ -29,7 +29,6 @@
 //! one reference implementation of indexing.
 
 use std::ffi::{c_char, c_int, c_long, CStr};
-use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 
@@ -39,7 +38,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyType};
 
 use crate::errors::Failure;
-use crate::fast::{new_bytes_uninit, UninitBytes};
 use crate::object::{PyMapFile, DETACH_THRESHOLD};
 
 /// Runs the body of an entry point: returns what it returns, or raises its
@@ -99,6 +97,26 @@ unsafe fn this<'a>(py: Python<'a>, slf: *mut ffi::PyObject) -> &'a PyMapFile {
     // `'a`; the class is frozen, so `get` needs no borrow flag.
     let bound = unsafe { pyo3::Borrowed::from_ptr(py, slf).cast_unchecked::<PyMapFile>() };
     bound.get()
+}
+
+/// A new reference (or NULL) made while the thread is attached, released if
+/// it is dropped rather than handed out (e.g. when the read that filled it
+/// reports a fault).
+struct New(*mut ffi::PyObject);
+
+impl New {
+    fn into_ptr(self) -> *mut ffi::PyObject {
+        std::mem::ManuallyDrop::new(self).0
+    }
+}
+
+impl Drop for New {
+    fn drop(&mut self) {
+        // SAFETY: the entry points run attached (see the module docs), and
+        // this holds a new reference or NULL; a bytes object's deallocation
+        // runs no Python code.
+        unsafe { ffi::Py_XDECREF(self.0) }
+    }
 }
 
 /// Turns a new reference, or NULL with an exception set, into a result.
@@ -185,19 +203,20 @@ unsafe extern "C" fn readline(
     unsafe {
         run(std::ptr::null_mut(), |py| {
             let mut file = this(py, slf).lock(py);
-            let line = file.readline_with(
-                |n| {
-                    if n >= DETACH_THRESHOLD {
-                        return Err(Line::Long);
-                    }
-                    UninitBytes::new(py, n).map_err(|e| Line::Failed(e.into()))
-                },
-                |bytes| bytes.storage(),
-            );
+            // SAFETY (readline_raw): PyBytes_FromStringAndSize copies
+            // exactly `n` bytes from `src` and keeps no pointer; `n` fits a
+            // Py_ssize_t (it is below DETACH_THRESHOLD).
+            let line = file.readline_raw(|src, n| {
+                if n >= DETACH_THRESHOLD {
+                    return Err(Line::Long);
+                }
+                Ok(New(ffi::PyBytes_FromStringAndSize(
+                    src.cast::<c_char>(),
+                    n as ffi::Py_ssize_t,
+                )))
+            });
             match line {
-                // SAFETY: `readline_with` initialised the `n` bytes it asked
-                // for, which is all of the object.
-                Ok(bytes) => Ok(bytes.assume_init().into_ptr()),
+                Ok(made) => owned(made.into_ptr()),
                 Err(Line::Failed(failure)) => Err(failure),
                 Err(Line::Long) => {
                     let len = file.readline_len()?;
@@ -298,14 +317,17 @@ unsafe extern "C" fn subscript(
                     // Long copies release the GIL; PyO3's slot does that.
                     return Ok(None);
                 }
-                let bytes = new_bytes_uninit(py, count, |buf| {
-                    buf.fill(MaybeUninit::new(0));
-                    // SAFETY: every byte was just initialised, and
-                    // `MaybeUninit<u8>` has the layout of `u8`.
-                    let buf = &mut *(buf as *mut [MaybeUninit<u8>] as *mut [u8]);
-                    file.read_slice(start, 1, buf).map_err(Failure::from)
+                // The bytes object is made straight from the mapped bytes.
+                // `count` fits a Py_ssize_t: it is at most the view's length.
+                // SAFETY (read_at_with): PyBytes_FromStringAndSize copies
+                // exactly `count` bytes from `src` and keeps no pointer.
+                let made = file.read_at_with(start, count, |src| {
+                    New(ffi::PyBytes_FromStringAndSize(
+                        src.cast::<c_char>(),
+                        count as ffi::Py_ssize_t,
+                    ))
                 })?;
-                Ok(Some(bytes.into_ptr()))
+                owned(made.into_ptr()).map(Some)
             })
         } else {
             None

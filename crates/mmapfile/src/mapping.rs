@@ -533,10 +533,42 @@ impl MapFile {
         alloc: impl FnOnce(usize) -> std::result::Result<B, E>,
         storage: impl FnOnce(&mut B) -> &mut [MaybeUninit<u8>],
     ) -> std::result::Result<B, E> {
+        let take = |src: *const u8, n: usize| {
+            let mut owner = alloc(n)?;
+            let dst = storage(&mut owner);
+            assert!(
+                dst.len() >= n,
+                "readline_with: storage shorter than asked for"
+            );
+            // SAFETY: `read_line` hands over `n` readable bytes at `src`.
+            unsafe { mem::copy_from_view(src, &mut dst[..n]) };
+            Ok(owner)
+        };
+        // SAFETY: `take` only copies the line out.
+        unsafe { self.readline_raw(take) }
+    }
+
+    /// pywin32's `readline()`, handing the line to `take` as a pointer and
+    /// a length for it to copy out in one go (the Python binding makes a
+    /// `bytes` from it directly). Advances the position past the line and
+    /// returns what `take` returns; an error from `take` leaves the
+    /// position alone. At the end `take` gets a length of 0. If a page of
+    /// the line vanished under `take` (see [`Error::Truncated`]), its result
+    /// is dropped.
+    ///
+    /// # Safety
+    /// `take` may read at most the given number of bytes at the pointer,
+    /// must not keep the pointer, and must not assume the bytes stay the
+    /// same while it reads them (another process may be writing them).
+    pub unsafe fn readline_raw<B, E: From<Error>>(
+        &mut self,
+        take: impl FnOnce(*const u8, usize) -> std::result::Result<B, E>,
+    ) -> std::result::Result<B, E> {
         let region = self.region()?;
         // SAFETY: `pos <= len`: every move of the position is checked
-        // against the view's length.
-        let (owner, n) = unsafe { region.read_line(self.pos, alloc, storage) }??;
+        // against the view's length; the caller's contract for `take` is
+        // the one `read_line` needs.
+        let (owner, n) = unsafe { region.read_line(self.pos, take) }??;
         self.pos += n;
         Ok(owner)
     }
@@ -714,6 +746,43 @@ impl MapFile {
         }
         // SAFETY: the range was checked to lie inside the live view.
         unsafe { region.copy_out(offset, dst) }
+    }
+
+    /// Like [`MapFile::read_at`], into memory that may be uninitialised; on
+    /// success all of `dst` is initialised.
+    pub fn read_at_uninit(&self, offset: usize, dst: &mut [MaybeUninit<u8>]) -> Result<()> {
+        let region = self.region()?;
+        if offset.checked_add(dst.len()).is_none_or(|e| e > region.len) {
+            return Err(Error::OutOfRange("read out of range"));
+        }
+        // SAFETY: the range was checked to lie inside the live view.
+        unsafe { region.copy_out_uninit(offset, dst) }
+    }
+
+    /// Runs `f` with a pointer to the `len` bytes at `offset` (not the
+    /// position), for `f` to copy them out in one go: this lets a caller
+    /// build an object of its own from mapped bytes without an intermediate
+    /// buffer (the Python binding makes a `bytes` this way). If a page of
+    /// the range vanished under `f` (see [`Error::Truncated`]), `f` read
+    /// zeros there and its result is dropped.
+    ///
+    /// # Safety
+    /// `f` may read at most `len` bytes at the pointer, must not keep the
+    /// pointer, and must not assume the bytes stay the same while it reads
+    /// them (another process may be writing them).
+    pub unsafe fn read_at_with<R>(
+        &self,
+        offset: usize,
+        len: usize,
+        f: impl FnOnce(*const u8) -> R,
+    ) -> Result<R> {
+        let region = self.region()?;
+        if offset.checked_add(len).is_none_or(|e| e > region.len) {
+            return Err(Error::OutOfRange("read out of range"));
+        }
+        // SAFETY: the range was checked to lie inside the live view; the
+        // caller's contract for `f` is the one `read_with` needs.
+        unsafe { region.read_with(offset, f) }
     }
 
     /// Copies `src` to `offset` (not the position).

@@ -97,6 +97,22 @@ impl Region<'_> {
         })
     }
 
+    /// Runs `f` with a pointer to the `len` bytes at `offset`, for `f` to
+    /// copy them out (e.g. into a new object of a foreign runtime).
+    ///
+    /// # Safety
+    /// `offset + len <= self.len`, the region must be mapped and readable,
+    /// and `f` may only read (not keep) the `len` bytes at the pointer.
+    pub(crate) unsafe fn read_with<R>(
+        self,
+        offset: usize,
+        f: impl FnOnce(*const u8) -> R,
+    ) -> Result<R> {
+        // SAFETY: the caller guarantees `offset` is inside the region.
+        let ptr = unsafe { self.ptr.add(offset) };
+        self.guard(|| f(ptr))
+    }
+
     /// Copies `len` bytes starting at `offset` to the raw pointer `dst`.
     ///
     /// # Safety
@@ -298,38 +314,31 @@ impl Region<'_> {
     }
 
     /// Finds the line at `start` (up to and including the next `\n`, or to
-    /// the end of the region) and copies it into the storage that `alloc`
-    /// returns for its length, in one guarded access: a short line costs
-    /// one guard, not one for the search and one for the copy.
-    ///
-    /// `alloc(n)` returns an owner of at least `n` bytes of storage, which
-    /// `storage` then borrows; the first `n` bytes are initialised when this
-    /// returns `Ok(Ok(_))`. An error from `alloc` is returned as is.
+    /// the end of the region) and hands it to `take` as a pointer and a
+    /// length, in one guarded access: a short line costs one check, not one
+    /// for the search and one for the copy. An error from `take` is
+    /// returned as is.
     ///
     /// # Safety
     /// `start <= self.len`, and the region must be mapped and readable for
-    /// the duration of the call.
+    /// the duration of the call; `take` may only read (not keep) the `n`
+    /// bytes at the pointer.
     pub(crate) unsafe fn read_line<B, E>(
         self,
         start: usize,
-        alloc: impl FnOnce(usize) -> Result<B, E>,
-        storage: impl FnOnce(&mut B) -> &mut [MaybeUninit<u8>],
+        take: impl FnOnce(*const u8, usize) -> Result<B, E>,
     ) -> Result<Result<(B, usize), E>> {
         debug_assert!(start <= self.len);
         let rest = self.len - start;
         self.guard(|| {
             // SAFETY: the caller guarantees `start..len` is mapped and in
-            // bounds. As in `with_slice`, only memchr reads the slice, and
-            // it does not outlive this closure.
-            let hay = unsafe { std::slice::from_raw_parts(self.ptr.add(start), rest) };
-            let n = memchr::memchr(b'\n', hay).map_or(rest, |i| i + 1);
-            let mut owner = alloc(n)?;
-            let dst = storage(&mut owner);
-            assert!(dst.len() >= n, "read_line: storage shorter than asked for");
-            // SAFETY: `start..start + n` is inside the region (n <= rest),
-            // and `dst` holds at least `n` bytes; `copy` allows overlap.
-            unsafe { std::ptr::copy(self.ptr.add(start), dst.as_mut_ptr().cast(), n) };
-            Ok((owner, n))
+            // bounds.
+            let line = unsafe { self.ptr.add(start) };
+            // SAFETY: as above. As in `with_slice`, only memchr reads the
+            // slice, and it does not outlive this closure.
+            let hay = unsafe { std::slice::from_raw_parts(line, rest) };
+            let n = os::find_byte(b'\n', hay).map_or(rest, |i| i + 1);
+            Ok((take(line, n)?, n))
         })
     }
 
@@ -359,6 +368,17 @@ impl Region<'_> {
             unsafe { self.ptr.add(offset).write_volatile(value) }
         })
     }
+}
+
+/// Copies `dst.len()` bytes of mapped memory at `src` into `dst`.
+///
+/// # Safety
+/// `src` must be valid for reads of `dst.len()` bytes (a range of a view
+/// inside a guarded access).
+pub(crate) unsafe fn copy_from_view(src: *const u8, dst: &mut [MaybeUninit<u8>]) {
+    // SAFETY: forwarded from the caller; `dst` is a unique borrow, and
+    // `copy` allows the ranges to overlap.
+    unsafe { std::ptr::copy(src, dst.as_mut_ptr().cast(), dst.len()) }
 }
 
 /// The error for a view whose pages vanished: `addr` is the lowest missing
@@ -469,7 +489,11 @@ fn search_forward(hay: &[u8], needle: &[u8]) -> Option<usize> {
     match needle {
         [] => Some(0),
         [b] => memchr::memchr(*b, hay),
-        _ => memmem::find(hay, needle),
+        _ => match probe(hay, needle, Direction::Forward) {
+            Probe::Found(i) => Some(i),
+            Probe::Absent => None,
+            Probe::Unsure(from) => memmem::find(&hay[from..], needle).map(|i| from + i),
+        },
     }
 }
 
@@ -477,7 +501,83 @@ fn search_backward(hay: &[u8], needle: &[u8]) -> Option<usize> {
     match needle {
         [] => Some(hay.len()),
         [b] => memchr::memrchr(*b, hay),
-        _ => rfind_blockwise(hay, needle, RFIND_BLOCK),
+        _ => match probe(hay, needle, Direction::Backward) {
+            Probe::Found(i) => Some(i),
+            Probe::Absent => None,
+            Probe::Unsure(to) => rfind_blockwise(&hay[..to], needle, RFIND_BLOCK),
+        },
+    }
+}
+
+/// What [`probe`] learnt.
+#[derive(Debug, PartialEq)]
+enum Probe {
+    /// The first (forward) or last (backward) match starts here.
+    Found(usize),
+    /// `hay` holds no match.
+    Absent,
+    /// No match starts in the part probed; search on from here (forward:
+    /// from this index on; backward: in `hay[..to]`).
+    Unsure(usize),
+}
+
+/// How many bytes [`probe`] looks at, and how many places where the
+/// needle's first byte occurs it compares, before it gives up.
+const PROBE_BYTES: usize = 1024;
+const PROBE_TRIES: usize = 16;
+
+/// Looks for the needle (two bytes or more) among the first (or last)
+/// [`PROBE_BYTES`] of `hay` by finding its first byte with `memchr` (or
+/// `memrchr`) and comparing there.
+///
+/// A search whose match is close to where it starts then costs no more
+/// than a `memchr`: building `memchr`'s substring searcher costs about 60
+/// ns, as much as the whole search of a nearby match in C. A first byte
+/// that is common gives up after [`PROBE_TRIES`] comparisons, so the work
+/// here stays bounded.
+fn probe(hay: &[u8], needle: &[u8], direction: Direction) -> Probe {
+    let Some(last_start) = hay.len().checked_sub(needle.len()) else {
+        return Probe::Absent;
+    };
+    let first = needle[0];
+    // Candidate starts probed: `lo..=hi` (inclusive), within `0..=last_start`.
+    let span = PROBE_BYTES.min(last_start + 1);
+    let (lo, hi) = match direction {
+        Direction::Forward => (0, span - 1),
+        Direction::Backward => (last_start + 1 - span, last_start),
+    };
+    let mut window = lo..hi + 1;
+    for _ in 0..PROBE_TRIES {
+        let at = match direction {
+            Direction::Forward => memchr::memchr(first, &hay[window.clone()]),
+            Direction::Backward => memchr::memrchr(first, &hay[window.clone()]),
+        };
+        let Some(at) = at.map(|i| window.start + i) else {
+            // No start in the window: done with it.
+            return match direction {
+                Direction::Forward if hi == last_start => Probe::Absent,
+                Direction::Forward => Probe::Unsure(hi + 1),
+                Direction::Backward if lo == 0 => Probe::Absent,
+                // Matches starting before `lo` end before `lo + len - 1`.
+                Direction::Backward => Probe::Unsure(lo + needle.len() - 1),
+            };
+        };
+        if hay[at..].starts_with(needle) {
+            return Probe::Found(at);
+        }
+        match direction {
+            Direction::Forward => window.start = at + 1,
+            Direction::Backward => window.end = at,
+        }
+    }
+    // Gave up: everything not ruled out is still to search.
+    match direction {
+        Direction::Forward => Probe::Unsure(window.start),
+        // Starts before `window.end` are left, and end before this.
+        Direction::Backward => match window.end.checked_sub(1) {
+            Some(last) => Probe::Unsure(last + needle.len()),
+            None => Probe::Absent,
+        },
     }
 }
 
@@ -485,6 +585,10 @@ fn search_backward(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// enough that a block costs far more than starting a search, small enough
 /// that the block holding the last match is rescanned quickly.
 const RFIND_BLOCK: usize = 256 * 1024;
+
+/// The first block [`rfind_blockwise`] searches: a forward search of 1 KiB
+/// costs about what starting one costs.
+const RFIND_FIRST: usize = 1024;
 
 /// The last `needle` (two bytes or more) in `hay`.
 ///
@@ -499,7 +603,7 @@ const RFIND_BLOCK: usize = 256 * 1024;
 fn rfind_blockwise(hay: &[u8], needle: &[u8], max_block: usize) -> Option<usize> {
     let last_start = hay.len().checked_sub(needle.len())?;
     let max_block = max_block.max(needle.len());
-    let mut block = (4 * needle.len()).clamp(1, max_block);
+    let mut block = (4 * needle.len()).max(RFIND_FIRST).clamp(1, max_block);
     let forward = memmem::Finder::new(needle);
     // Candidate starts not yet ruled out: `0..=hi`.
     let mut hi = last_start;
@@ -509,8 +613,7 @@ fn rfind_blockwise(hay: &[u8], needle: &[u8], max_block: usize) -> Option<usize>
         let end = hi + needle.len();
         if let Some(first) = forward.find(&hay[lo..end]) {
             let from = lo + first;
-            let last = memmem::rfind(&hay[from..end], needle);
-            return Some(from + last.unwrap_or(0));
+            return Some(from + last_match(&forward, &hay[from..end]));
         }
         if lo == 0 {
             return None;
@@ -518,6 +621,24 @@ fn rfind_blockwise(hay: &[u8], needle: &[u8], max_block: usize) -> Option<usize>
         hi = lo - 1;
         block = block.saturating_mul(2).min(max_block);
     }
+}
+
+/// The start of the last `needle` in `hay`, which starts with a match.
+///
+/// The usual block holds one match or a few: they are stepped through with
+/// the forward searcher. A block dense with matches (say `aa` in `aaaa…`)
+/// would make that one call per match, so after a few steps the rest goes
+/// to `memchr`'s reverse searcher, which is linear.
+fn last_match(forward: &memmem::Finder<'_>, hay: &[u8]) -> usize {
+    const STEPS: usize = 8;
+    let mut last = 0;
+    for _ in 0..STEPS {
+        match forward.find(&hay[last + 1..]) {
+            Some(i) => last += 1 + i,
+            None => return last,
+        }
+    }
+    last + memmem::rfind(&hay[last..], forward.needle()).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -558,6 +679,81 @@ mod tests {
                 assert_eq!(rfind_blockwise(&hay, &absent, 4), None);
             }
         }
+    }
+
+    #[test]
+    fn last_match_agrees_with_a_naive_search_with_few_and_many_matches() {
+        let finder = memmem::Finder::new(b"aa");
+        for len in [2, 3, 9, 10, 11, 12, 200] {
+            // Dense: past the forward steps, into the reverse search.
+            let hay = vec![b'a'; len];
+            assert_eq!(last_match(&finder, &hay), len - 2, "{len}");
+            // One match, at the start.
+            let mut hay = vec![b'b'; len];
+            hay[..2].copy_from_slice(b"aa");
+            assert_eq!(last_match(&finder, &hay), 0, "{len}");
+            // A few, apart.
+            let mut hay = vec![b'b'; len + 6];
+            for at in [0, 3, len + 4] {
+                hay[at..at + 2].copy_from_slice(b"aa");
+            }
+            assert_eq!(last_match(&finder, &hay), len + 4, "{len}");
+        }
+    }
+
+    fn naive_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        (0..=hay.len().checked_sub(needle.len())?).find(|&i| &hay[i..i + needle.len()] == needle)
+    }
+
+    #[test]
+    fn searches_with_a_probe_agree_with_naive_ones() {
+        // Lengths on both sides of the probe's window, first bytes that are
+        // rare and common (so the probe gives up), matches inside, at the
+        // edge of and past the window.
+        let mut state = 0x9e37_79b9_u32;
+        let mut next = |alphabet: &[u8]| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            alphabet[(state % alphabet.len() as u32) as usize]
+        };
+        for alphabet in [&b"ab"[..], b"abcdefgh"] {
+            for len in [2, 5, 100, PROBE_BYTES - 1, PROBE_BYTES + 3, 3 * PROBE_BYTES] {
+                let hay: Vec<u8> = (0..len).map(|_| next(alphabet)).collect();
+                for needle_len in [2, 3, 5] {
+                    let starts = [0, 1, len / 2, len.saturating_sub(needle_len + 1)];
+                    for &start in starts.iter().filter(|&&s| s + needle_len <= len) {
+                        let needle = &hay[start..start + needle_len];
+                        assert_eq!(search_forward(&hay, needle), naive_find(&hay, needle));
+                        assert_eq!(search_backward(&hay, needle), naive_rfind(&hay, needle));
+                    }
+                    let absent = vec![b'z'; needle_len];
+                    assert_eq!(search_forward(&hay, &absent), None);
+                    assert_eq!(search_backward(&hay, &absent), None);
+                    // First byte present everywhere, needle absent: the probe
+                    // gives up and the full search answers.
+                    let mut tricky = vec![hay[0]; needle_len];
+                    tricky[needle_len - 1] = b'z';
+                    assert_eq!(search_forward(&hay, &tricky), None);
+                    assert_eq!(search_backward(&hay, &tricky), None);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_probe_that_gives_up_on_its_last_candidate_stays_in_bounds() {
+        // The first byte occurs exactly PROBE_TRIES times and never starts
+        // a match: the last try is at index 0 (backward) or the last start
+        // (forward).
+        let hay = b"ax".repeat(PROBE_TRIES);
+        assert_eq!(probe(&hay, b"ay", Direction::Backward), Probe::Absent);
+        assert_eq!(search_backward(&hay, b"ay"), None);
+        assert_eq!(search_forward(&hay, b"ay"), None);
+        let mut hay = b"ax".repeat(PROBE_TRIES);
+        hay.extend_from_slice(b"ay");
+        assert_eq!(search_backward(&hay, b"ay"), Some(2 * PROBE_TRIES));
+        assert_eq!(search_forward(&hay, b"ay"), Some(2 * PROBE_TRIES));
     }
 
     #[test]

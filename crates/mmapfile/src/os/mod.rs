@@ -22,6 +22,8 @@
 //!   other one, in this process or another (Windows: a named mutex derived
 //!   from the mapping, one handle per acquisition).
 //! - `page_size()` and `allocation_granularity()`.
+//! - `find_byte(byte, hay)`: the fastest `memchr` for short haystacks that
+//!   the platform has.
 //! - `NAME_MAX`: the longest name (in bytes, after the namespace prefix is
 //!   removed) that the OS accepts for a named block.
 

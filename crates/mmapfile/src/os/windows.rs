@@ -59,6 +59,12 @@ fn system_info() -> (usize, usize) {
 }
 
 /// The memory page size.
+/// The index of the first `byte` in `hay`.
+#[inline]
+pub(crate) fn find_byte(byte: u8, hay: &[u8]) -> Option<usize> {
+    memchr::memchr(byte, hay)
+}
+
 pub(crate) fn page_size() -> usize {
     system_info().0
 }

@@ -38,6 +38,18 @@ pub(crate) const NAME_MAX: usize = 31 - SHM_PREFIX.len();
 #[cfg(not(target_os = "macos"))]
 pub(crate) const NAME_MAX: usize = 255 - SHM_PREFIX.len() + 1;
 
+/// The index of the first `byte` in `hay`. The C library's `memchr` (glibc's
+/// is hand-written for each vector extension) starts faster than the
+/// `memchr` crate's on the short haystacks `readline` searches: 33 against
+/// about 70 instructions for an 80-byte line.
+#[inline]
+pub(crate) fn find_byte(byte: u8, hay: &[u8]) -> Option<usize> {
+    // SAFETY: `hay` is valid for reads of `hay.len()` bytes; the result is
+    // null or points into it.
+    let found = unsafe { libc::memchr(hay.as_ptr().cast(), i32::from(byte), hay.len()) };
+    (!found.is_null()).then(|| found as usize - hay.as_ptr() as usize)
+}
+
 /// The memory page size: always a power of two, so that callers may round
 /// addresses with a mask (a division is a noticeable part of a one-byte
 /// access).
