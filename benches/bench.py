@@ -395,7 +395,8 @@ def main() -> None:
         rows += bulk_rows(tmp, rounds)
         rows.append(named_row(rounds, 200 if args.quick else 1000))
         rows += sparse_rows(tmp, rounds, 100 if args.quick else 500)
-    stream = streaming(args.quick)
+    # Both processes spin, so anything else running takes from them: best of 3.
+    stream = max(streaming(args.quick) for _ in range(1 if args.quick else 3))
     print_table(rows, rounds, stream)
 
 

@@ -8,7 +8,7 @@ use std::ffi::c_int;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use mmapfile::{Access, CreateMode, Error, MapFile, MapLock, MapOptions, Source};
+use mmapfile::{Access, CreateMode, Error, MapFile, MapLock, MapOptions, Partial, Source};
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyIndexError, PyOverflowError, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -168,28 +168,32 @@ unsafe impl Send for SendPtr {}
 
 /// `MapFile::find` or `MapFile::rfind`.
 type SearchFn = fn(&MapFile, &[u8], Option<i64>, Option<i64>) -> mmapfile::Result<Option<usize>>;
+type PartialFn = fn(&MapFile, &[u8], Option<i64>, Option<i64>, usize) -> mmapfile::Result<Partial>;
 
 impl PyMapFile {
-    /// `find`/`rfind`: the needle is converted first; a search of a view
-    /// large enough to take a while runs with the GIL released.
+    /// `find`/`rfind`: the needle is converted first; the part of the range
+    /// where the search starts is searched with the GIL held (a nearby match
+    /// costs no release), and the rest, if any, with the GIL released.
     fn search(
         &self,
         py: Python<'_>,
         needle: &Bound<'_, PyAny>,
         start: Option<i64>,
         end: Option<i64>,
-        how: SearchFn,
+        (partial, whole): (PartialFn, SearchFn),
     ) -> PyResult<i64> {
         let needle = Bytes::extract(needle)?;
         let needle = needle.as_slice();
         let file = self.lock(py);
         let file: &MapFile = &file;
-        let found = if file.len().is_ok_and(|len| len >= DETACH_THRESHOLD) {
-            py.detach(|| how(file, needle, start, end))
-        } else {
-            how(file, needle, start, end)
+        let found = match partial(file, needle, start, end, DETACH_THRESHOLD).py_err(py)? {
+            Partial::Done(found) => found,
+            // Absolute indices of a view, so they fit an i64.
+            Partial::Rest { start, end } => py
+                .detach(|| whole(file, needle, Some(start as i64), Some(end as i64)))
+                .py_err(py)?,
         };
-        Ok(found.py_err(py)?.map_or(-1, |i| i as i64))
+        Ok(found.map_or(-1, |i| i as i64))
     }
     /// Resolves a slice against the view's current length. The lock is not
     /// held meanwhile: the slice's `__index__` methods may run Python code
@@ -329,7 +333,13 @@ impl PyMapFile {
         start: Option<i64>,
         end: Option<i64>,
     ) -> PyResult<i64> {
-        self.search(py, needle, start, end, MapFile::find)
+        self.search(
+            py,
+            needle,
+            start,
+            end,
+            (MapFile::find_partial, MapFile::find),
+        )
     }
 
     #[pyo3(signature = (needle, start = None, end = None))]
@@ -340,7 +350,13 @@ impl PyMapFile {
         start: Option<i64>,
         end: Option<i64>,
     ) -> PyResult<i64> {
-        self.search(py, needle, start, end, MapFile::rfind)
+        self.search(
+            py,
+            needle,
+            start,
+            end,
+            (MapFile::rfind_partial, MapFile::rfind),
+        )
     }
 
     #[pyo3(name = "move")]

@@ -50,7 +50,7 @@ mod os;
 pub use access::{Access, CreateMode};
 pub use error::{Error, Result};
 pub use lock::MapLock;
-pub use mapping::{MapFile, MapOptions, Source};
+pub use mapping::{MapFile, MapOptions, Partial, Source};
 pub use name::BlockName;
 
 /// The size of a memory page.

@@ -97,3 +97,68 @@ fn one_byte_needles_on_part_boundaries() {
         Some(marks[1] - 1)
     );
 }
+
+/// A partial search and, when it says so, a full search of the rest give
+/// exactly what one full search gives, for matches on every side of the
+/// part's edge and every kind of bounds.
+#[test]
+fn a_partial_search_and_its_rest_agree_with_a_full_search() {
+    use mmapfile::{MapFile, Partial};
+    let len = 600;
+    let mut m = MapOptions::new().maximum_size(len as u64).open().unwrap();
+    // A small alphabet: many matches, overlapping ones, and ones across the
+    // part's edge for every budget below.
+    let mut state = 0x1234_5678_u32;
+    let hay: Vec<u8> = (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            b"ab"[(state % 2) as usize]
+        })
+        .collect();
+    m.write_at(0, &hay).unwrap();
+    type Whole = fn(&MapFile, &[u8], Option<i64>, Option<i64>) -> mmapfile::Result<Option<usize>>;
+    type Part = fn(&MapFile, &[u8], Option<i64>, Option<i64>, usize) -> mmapfile::Result<Partial>;
+    let pairs: [(Part, Whole); 2] = [
+        (MapFile::find_partial, MapFile::find),
+        (MapFile::rfind_partial, MapFile::rfind),
+    ];
+    let bounds = [
+        (None, None),
+        (Some(0), Some(len as i64)),
+        (Some(17), Some(400)),
+        (Some(-300), Some(-3)),
+        (Some(500), Some(100)),
+    ];
+    let mut rests = 0;
+    for needle in [
+        &b""[..],
+        b"a",
+        b"ab",
+        b"abba",
+        b"aaaaaa",
+        b"bbbbbbbbbbbbbbbbbbbbbbbbbbb",
+    ] {
+        for (partial, whole) in pairs {
+            for (start, end) in bounds {
+                for budget in [0, 1, 2, 5, 64, 399, 1000] {
+                    let expected = whole(&m, needle, start, end).unwrap();
+                    let got = match partial(&m, needle, start, end, budget).unwrap() {
+                        Partial::Done(found) => found,
+                        Partial::Rest { start: s, end: e } => {
+                            rests += 1;
+                            whole(&m, needle, Some(s as i64), Some(e as i64)).unwrap()
+                        }
+                    };
+                    assert_eq!(
+                        got, expected,
+                        "{needle:?} {start:?} {end:?} budget {budget}"
+                    );
+                }
+            }
+        }
+    }
+    // The rest is handed back often enough for the comparison to mean something.
+    assert!(rests > 50, "{rests}");
+}
