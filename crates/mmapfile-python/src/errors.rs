@@ -77,8 +77,6 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
 pub(crate) enum Failure {
     Core(Error),
     Py(PyErr),
-    /// A C API call failed and left its exception set.
-    Raised,
 }
 
 impl From<Error> for Failure {
@@ -98,7 +96,6 @@ impl Failure {
         match self {
             Failure::Core(err) => to_py(py, err),
             Failure::Py(err) => err,
-            Failure::Raised => PyErr::fetch(py),
         }
     }
 }

@@ -119,15 +119,6 @@ impl Drop for New {
     }
 }
 
-/// Turns a new reference, or NULL with an exception set, into a result.
-fn owned(obj: *mut ffi::PyObject) -> Result<*mut ffi::PyObject, Failure> {
-    if obj.is_null() {
-        Err(Failure::Raised)
-    } else {
-        Ok(obj)
-    }
-}
-
 // ---- methods (METH_NOARGS) ----
 
 unsafe extern "C" fn tell(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
@@ -136,7 +127,9 @@ unsafe extern "C" fn tell(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mu
     unsafe {
         run(std::ptr::null_mut(), |py| {
             let pos = this(py, slf).lock(py).tell()?;
-            owned(ffi::PyLong_FromSize_t(pos))
+            // A new reference, or NULL with the exception set: CPython takes
+            // either as the method's result.
+            Ok(ffi::PyLong_FromSize_t(pos))
         })
     }
 }
@@ -176,7 +169,8 @@ unsafe fn one_byte(byte: u8) -> Result<*mut ffi::PyObject, Failure> {
                 ffi::Py_INCREF(obj);
                 Ok(obj)
             }
-            None => owned(ffi::PyBytes_FromStringAndSize(
+            // As in `tell`, NULL carries its exception out.
+            None => Ok(ffi::PyBytes_FromStringAndSize(
                 std::ptr::addr_of!(byte).cast::<c_char>(),
                 1,
             )),
@@ -216,7 +210,7 @@ unsafe extern "C" fn readline(
                 )))
             });
             match line {
-                Ok(made) => owned(made.into_ptr()),
+                Ok(made) => Ok(made.into_ptr()),
                 Err(Line::Failed(failure)) => Err(failure),
                 Err(Line::Long) => {
                     let len = file.readline_len()?;
@@ -307,7 +301,7 @@ unsafe extern "C" fn subscript(
         let done = if let Some(index) = simple_index(key) {
             run(Some(std::ptr::null_mut()), |py| {
                 let byte = this(py, slf).lock(py).byte_at(index)?;
-                owned(ffi::PyLong_FromLong(c_long::from(byte))).map(Some)
+                Ok(Some(ffi::PyLong_FromLong(c_long::from(byte))))
             })
         } else if let Some(bounds) = simple_slice(key) {
             run(Some(std::ptr::null_mut()), |py| {
@@ -327,7 +321,7 @@ unsafe extern "C" fn subscript(
                         count as ffi::Py_ssize_t,
                     ))
                 })?;
-                owned(made.into_ptr()).map(Some)
+                Ok(Some(made.into_ptr()))
             })
         } else {
             None
