@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP_TOOLS := maturin pytest hypothesis numpy ruff mypy
 
-.PHONY: all venv develop demo fmt fmt-check lint test-rust test-python stubtest test-windows test bench bench-rust
+.PHONY: all venv develop demo fmt fmt-check lint test-rust test-python stubtest test-windows test bench bench-rust bench-calls
 
 # Windows: cross-built with mingw, run under Wine (ci/windows/windows-env.sh).
 WIN_TARGET := x86_64-pc-windows-gnu
@@ -77,3 +77,7 @@ bench: develop
 # The core's own hot paths (criterion), without Python.
 bench-rust:
 	cargo bench -p mmapfile --bench core
+
+# Instructions per call, ours and CPython mmap's (needs valgrind).
+bench-calls: develop
+	$(PY) benches/instructions.py
