@@ -170,3 +170,48 @@ fn many_views_each_report_only_their_own_fault() {
         assert_eq!(m.read(1).unwrap().len(), 1);
     }
 }
+
+#[test]
+fn faults_are_recovered_while_other_threads_map_and_unmap_views() {
+    // Other threads register and release views all the time (slots of the
+    // guard's table change under the handler), while this thread faults on
+    // views of a file it keeps shrinking: every fault is still recovered
+    // and charged to the right view.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let page = mmapfile::page_size();
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut rounds = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let views: Vec<_> = (0..20)
+                        .map(|_| MapOptions::new().maximum_size(page as u64).open().unwrap())
+                        .collect();
+                    for mut m in views {
+                        assert_eq!(m.read_byte().unwrap(), 0);
+                    }
+                    rounds += 1;
+                }
+                rounds
+            })
+        })
+        .collect();
+    let shrinking = TempFile::new("churn", 4 * page);
+    for _ in 0..300 {
+        shrinking.set_len(4 * page as u64);
+        let m = MapOptions::new().file(&shrinking.0).open().unwrap();
+        shrinking.set_len(page as u64);
+        let mut buf = vec![0; 4 * page];
+        let Err(Error::Truncated(what)) = m.read_at(0, &mut buf) else {
+            panic!("no fault reported");
+        };
+        assert!(what.contains(&format!("offset {page} ")), "{what}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in churn {
+        assert!(t.join().unwrap() > 0);
+    }
+}
