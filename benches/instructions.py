@@ -73,6 +73,8 @@ def total(side: str, path: str, stmt: str, copies: int) -> int:
         capture_output=True,
         text=True,
         check=True,
+        # A fixed hash seed: dict lookups then take the same paths every run.
+        env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     found = re.search(r"Collected : (\d+)", out.stderr)
     if not found:
