@@ -30,6 +30,7 @@
 
 use std::ffi::{c_char, c_int, c_long, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::OnceLock;
 
 use pyo3::ffi;
@@ -147,10 +148,13 @@ unsafe extern "C" fn read_byte(
     }
 }
 
-/// The 256 one-byte bytes objects, made at module init, so that
-/// `read_byte` returns one with an increment (CPython caches them too, but
-/// reaching its cache is a call into `PyBytes_FromStringAndSize`).
-static ONE_BYTE: OnceLock<Vec<Py<PyBytes>>> = OnceLock::new();
+/// The 256 one-byte bytes objects, made at module init and never freed, so
+/// that `read_byte` returns one with an increment (CPython caches them too,
+/// but reaching its cache is a call into `PyBytes_FromStringAndSize`). An
+/// array indexed by a `u8` needs no bounds check; a null entry (not made)
+/// falls back to the call.
+static ONE_BYTE: [AtomicPtr<ffi::PyObject>; 256] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; 256];
 
 /// A new reference to the bytes object `bytes([byte])`.
 ///
@@ -158,23 +162,21 @@ static ONE_BYTE: OnceLock<Vec<Py<PyBytes>>> = OnceLock::new();
 /// The thread must be attached.
 #[inline(always)]
 unsafe fn one_byte(byte: u8) -> Result<*mut ffi::PyObject, Failure> {
-    // SAFETY: the thread is attached; the cached objects live as long as
-    // the process (the static is never dropped), and incrementing a live
+    // SAFETY: the thread is attached; a cached object is never freed (the
+    // cache owns a reference it never gives up), and incrementing a live
     // object's count is always allowed. PyBytes_FromStringAndSize reads
     // the one byte at the pointer (a local).
     unsafe {
-        match ONE_BYTE.get() {
-            Some(cache) => {
-                let obj = cache[usize::from(byte)].as_ptr();
-                ffi::Py_INCREF(obj);
-                Ok(obj)
-            }
+        let obj = ONE_BYTE[usize::from(byte)].load(Ordering::Relaxed);
+        if obj.is_null() {
             // As in `tell`, NULL carries its exception out.
-            None => Ok(ffi::PyBytes_FromStringAndSize(
+            return Ok(ffi::PyBytes_FromStringAndSize(
                 std::ptr::addr_of!(byte).cast::<c_char>(),
                 1,
-            )),
+            ));
         }
+        ffi::Py_INCREF(obj);
+        Ok(obj)
     }
 }
 
@@ -422,11 +424,12 @@ const METHODS: [Method; 3] = [
 pub(crate) fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
     let py = ty.py();
     let tp = ty.as_type_ptr();
-    let _ = ONE_BYTE.set(
-        (0..=u8::MAX)
-            .map(|b| PyBytes::new(py, &[b]).unbind())
-            .collect(),
-    );
+    for (b, slot) in (0..=u8::MAX).zip(&ONE_BYTE) {
+        if slot.load(Ordering::Relaxed).is_null() {
+            // The cache keeps this reference for the life of the process.
+            slot.store(PyBytes::new(py, &[b]).into_ptr(), Ordering::Relaxed);
+        }
+    }
     for method in &METHODS {
         // The definition must outlive the type, which lives as long as the
         // process: leak it (three small structs, once).

@@ -313,20 +313,29 @@ impl Live {
     }
 
     fn region(&self) -> Result<Region<'_>> {
-        // SAFETY: `delta` is less than the view's length (the view spans
-        // `delta + len` bytes with `len > 0`), so the pointer stays inside it.
-        let ptr = unsafe { self.view.as_ptr().add(self.delta) };
+        let region = self.read_region();
         // A page of the view vanished under an earlier access (the backing
         // object shrank) and was replaced: every access fails until
         // `resize` maps a new view.
         if let Some(addr) = self.view.fault() {
-            return Err(mem::truncated(ptr, addr));
+            return Err(mem::truncated(region.ptr, addr));
         }
-        Ok(Region {
+        Ok(region)
+    }
+
+    /// The view without the check for an earlier fault, for an access that
+    /// only reads: the guard's check after the access reports a poisoned
+    /// view just the same (a fault record never clears), and reading the
+    /// replaced pages first does no harm. Saves a check on one-byte reads.
+    fn read_region(&self) -> Region<'_> {
+        // SAFETY: `delta` is less than the view's length (the view spans
+        // `delta + len` bytes with `len > 0`), so the pointer stays inside it.
+        let ptr = unsafe { self.view.as_ptr().add(self.delta) };
+        Region {
             ptr,
             len: self.len,
             view: &self.view,
-        })
+        }
     }
 }
 
@@ -378,6 +387,20 @@ impl MapFile {
 
     fn region(&self) -> Result<Region<'_>> {
         self.live()?.region()
+    }
+
+    /// See `Live::read_region`. A caller that fails before its access must
+    /// report through [`MapFile::refuse`], so that a poisoned view still
+    /// answers every call with its fault.
+    fn read_region(&self) -> Result<Region<'_>> {
+        Ok(self.live()?.read_region())
+    }
+
+    /// `err`, unless the view is poisoned: then the fault, as every access
+    /// to a poisoned view reports.
+    #[cold]
+    fn refuse(&self, err: Error) -> Error {
+        self.region().err().unwrap_or(err)
     }
 
     fn writable_region(&self) -> Result<Region<'_>> {
@@ -518,9 +541,9 @@ impl MapFile {
 
     /// pywin32's `read_byte()`.
     pub fn read_byte(&mut self) -> Result<u8> {
-        let region = self.region()?;
+        let region = self.read_region()?;
         if self.pos >= region.len {
-            return Err(Error::OutOfRange("read byte out of range"));
+            return Err(self.refuse(Error::OutOfRange("read byte out of range")));
         }
         // SAFETY: `pos < len`, inside the live view.
         let b = unsafe { region.byte(self.pos) }?;
@@ -579,7 +602,9 @@ impl MapFile {
         &mut self,
         take: impl FnOnce(*const u8, usize) -> std::result::Result<B, E>,
     ) -> std::result::Result<B, E> {
-        let region = self.region()?;
+        // A line access always runs (0 bytes at the end), so the guard's
+        // check after it reports a poisoned view.
+        let region = self.read_region()?;
         // SAFETY: `pos <= len`: every move of the position is checked
         // against the view's length; the caller's contract for `take` is
         // the one `read_line` needs.
@@ -859,9 +884,9 @@ impl MapFile {
         len: usize,
         f: impl FnOnce(*const u8) -> R,
     ) -> Result<R> {
-        let region = self.region()?;
+        let region = self.read_region()?;
         if offset.checked_add(len).is_none_or(|e| e > region.len) {
-            return Err(Error::OutOfRange("read out of range"));
+            return Err(self.refuse(Error::OutOfRange("read out of range")));
         }
         // SAFETY: the range was checked to lie inside the live view; the
         // caller's contract for `f` is the one `read_with` needs.

@@ -67,6 +67,17 @@ fn every_access_past_the_new_end_fails_and_the_view_stays_poisoned() {
     assert!(is_truncated(m.move_within(0, 1, 1)));
     assert!(is_truncated(m.flush(0, 0)));
     assert!(is_truncated(m.export()));
+    // Even where the call would fail anyway (at the end, out of range), a
+    // poisoned view answers with its fault.
+    let end = m.len().unwrap();
+    m.seek(0, 2).unwrap();
+    assert!(is_truncated(m.read_byte()));
+    assert!(is_truncated(m.readline()));
+    // SAFETY: the closure reads nothing.
+    assert!(is_truncated(unsafe { m.read_at_with(end, 1, |_| ()) }));
+    // SAFETY: as above.
+    assert!(is_truncated(unsafe { m.read_at_with(0, 1, |_| ()) }));
+    m.seek(0, 0).unwrap();
 
     // resize maps a new view of what is left, which works again.
     m.resize(0, 0, 0).unwrap();
