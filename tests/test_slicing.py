@@ -7,7 +7,16 @@ import mmapfile
 import pytest
 
 SIZE = 10
-BOUNDS = [None, *range(-SIZE - 2, SIZE + 3), 2**70, -(2**70)]
+BOUNDS = [
+    None,
+    *range(-SIZE - 2, SIZE + 3),
+    2**63 - 1,
+    -(2**63),
+    2**63,
+    -(2**63) - 1,
+    2**70,
+    -(2**70),
+]
 STEPS = [None, 1, 2, 3, 11, -1, -2, -3, -11, 2**70, -(2**70)]
 
 

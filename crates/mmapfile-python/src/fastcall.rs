@@ -249,8 +249,40 @@ unsafe fn simple_index(key: *mut ffi::PyObject) -> Option<i64> {
     }
 }
 
+/// One bound of a slice: an exact int (clamped to `Py_ssize_t`, as CPython
+/// clamps slice indices), or None (`none`); None for any other object.
+///
+/// # Safety
+/// `obj` must be a live object; the thread must be attached.
+#[inline(always)]
+unsafe fn slice_bound(obj: *mut ffi::PyObject, none: ffi::Py_ssize_t) -> Option<ffi::Py_ssize_t> {
+    // SAFETY: `obj` is live; an exact int's conversion runs no Python code
+    // and reports overflow in `overflow` without setting an exception.
+    unsafe {
+        if obj == ffi::Py_None() {
+            return Some(none);
+        }
+        if ffi::PyLong_CheckExact(obj) == 0 {
+            return None;
+        }
+        let mut overflow = 0;
+        let value = ffi::PyLong_AsLongLongAndOverflow(obj, &mut overflow);
+        Some(match overflow {
+            0 => ffi::Py_ssize_t::try_from(value).unwrap_or(if value < 0 {
+                ffi::Py_ssize_t::MIN
+            } else {
+                ffi::Py_ssize_t::MAX
+            }),
+            o if o < 0 => ffi::Py_ssize_t::MIN,
+            _ => ffi::Py_ssize_t::MAX,
+        })
+    }
+}
+
 /// The start and stop of a slice whose start and stop are exact ints or
-/// None and whose step is None, unadjusted; None for any other key.
+/// None and whose step is None, unadjusted (as `PySlice_Unpack` gives them
+/// for step 1, read here without its calls through the number protocol);
+/// None for any other key.
 ///
 /// # Safety
 /// `key` must be a live object; the thread must be attached.
@@ -258,38 +290,36 @@ unsafe fn simple_index(key: *mut ffi::PyObject) -> Option<i64> {
 unsafe fn simple_slice(key: *mut ffi::PyObject) -> Option<(ffi::Py_ssize_t, ffi::Py_ssize_t)> {
     // SAFETY: `key` is live; after `PySlice_Check` it is a slice object
     // (`slice` cannot be subclassed), whose members are live objects.
-    // PySlice_Unpack of exact ints and None runs no Python code and cannot
-    // fail (ints out of range are clamped; the step, None, is 1).
     unsafe {
         if ffi::PySlice_Check(key) == 0 {
             return None;
         }
         let slice = key.cast::<ffi::PySliceObject>();
-        let plain =
-            |obj: *mut ffi::PyObject| obj == ffi::Py_None() || ffi::PyLong_CheckExact(obj) != 0;
-        if (*slice).step != ffi::Py_None() || !plain((*slice).start) || !plain((*slice).stop) {
+        if (*slice).step != ffi::Py_None() {
             return None;
         }
-        let (mut start, mut stop, mut step) = (0, 0, 0);
-        if ffi::PySlice_Unpack(key, &mut start, &mut stop, &mut step) != 0 {
-            ffi::PyErr_Clear();
-            return None;
-        }
+        let start = slice_bound((*slice).start, 0)?;
+        let stop = slice_bound((*slice).stop, ffi::Py_ssize_t::MAX)?;
         Some((start, stop))
     }
 }
 
-/// Resolves a step-1 slice against the view's length: `(start, count)`.
-fn resolve(
-    len: usize,
-    (mut start, mut stop): (ffi::Py_ssize_t, ffi::Py_ssize_t),
-) -> (usize, usize) {
+/// Resolves a step-1 slice against the view's length: `(start, count)`,
+/// as `PySlice_AdjustIndices` does for step 1.
+fn resolve(len: usize, (start, stop): (ffi::Py_ssize_t, ffi::Py_ssize_t)) -> (usize, usize) {
     // The core never maps a view longer than isize::MAX.
     let len = ffi::Py_ssize_t::try_from(len).unwrap_or(ffi::Py_ssize_t::MAX);
-    // SAFETY: PySlice_AdjustIndices only does arithmetic on its arguments.
-    let count = unsafe { ffi::PySlice_AdjustIndices(len, &mut start, &mut stop, 1) };
-    // With step 1 both are in 0..=len and count >= 0.
-    (start.max(0) as usize, count.max(0) as usize)
+    // Negative bounds count from the end; both end up in 0..=len. (A
+    // negative bound plus a length >= 0 cannot overflow.)
+    let clamp = |i: ffi::Py_ssize_t| {
+        if i < 0 {
+            (i + len).max(0)
+        } else {
+            i.min(len)
+        }
+    };
+    let (start, stop) = (clamp(start), clamp(stop));
+    (start as usize, (stop - start).max(0) as usize)
 }
 
 unsafe extern "C" fn subscript(
@@ -372,13 +402,21 @@ unsafe extern "C" fn ass_subscript(
                         return Ok(None);
                     }
                     // SAFETY: `value` is a bytes object, whose storage holds
-                    // PyBytes_Size bytes, never changes, and lives while the
+                    // Py_SIZE bytes, never changes, and lives while the
                     // caller holds `value` (to the end of this call).
                     let src = std::slice::from_raw_parts(
-                        ffi::PyBytes_AsString(value).cast::<u8>(),
-                        ffi::PyBytes_Size(value).max(0) as usize,
+                        ffi::PyBytes_AS_STRING(value).cast::<u8>(),
+                        ffi::Py_SIZE(value).max(0) as usize,
                     );
-                    file.write_slice(start, 1, count, src)?;
+                    if src.len() == count {
+                        // A resolved slice lies inside the view, so this is
+                        // `write_slice` with nothing left to check but the
+                        // view itself (closed, read-only, poisoned).
+                        file.write_at(start, src)?;
+                    } else {
+                        // Reports the size mismatch as CPython does.
+                        file.write_slice(start, 1, count, src)?;
+                    }
                     Ok(Some(0))
                 })
             })
