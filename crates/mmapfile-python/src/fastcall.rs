@@ -184,41 +184,60 @@ unsafe extern "C" fn readline(
     slf: *mut ffi::PyObject,
     _: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    /// Why the one-access read did not happen.
-    enum Line {
-        /// Too long to copy with the GIL held: read it in two steps.
-        Long,
-        Failed(Failure),
-    }
-    impl From<mmapfile::Error> for Line {
-        fn from(err: mmapfile::Error) -> Self {
-            Line::Failed(err.into())
+    /// The fast path did not make the line; nothing changed.
+    struct Declined;
+    impl From<mmapfile::Error> for Declined {
+        #[cold]
+        fn from(_: mmapfile::Error) -> Self {
+            Declined
         }
     }
+    // The fast path reads a short line and makes its bytes in one access;
+    // its result is small enough to stay in registers. Anything else (a
+    // long line, an error) goes to `readline_slow`, which starts over: a
+    // declined or failed `readline_raw` leaves the position alone.
+    //
     // SAFETY: as in `tell`.
     unsafe {
-        run(std::ptr::null_mut(), |py| {
+        let fast = catch_unwind(AssertUnwindSafe(|| {
+            let py = Python::assume_attached();
             let mut file = this(py, slf).lock(py);
             // SAFETY (readline_raw): PyBytes_FromStringAndSize copies
             // exactly `n` bytes from `src` and keeps no pointer; `n` fits a
             // Py_ssize_t (it is below DETACH_THRESHOLD).
-            let line = file.readline_raw(|src, n| {
+            file.readline_raw(|src, n| {
                 if n >= DETACH_THRESHOLD {
-                    return Err(Line::Long);
+                    return Err(Declined);
                 }
                 Ok(New(ffi::PyBytes_FromStringAndSize(
                     src.cast::<c_char>(),
                     n as ffi::Py_ssize_t,
                 )))
-            });
-            match line {
-                Ok(made) => Ok(made.into_ptr()),
-                Err(Line::Failed(failure)) => Err(failure),
-                Err(Line::Long) => {
-                    let len = file.readline_len()?;
-                    Ok(PyMapFile::new_bytes(py, &mut file, len)?.into_ptr())
-                }
+            })
+        }));
+        match fast {
+            // A new reference, or NULL with the exception set.
+            Ok(Ok(made)) => made.into_ptr(),
+            Ok(Err(Declined)) => readline_slow(slf),
+            Err(payload) => {
+                raise_panic(payload);
+                std::ptr::null_mut()
             }
+        }
+    }
+}
+
+/// `readline` for a line too long to copy with the GIL held, or to raise
+/// the error that made the fast path decline.
+#[cold]
+#[inline(never)]
+unsafe fn readline_slow(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: as in `tell` (called from `readline`).
+    unsafe {
+        run(std::ptr::null_mut(), |py| {
+            let mut file = this(py, slf).lock(py);
+            let len = file.readline_len()?;
+            Ok(PyMapFile::new_bytes(py, &mut file, len)?.into_ptr())
         })
     }
 }
