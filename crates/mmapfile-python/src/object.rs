@@ -220,6 +220,21 @@ impl PyMapFile {
         self.inner.lock(py)
     }
 
+    /// Runs `f` on the map as the lock's holder would, without the lock's
+    /// stores when nobody holds it (see `PyLock::attached`).
+    ///
+    /// # Safety
+    /// `f` must not detach nor run Python code.
+    #[inline(always)]
+    pub(crate) unsafe fn attached<R>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut MapFile) -> R,
+    ) -> R {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.inner.attached(py, f) }
+    }
+
     /// Reads `len` bytes at the position into a new bytes object, releasing
     /// the GIL for large copies.
     /// Errors come back unconverted, for `fastcall`'s entry points.
