@@ -183,6 +183,40 @@ impl<T: Send> PyLock<T> {
         f(unsafe { &mut *self.value.get() })
     }
 
+    /// [`PyLock::attached`] without the wait: None if somebody holds the
+    /// lock. With no call left in it, an entry point's fast path needs no
+    /// stack frame; the caller's slow path waits.
+    ///
+    /// # Safety
+    /// As for [`PyLock::attached`].
+    #[cfg(not(Py_GIL_DISABLED))]
+    #[inline(always)]
+    pub(crate) unsafe fn attached_if_free<R>(
+        &self,
+        _attached: Python<'_>,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> Option<R> {
+        if self.locked.load(Ordering::Acquire) {
+            return None;
+        }
+        // SAFETY: as in `attached`.
+        Some(f(unsafe { &mut *self.value.get() }))
+    }
+
+    /// The free-threaded build: None (the caller's slow path locks).
+    ///
+    /// # Safety
+    /// As for [`PyLock::attached`].
+    #[cfg(Py_GIL_DISABLED)]
+    #[inline(always)]
+    pub(crate) unsafe fn attached_if_free<R>(
+        &self,
+        _attached: Python<'_>,
+        _f: impl FnOnce(&mut T) -> R,
+    ) -> Option<R> {
+        None
+    }
+
     /// The free-threaded build: takes the lock (see the build with a GIL).
     ///
     /// # Safety

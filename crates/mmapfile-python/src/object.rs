@@ -235,6 +235,20 @@ impl PyMapFile {
         unsafe { self.inner.attached(py, f) }
     }
 
+    /// `attached` when nobody holds the lock; None otherwise.
+    ///
+    /// # Safety
+    /// As for `attached`.
+    #[inline(always)]
+    pub(crate) unsafe fn attached_if_free<R>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut MapFile) -> R,
+    ) -> Option<R> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.inner.attached_if_free(py, f) }
+    }
+
     /// Reads `len` bytes at the position into a new bytes object, releasing
     /// the GIL for large copies.
     /// Errors come back unconverted, for `fastcall`'s entry points.
