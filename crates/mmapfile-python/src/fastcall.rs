@@ -210,35 +210,37 @@ unsafe extern "C" fn readline(
             Declined
         }
     }
-    // The fast path reads a short line and makes its bytes in one access;
-    // its result is small enough to stay in registers. Anything else (a
-    // long line, an error) goes to `readline_slow`, which starts over: a
-    // declined or failed `readline_raw` leaves the position alone.
+    // The fast path reads a short line and makes its bytes in one access,
+    // when nobody holds the lock; its result is small enough to stay in
+    // registers. Anything else (a held lock, a long line, an error) goes to
+    // `readline_slow`, which starts over: a declined or failed
+    // `readline_raw` leaves the position alone.
     //
     // SAFETY: as in `tell`.
     unsafe {
         let fast = catch_unwind(AssertUnwindSafe(|| {
             let py = Python::assume_attached();
-            // (The lock itself, not `attached`: here that measured fewer
-            // instructions.)
-            let mut file = this(py, slf).lock(py);
-            // SAFETY (readline_raw): PyBytes_FromStringAndSize copies
-            // exactly `n` bytes from `src` and keeps no pointer; `n` fits a
-            // Py_ssize_t (it is below DETACH_THRESHOLD).
-            file.readline_raw(|src, n| {
-                if n >= DETACH_THRESHOLD {
-                    return Err(Declined);
-                }
-                Ok(New(ffi::PyBytes_FromStringAndSize(
-                    src.cast::<c_char>(),
-                    n as ffi::Py_ssize_t,
-                )))
+            // SAFETY (attached_if_free): making a bytes object runs no
+            // Python code.
+            this(py, slf).attached_if_free(py, |file| {
+                // SAFETY (readline_raw): PyBytes_FromStringAndSize copies
+                // exactly `n` bytes from `src` and keeps no pointer; `n`
+                // fits a Py_ssize_t (it is below DETACH_THRESHOLD).
+                file.readline_raw(|src, n| {
+                    if n >= DETACH_THRESHOLD {
+                        return Err(Declined);
+                    }
+                    Ok(New(ffi::PyBytes_FromStringAndSize(
+                        src.cast::<c_char>(),
+                        n as ffi::Py_ssize_t,
+                    )))
+                })
             })
         }));
         match fast {
             // A new reference, or NULL with the exception set.
-            Ok(Ok(made)) => made.into_ptr(),
-            Ok(Err(Declined)) => readline_slow(slf),
+            Ok(Some(Ok(made))) => made.into_ptr(),
+            Ok(None | Some(Err(Declined))) => readline_slow(slf),
             Err(payload) => {
                 raise_panic(payload);
                 std::ptr::null_mut()
@@ -247,8 +249,9 @@ unsafe extern "C" fn readline(
     }
 }
 
-/// `readline` for a line too long to copy with the GIL held, or to raise
-/// the error that made the fast path decline.
+/// `readline` when another thread holds the lock, for a line too long to
+/// copy with the GIL held, or to raise the error that made the fast path
+/// decline.
 #[cold]
 #[inline(never)]
 unsafe fn readline_slow(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
