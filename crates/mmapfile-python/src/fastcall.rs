@@ -230,15 +230,19 @@ unsafe extern "C" fn readline(
                     if n >= DETACH_THRESHOLD {
                         return Err(Declined);
                     }
-                    Ok(New(ffi::PyBytes_FromStringAndSize(
-                        src.cast::<c_char>(),
-                        n as ffi::Py_ssize_t,
-                    )))
+                    let made =
+                        ffi::PyBytes_FromStringAndSize(src.cast::<c_char>(), n as ffi::Py_ssize_t);
+                    if made.is_null() {
+                        // Out of memory: decline, so the position stays;
+                        // the slow path tries again and raises its own.
+                        ffi::PyErr_Clear();
+                        return Err(Declined);
+                    }
+                    Ok(New(made))
                 })
             })
         }));
         match fast {
-            // A new reference, or NULL with the exception set.
             Ok(Some(Ok(made))) => made.into_ptr(),
             Ok(None | Some(Err(Declined))) => readline_slow(slf),
             Err(payload) => {
