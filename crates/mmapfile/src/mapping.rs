@@ -856,17 +856,6 @@ impl MapFile {
         unsafe { region.copy_out(offset, dst) }
     }
 
-    /// Like [`MapFile::read_at`], into memory that may be uninitialised; on
-    /// success all of `dst` is initialised.
-    pub fn read_at_uninit(&self, offset: usize, dst: &mut [MaybeUninit<u8>]) -> Result<()> {
-        let region = self.region()?;
-        if offset.checked_add(dst.len()).is_none_or(|e| e > region.len) {
-            return Err(Error::OutOfRange("read out of range"));
-        }
-        // SAFETY: the range was checked to lie inside the live view.
-        unsafe { region.copy_out_uninit(offset, dst) }
-    }
-
     /// Runs `f` with a pointer to the `len` bytes at `offset` (not the
     /// position), for `f` to copy them out in one go: this lets a caller
     /// build an object of its own from mapped bytes without an intermediate

@@ -327,8 +327,8 @@ fn readline_returns_lines_then_the_rest_then_nothing() {
     assert_eq!(m.tell().unwrap(), 16);
 }
 
-/// `readline_with` into a `Vec` of `MaybeUninit`, as the binding does into
-/// a new bytes object.
+/// `readline_with` into a `Vec` of `MaybeUninit`, storage a caller
+/// allocates once it knows the line's length.
 fn readline_via_alloc(m: &mut MapFile) -> Result<Vec<u8>, Error> {
     let buf = m.readline_with(
         |n| Ok::<_, Error>(vec![std::mem::MaybeUninit::<u8>::uninit(); n]),
