@@ -35,8 +35,8 @@ def open_fds() -> set[str]:
 LINUX = sys.platform.startswith("linux")
 WINDOWS = sys.platform == "win32"
 # The OS calls that errors name when a file or an existing block is missing.
-OPEN_FILE_FUNC = "CreateFileW" if WINDOWS else "open"
-OPEN_BLOCK_FUNC = "OpenFileMappingW" if WINDOWS else "shm_open"
+OPEN_FILE_FUNC = "CreateFile" if WINDOWS else "open"
+OPEN_BLOCK_FUNC = "OpenFileMapping" if WINDOWS else "shm_open"
 
 
 def opened_size(size: int) -> int:

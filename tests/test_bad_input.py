@@ -324,7 +324,7 @@ CONSTRUCTOR_CASES = [
     ("name with /", lambda p: (None, "a/b", 4096), {}, ValueError),
     ("name with NUL", lambda p: (None, "a\0b", 4096), {}, ValueError),
     ("name of 10000 chars", lambda p: (None, "n" * 10000, 4096), {}, ValueError),
-    ("empty name", lambda p: (None, "", 4096), {}, ValueError),
+    ("empty name after its prefix", lambda p: (None, "Local\\", 4096), {}, ValueError),
     ("name is bytes", lambda p: (None, b"abc", 4096), {}, TypeError),
     ("unnamed size 0", lambda p: (None, None, 0), {}, ValueError),
     ("unnamed negative size", lambda p: (None, None, -5), {}, OverflowError),

@@ -43,8 +43,8 @@ def test_ls_lists_the_block_with_size_holders_and_owner(held):
     result = cli("ls")
     assert result.returncode == 0, result.stderr
     (line,) = [ln for ln in result.stdout.splitlines() if ln.split()[0] == held]
-    name, size, holders, owner, age = line.split()
-    assert (size, holders) == ("4096", "1")
+    name, kind, size, holders, owner, age, file = line.split()
+    assert (kind, size, holders, file) == ("block", "4096", "1", "-")
     assert owner == ("root" if os.geteuid() == 0 else owner)
     assert age.endswith(("s", "m"))
 

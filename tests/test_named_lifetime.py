@@ -263,8 +263,8 @@ def test_local_and_global_prefixes_name_the_same_block(block_name):
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
-        ("", "empty"),
         ("Local\\", "empty"),
+        ("Global\\", "empty"),
         ("a/b", "'/'"),
         ("a\0b", "NUL"),
         ("x" * 300, "at most"),

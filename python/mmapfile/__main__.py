@@ -1,4 +1,5 @@
-"""Command line for named blocks: ``python -m mmapfile`` (or ``mmapfile``).
+"""Command line for named blocks and named file mappings: ``python -m mmapfile``
+(or ``mmapfile``).
 
 Exit codes: 0 success, 1 the operation failed (no such block, permission
 denied, ...), 2 bad usage (unknown command, invalid name or number).
@@ -89,10 +90,18 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if not blocks:
         print("no named blocks", file=sys.stderr)
         return EXIT_OK
-    rows = [("NAME", "SIZE", "HOLDERS", "OWNER", "AGE")]
+    rows = [("NAME", "KIND", "SIZE", "HOLDERS", "OWNER", "AGE", "FILE")]
     for b in blocks:
         rows.append(
-            (b["name"], str(b["size"]), _holders(b), _owner(b["owner"]), _age(b["changed"]))
+            (
+                b["name"],
+                b["kind"],
+                str(b["size"]),
+                _holders(b),
+                _owner(b["owner"]),
+                _age(b["changed"]),
+                b["file"] or "-",
+            )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
@@ -109,6 +118,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     shm = info["shm_name"]
     lines = [
         ("name", info["name"]),
+        ("kind", "file mapping" if info["kind"] == "file" else "block of shared memory"),
+        *([("file", info["file"])] if info["file"] is not None else []),
         ("shm object", shm),
         ("path", f"/dev/shm{shm}" if sys.platform.startswith("linux") else "-"),
         ("size", f"{info['size']} bytes"),
@@ -160,6 +171,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
             "their memory, but the name now opens a new block",
             file=sys.stderr,
         )
+    if info["file"] is not None:
+        print(f"{PROG}: the file {info['file']} is kept", file=sys.stderr)
     print(f"removed {info['name']}")
     return EXIT_OK
 
@@ -176,7 +189,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Inspect and clean up mmapfile's named blocks of shared memory.",
+        description="Inspect and clean up mmapfile's named blocks of shared memory and "
+        "named file mappings (a name that maps a file; the file itself is never removed).",
         epilog="Exit codes: 0 success, 1 the operation failed, 2 bad usage. "
         "Names may carry a Local\\ or Global\\ prefix.",
     )
@@ -186,9 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "ls",
         help="list this user's named blocks",
-        description="List every named block of this user: name, size, live holders "
-        "(0 (dead): all holders exited without closing; `gc` removes it), owner and age "
-        "(since creation or the last resize).",
+        description="List every named block and named file mapping of this user: name, "
+        "kind (block or file), size, live holders (0 (dead): all holders exited without "
+        "closing; `gc` removes it), owner, age (since creation or the last resize) and, "
+        "for a file mapping, the file.",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_ls)
@@ -201,8 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "dump",
         help="hex dump of a block's bytes",
-        description="Hex dump of a block's bytes, read without holding the block "
-        "(so a dead block can be inspected before `gc`).",
+        description="Hex dump of a block's bytes (for a file mapping, the file's), read "
+        "without holding the block (so a dead block can be inspected before `gc`).",
     )
     p.add_argument("name", help="the block's name")
     p.add_argument("--offset", type=_number, default=0, help="first byte (default 0)")
@@ -213,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
         "rm",
         help="force removal of a block's name",
         description="Remove a block's name now, even if it is held (with a warning). "
-        "Holders keep their memory; the next open of the name creates a new block.",
+        "Holders keep their memory; the next open of the name creates a new block. "
+        "A file mapping's file is kept.",
     )
     p.add_argument("name", help="the block's name")
     p.set_defaults(func=cmd_rm)

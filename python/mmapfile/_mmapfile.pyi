@@ -117,12 +117,26 @@ class error(OSError):
     """An operating-system call failed.
 
     A subclass of :exc:`OSError`: ``errno`` and ``strerror`` are set as usual,
-    :attr:`funcname` names the OS call that failed (e.g. ``"shm_open"``), and on
-    Windows ``winerror`` holds the Windows error code.
+    :attr:`funcname` names the OS call that failed, and :attr:`winerror` holds
+    the Windows error code on every OS, so that handlers written for pywin32
+    (``if e.winerror == winerror.ERROR_FILE_NOT_FOUND``) work unchanged.
     """
 
     funcname: str | None
-    """The OS call that failed, or ``None`` when there is no single one."""
+    """The OS call that failed, or ``None`` when there is no single one. On
+    Windows it is named as pywin32 names it (``"CreateFile"``,
+    ``"CreateFileMapping"``, ``"MapViewOfFile"``, ..., without the ``W`` of
+    the wide-character function); on POSIX it is the system call
+    (``"shm_open"``, ``"open"``, ``"mmap"``, ...)."""
+
+    winerror: int | None  # type: ignore[misc]
+    """The Windows error code. On Windows it is the code the system returned;
+    on POSIX it is the code that says what ``errno`` says: ``ENOENT`` 2,
+    ``EACCES``/``EPERM``/``EISDIR`` 5, ``EEXIST`` 183, ``ENOSPC`` 112,
+    ``ENOMEM`` 8, ``EINVAL`` 87, ``EBADF`` 6, ``ENAMETOOLONG`` 206,
+    ``ENOTDIR`` 3, ``EROFS`` 19, ``EFBIG`` 223, ``EMFILE`` 4, ``EIO`` 1117,
+    ``EBUSY`` 170, ``ESTALE`` 1006 (a named file mapping whose file was
+    replaced); ``None`` where no code fits."""
 
 @final
 class MapLock:
@@ -184,13 +198,27 @@ class mmapfile:
       is created if missing (with ``ACCESS_WRITE``) and grown to
       ``MaximumSize`` when that is larger; ``MaximumSize=0`` means the file's
       size.
-    - ``Name`` without ``File`` creates or opens a named block of shared memory
-      that any process can open by the same name (on POSIX the shared-memory
-      object ``/mmapfile.<Name>``; a ``Local\\`` or ``Global\\`` prefix is
-      removed). A new block is ``MaximumSize`` bytes; an existing one keeps
-      its size.
+    - ``Name`` without ``File`` opens the named mapping ``Name`` (a named block,
+      or a named file mapping, below) at its own size, or creates a named block
+      of shared memory of ``MaximumSize`` bytes that any process can open by the
+      same name (on POSIX the shared-memory object ``/mmapfile.<Name>``; a
+      ``Local\\`` or ``Global\\`` prefix is removed).
+    - ``File`` and ``Name``: a *named file mapping*, as Windows'
+      ``CreateFileMapping`` makes it. The file is mapped (as above) and the
+      mapping gets the name, so that any process of the same user can then
+      open the same file's bytes with ``mmapfile(None, Name)``, at the
+      mapping's size (the opener's ``MaximumSize`` is ignored), with
+      ``FileOffset``/``NumberOfBytesToMap`` windows into it. If the name exists
+      already, that mapping is opened instead and the file is not touched
+      (:attr:`created` is ``False``). The name lives while any holder in any
+      process has it open; the file is never removed, cut or padded when the
+      name ends. An opener needs its own permission to open the file, and a
+      file removed or replaced since the name was made is refused.
     - Neither: an unnamed block of ``MaximumSize`` bytes, shared with forked
       children only.
+    - ``''`` (or ``b''``, or an empty path object) means "none" for ``File``
+      and ``Name``, as in pywin32: ``mmapfile('', name, size)`` is a named
+      block, ``mmapfile('', '', size)`` an unnamed one.
     - ``FileOffset`` and ``NumberOfBytesToMap`` choose the window that is
       mapped (``0`` bytes: to the end). The offset need not be aligned.
 
@@ -198,14 +226,14 @@ class mmapfile:
 
     - ``access``: :data:`ACCESS_WRITE` (default), :data:`ACCESS_READ` or
       :data:`ACCESS_COPY`, as CPython's :mod:`mmap`.
-    - ``create``: for a named block, ``True`` to create it (fail if it
-      exists), ``False`` to open it (fail if it does not), ``None`` for
+    - ``create``: for a named mapping, ``True`` to create it (fail if the
+      name exists), ``False`` to open it (fail if it does not), ``None`` for
       either (the default, pywin32's behaviour).
-    - ``mode``: the permission bits of a named block this call creates
-      (default ``0o600``).
-    - ``allow_other_owner``: open a named block that belongs to another user
-      (refused by default, so that a block planted by someone else is not
-      trusted).
+    - ``mode``: the permission bits of a named block or name this call
+      creates (default ``0o600``).
+    - ``allow_other_owner``: open a named mapping whose name belongs to
+      another user (refused by default, so that a name planted by someone
+      else is not trusted).
 
     The object also behaves like CPython's :class:`mmap.mmap`: it is a context
     manager, a mutable sequence of bytes (``len``, indexing, slicing, item and
@@ -368,11 +396,14 @@ class mmapfile:
 
     @property
     def name(self) -> str | None:
-        """The ``Name`` given when opening (prefix included), or ``None``."""
+        """The ``Name`` given when opening (prefix included), or ``None`` (also
+        for ``Name=''``)."""
 
     @property
     def filename(self) -> str | None:
-        """The path of the mapped file, or ``None`` for a block."""
+        """The path of the mapped file, or ``None`` for a block. For a named
+        file mapping opened by its name, the file the name maps (on POSIX;
+        Windows does not tell it, so there it is ``None``)."""
 
     @property
     def offset(self) -> int:
@@ -386,10 +417,14 @@ class mmapfile:
 
 # Helpers of ``python -m mmapfile`` (inspecting named blocks from outside).
 # Private: the command line is their interface. Each dict has the keys name,
-# shm_name, size, holders (None where the OS cannot tell), owner, mode and
-# changed (seconds since the epoch, or None).
+# shm_name, kind ("block" or "file"), file (the mapped file of a named file
+# mapping, else None), size (the block's or the mapping's), holders (None where
+# the OS cannot tell), owner, mode and changed (seconds since the epoch, or None).
 def _list_blocks() -> list[dict[str, Any]]: ...
 def _block_info(name: str) -> dict[str, Any]: ...
 def _read_block(name: str, offset: int = 0, length: int | None = None) -> bytes: ...
 def _remove_block(name: str) -> None: ...
 def _collect_garbage() -> list[str]: ...
+
+if sys.platform != "win32":
+    def _winerror_of(errno: int) -> int | None: ...

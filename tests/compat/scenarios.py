@@ -21,7 +21,19 @@ import tempfile
 PAGE = 4096
 
 
+_LOADED: dict = {}
+
+
 def load(impl: str):
+    """The implementation's module, loaded once per process (loading
+    pywin32's extension module by path also takes the name ``mmapfile`` in
+    ``sys.modules``, so ours must be imported first and kept)."""
+    if impl not in _LOADED:
+        _LOADED[impl] = _load(impl)
+    return _LOADED[impl]
+
+
+def _load(impl: str):
     if impl == "ours":
         import mmapfile
 
@@ -47,16 +59,16 @@ def outcome(fn):
 
     pywin32 raises ``pywintypes.error`` and we raise ``mmapfile.error``: both
     are recorded as kind ``"error"`` with the Windows error code and the
-    function name without its ``W`` suffix (we name the call we make,
-    ``CreateFileMappingW``; pywin32 names ``CreateFileMapping``). Messages of
-    OS errors are the system's text, so they are not compared.
+    function name, which must be the same on both sides (pywin32's names,
+    without a ``W`` suffix). Messages of OS errors are the system's text, so
+    they are not compared.
     """
     try:
         value = fn()
     except Exception as e:  # noqa: BLE001 - every exception is a result here
         if type(e).__name__ == "error":
             func = getattr(e, "funcname", None) or ""
-            return ["raised", "error", None, getattr(e, "winerror", None), func.removesuffix("W")]
+            return ["raised", "error", None, getattr(e, "winerror", None), func]
         return ["raised", type(e).__name__, str(e), None, None]
     return ["ok", plain(value)]
 
@@ -236,7 +248,140 @@ def files(r: Recorder):
         r.step("missing directory", lambda: mod.mmapfile(os.path.join(d, "no", "f"), None, 10))
 
 
-SCENARIOS = [position, find, readline_and_move, flush_resize_close, construction, files]
+def idioms(r: Recorder):
+    """pywin32 code as it is written in the wild: ``''`` for "no file" or "no
+    name", named file mappings opened by name, windows into them, the name's
+    end, an existing name winning over ``File``, and errors' codes."""
+    mod = r.mod
+    gran = 65536  # Windows' allocation granularity
+    # SSH-agent bridges to Pageant: File='' with a name, offset and view 0.
+    name = r.name()
+    agent = mod.mmapfile("", name, 8192, 0, 0)
+    agent.write(b"agent request")
+    r.step("'' with a name: size", agent.size)
+    r.step("'' with a name: reopened", lambda: mod.mmapfile("", name, 8192).read(13))
+    agent.close()
+    r.step("'' and '' make an unnamed block", lambda: mod.mmapfile("", "", PAGE).size())
+    r.step("None and '' make an unnamed block", lambda: mod.mmapfile(None, "", PAGE).size())
+    r.step("'' and None make an unnamed block", lambda: mod.mmapfile("", None, PAGE).size())
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "named.bin")
+        name = r.name()
+        m1 = mod.mmapfile(File=path, Name=name, MaximumSize=2 * gran)
+        m1.write(b"file bytes")
+        r.step("file grown to MaximumSize", lambda: os.path.getsize(path))
+        m2 = mod.mmapfile(Name=name, File=None, MaximumSize=4 * gran)
+        r.step("opened by name: size is the mapping's", m2.size)
+        r.step("opened by name: same bytes", lambda: m2.read(10))
+        m2.seek(gran + 7)
+        m2.write(b"through the name")
+        r.step("written through the name", lambda: (m1.seek(gran + 7), m1.read(16))[1])
+        window = mod.mmapfile(None, name, 1, FileOffset=gran, NumberOfBytesToMap=PAGE)
+        r.step("window: size", window.size)
+        r.step("window: bytes", lambda: (window.seek(7), window.read(16))[1])
+        window.close()
+        r.step(
+            "window past the mapping",
+            lambda: mod.mmapfile(None, name, 1, FileOffset=4 * gran, NumberOfBytesToMap=PAGE),
+        )
+        r.step("flush of the named file mapping", lambda: m1.flush())
+        m2.close()
+        m1.close()
+        r.step("name after the last holder: a new block", lambda: new_block_bytes(mod, name))
+        r.step("the file keeps its bytes", lambda: read_file(path)[:10])
+        r.step("the file keeps its size", lambda: os.path.getsize(path))
+        os.remove(path)
+
+        # An existing name wins over File: a block's name with a file.
+        name = r.name()
+        block = mod.mmapfile(None, name, PAGE)
+        block.write(b"the block")
+        loser = os.path.join(d, "loser.bin")
+        m = mod.mmapfile(loser, name, 2 * PAGE)
+        r.step("existing block wins over File", lambda: m.read(9))
+        r.step("the losing File was created", lambda: os.path.exists(loser))
+        m.close()
+        block.close()
+
+        # The creator resizes (pywin32's demo), then the name still opens.
+        path = os.path.join(d, "resized.bin")
+        name = r.name()
+        m1 = mod.mmapfile(path, name, 2 * PAGE)
+        r.step("creator resize", lambda: m1.resize(4 * PAGE))
+        r.step("creator size after resize", m1.size)
+        r.step("file size after resize", lambda: os.path.getsize(path))
+        r.step(
+            "write past the old size",
+            lambda: (m1.seek(3 * PAGE), m1.write(b"grown"), m1.flush())[2],
+        )
+        r.step("opened by name after the resize", lambda: opened_size(mod, name))
+        m1.close()
+        r.step("bytes after the resize", lambda: read_file(path)[3 * PAGE : 3 * PAGE + 5])
+
+        # Errors a pywin32 handler looks at.
+        r.step(
+            "missing directory with a name",
+            lambda: mod.mmapfile(os.path.join(d, "no", "f"), r.name(), PAGE),
+        )
+        r.step("a directory as File", lambda: mod.mmapfile(d, r.name(), PAGE))
+        r.step("winerror is an attribute", lambda: error_fields(mod))
+
+
+def new_block_bytes(mod, name):
+    """Opens ``name`` with a size: a new, zero-filled pagefile block if the
+    name is free."""
+    m = mod.mmapfile(None, name, PAGE)
+    try:
+        return m.read(10)
+    finally:
+        m.close()
+
+
+def opened_size(mod, name):
+    m = mod.mmapfile(None, name, 1)
+    try:
+        return m.size()
+    finally:
+        m.close()
+
+
+def read_file(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def error_fields(mod):
+    """The attributes a pywin32 handler reads, read as attributes."""
+    try:
+        mod.mmapfile(os.path.join(tempfile.gettempdir(), "no-such-dir", "f"), None, PAGE)
+    except mod.error as e:
+        return [e.winerror, e.funcname]
+    return "no error"
+
+
+def share_file(parent_impl: str, child_impl: str) -> list:
+    """The parent creates a named file mapping; a child process of the other
+    implementation opens it by name alone, checks and answers."""
+    mod = load(parent_impl)
+    name = f"Local\\compat-share-file-{os.getpid()}-{parent_impl}"
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "shared.bin")
+        m = mod.mmapfile(path, name, 2 * PAGE)
+        m.write(f"from {parent_impl}".encode())
+        child = subprocess.run(
+            [sys.executable, __file__, "--child", child_impl, name],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        m.seek(64)
+        answer = m.read(32).rstrip(b"\0").decode()
+        m.close()
+        on_disk = read_file(path)[64:96].rstrip(b"\0").decode()
+    return [child.returncode, child.stdout.strip(), child.stderr.strip()[-500:], answer, on_disk]
+
+
+SCENARIOS = [position, find, readline_and_move, flush_resize_close, construction, files, idioms]
 
 
 def run_all(mod) -> dict:
@@ -290,6 +435,10 @@ def main(argv):
         records["share"] = {
             "ours->pywin32": share("ours", "pywin32"),
             "pywin32->ours": share("pywin32", "ours"),
+        }
+        records["share_file"] = {
+            "ours->pywin32": share_file("ours", "pywin32"),
+            "pywin32->ours": share_file("pywin32", "ours"),
         }
     with open(out, "w") as f:
         json.dump(records, f, indent=1)

@@ -14,6 +14,9 @@ fn info_dict<'py>(py: Python<'py>, info: &BlockInfo) -> PyResult<Bound<'py, PyDi
     d.set_item("name", &info.name)?;
     d.set_item("shm_name", &info.shm_name)?;
     d.set_item("size", info.size)?;
+    d.set_item("kind", if info.file.is_some() { "file" } else { "block" })?;
+    // Decoded as os.fsdecode would, so it round-trips to the OS path.
+    d.set_item("file", info.file.as_ref().map(|p| p.as_os_str()))?;
     d.set_item("holders", info.holders)?;
     d.set_item("owner", info.owner)?;
     d.set_item("mode", info.mode)?;

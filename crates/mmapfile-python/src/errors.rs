@@ -31,10 +31,49 @@ fn strerror(source: &std::io::Error) -> String {
     }
 }
 
-/// Builds a `mmapfile.error` with `funcname` set.
-fn os_error(py: Python<'_>, funcname: Option<&str>, source: &std::io::Error) -> PyErr {
-    let message = strerror(source);
-    let err = match source.raw_os_error() {
+/// The Windows error code that says what the POSIX `errno` says, for
+/// handlers written for pywin32 (which test `e.winerror`). Only codes with a
+/// clear counterpart are translated; the rest get `None`.
+#[cfg(not(windows))]
+fn winerror_of(errno: i32) -> Option<i32> {
+    use std::io::ErrorKind as K;
+    // Matched through io::ErrorKind where it is precise, so that this needs
+    // no libc; the rest by the raw Linux/BSD numbers that POSIX fixes.
+    Some(match std::io::Error::from_raw_os_error(errno).kind() {
+        K::NotFound => 2,                  // ERROR_FILE_NOT_FOUND
+        K::PermissionDenied => 5,          // ERROR_ACCESS_DENIED
+        K::AlreadyExists => 183,           // ERROR_ALREADY_EXISTS
+        K::StorageFull => 112,             // ERROR_DISK_FULL
+        K::OutOfMemory => 8,               // ERROR_NOT_ENOUGH_MEMORY
+        K::InvalidInput => 87,             // ERROR_INVALID_PARAMETER
+        K::InvalidFilename => 206,         // ERROR_FILENAME_EXCED_RANGE
+        K::NotADirectory => 3,             // ERROR_PATH_NOT_FOUND
+        K::IsADirectory => 5,              // ERROR_ACCESS_DENIED, as CreateFile says
+        K::ReadOnlyFilesystem => 19,       // ERROR_WRITE_PROTECT
+        K::FileTooLarge => 223,            // ERROR_FILE_TOO_LARGE
+        K::StaleNetworkFileHandle => 1006, // ERROR_FILE_INVALID
+        K::ResourceBusy => 170,            // ERROR_BUSY
+        _ => match errno {
+            9 => 6,    // EBADF: ERROR_INVALID_HANDLE
+            24 => 4,   // EMFILE: ERROR_TOO_MANY_OPEN_FILES
+            5 => 1117, // EIO: ERROR_IO_DEVICE
+            _ => return None,
+        },
+    })
+}
+
+/// _winerror_of(errno) -> int | None: the Windows code that `mmapfile.error`
+/// carries as `winerror` for a POSIX `errno`. Private; for the tests of the
+/// table, whose errors (ENOSPC, ENOMEM, ...) cannot all be caused at will.
+#[cfg(not(windows))]
+#[pyfunction]
+pub(crate) fn _winerror_of(errno: i32) -> Option<i32> {
+    winerror_of(errno)
+}
+
+/// Builds a `mmapfile.error` with `funcname` and `winerror` set.
+fn os_error(py: Python<'_>, funcname: Option<&str>, code: Option<i32>, message: String) -> PyErr {
+    let err = match code {
         #[cfg(windows)]
         Some(code) => error::new_err((py.None(), message, py.None(), code)),
         #[cfg(not(windows))]
@@ -43,14 +82,25 @@ fn os_error(py: Python<'_>, funcname: Option<&str>, source: &std::io::Error) -> 
     };
     // Setting an attribute on a fresh exception instance cannot fail short of
     // memory exhaustion, in which case the exception without it is still right.
-    let _ = err.value(py).setattr("funcname", funcname);
+    let value = err.value(py);
+    let _ = value.setattr("funcname", funcname);
+    // On Windows OSError sets `winerror` itself from the fourth argument.
+    #[cfg(not(windows))]
+    let _ = value.setattr("winerror", code.and_then(winerror_of));
+    #[cfg(windows)]
+    if code.is_none() {
+        let _ = value.setattr("winerror", py.None());
+    }
     err
 }
 
 /// Maps a core error to the Python exception the API documents.
 pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
     match err {
-        Error::Io { op, ref source } => os_error(py, Some(op), source),
+        Error::Io { op, ref source } => {
+            os_error(py, Some(op), source.raw_os_error(), strerror(source))
+        }
+        Error::FileChanged { message, code } => os_error(py, Some("open"), Some(code), message),
         Error::ReadOnly => PyTypeError::new_err("mmapfile is read-only (opened with ACCESS_READ)"),
         Error::Exported(_) => PyBufferError::new_err(err.to_string()),
         Error::Index(what) => PyIndexError::new_err(what),
@@ -60,7 +110,9 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
         // "[Errno None]".
         Error::Truncated(what) => {
             let err = error::new_err(what);
-            let _ = err.value(py).setattr("funcname", py.None());
+            let value = err.value(py);
+            let _ = value.setattr("funcname", py.None());
+            let _ = value.setattr("winerror", py.None());
             err
         }
         other => PyValueError::new_err(other.to_string()),

@@ -30,5 +30,7 @@ fn _mmapfile(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     blocks::register(m)?;
+    #[cfg(not(windows))]
+    m.add_function(wrap_pyfunction!(errors::_winerror_of, m)?)?;
     Ok(())
 }

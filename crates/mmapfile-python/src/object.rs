@@ -563,6 +563,11 @@ impl PyMapFile {
                 let name = file.name().unwrap_or_default().into_pyobject(py)?.repr()?;
                 format!("kind=named, name={name}")
             }
+            Source::NamedFile { path, .. } => {
+                let name = file.name().unwrap_or_default().into_pyobject(py)?.repr()?;
+                let path = path.as_os_str().into_pyobject(py)?.repr()?;
+                format!("kind=named file, name={name}, file={path}")
+            }
             Source::Anonymous => "kind=unnamed".to_owned(),
         };
         if file.is_closed() {

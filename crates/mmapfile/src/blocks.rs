@@ -1,5 +1,5 @@
-//! Looking at named blocks from outside: list, inspect, read, remove and
-//! collect dead ones. This is what `python -m mmapfile` uses; opening a
+//! Looking at named blocks and named file mappings from outside: list,
+//! inspect, read, remove and collect dead ones. This is what `python -m mmapfile` uses; opening a
 //! block to work with it is [`MapOptions`](crate::MapOptions)' job.
 //!
 //! Block names are given as to [`MapOptions::name`](crate::MapOptions::name):
@@ -30,8 +30,11 @@ pub struct BlockInfo {
     /// `multiprocessing.shared_memory.SharedMemory(name=...)` (without the
     /// leading slash there).
     pub shm_name: String,
-    /// Size in bytes.
+    /// Size in bytes: the block's, or for a file mapping the mapping's.
     pub size: u64,
+    /// For a named file mapping (created with a file and a name): the
+    /// mapped file. `None` for a block of shared memory.
+    pub file: Option<std::path::PathBuf>,
     /// How many mapping objects hold the block, in all processes; `None`
     /// where the OS cannot tell. `Some(0)` means the block is dead: every
     /// holder exited without closing it (e.g. killed), and the next open of
@@ -65,14 +68,15 @@ pub fn info(name: &str) -> Result<BlockInfo> {
 
 /// Copies up to `len` bytes (`None`: to the end) from `offset` in the block
 /// `name` without becoming a holder, so a dead block can be inspected before
-/// it is removed. Reading past the end returns fewer bytes.
+/// it is removed. Reading past the end returns fewer bytes. For a named file
+/// mapping, the bytes are the mapped file's (within the mapping's size).
 pub fn read(name: &str, offset: u64, len: Option<u64>) -> Result<Vec<u8>> {
     os::read_block(BlockName::new(name)?.base(), offset, len)
 }
 
 /// Removes the name `name` at once, whatever its holders do. They keep their
 /// mappings (of a block nobody else can open any more); the next open of the
-/// name creates a new block. Use it to clear a block that is stuck, not as
+/// name creates a new block. A named file mapping's file is not touched. Use it to clear a block that is stuck, not as
 /// the normal way to end one: closing the last holder does that.
 pub fn remove(name: &str) -> Result<()> {
     os::remove_block(BlockName::new(name)?.base())

@@ -55,6 +55,17 @@ pub enum Error {
     /// pages no longer exist.
     #[error("{0}")]
     Truncated(String),
+    /// The file behind a named file mapping is no longer the file the name
+    /// was made for: it was removed, or another file took its path. Opening
+    /// the name is refused rather than mapping another file's bytes.
+    #[error("{message}")]
+    FileChanged {
+        /// What happened, naming the mapping and the path.
+        message: String,
+        /// The OS error code that says the same (`ENOENT` for a removed
+        /// file, `ESTALE` for a replaced one).
+        code: i32,
+    },
 }
 
 impl Error {

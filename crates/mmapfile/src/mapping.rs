@@ -24,6 +24,15 @@ pub enum Source {
     File(PathBuf),
     /// A named block of shared memory.
     Named(BlockName),
+    /// A file mapping with a name: opened with both a file and a name, or
+    /// by the name of one where the OS tells which file it maps (POSIX; on
+    /// Windows an opener by name sees [`Source::Named`]).
+    NamedFile {
+        /// The mapping's name.
+        name: BlockName,
+        /// The mapped file.
+        path: PathBuf,
+    },
     /// An unnamed block of shared memory (shared with forked children only).
     Anonymous,
 }
@@ -61,15 +70,20 @@ impl MapOptions {
     }
 
     /// Maps the file at `path`. It is created when it does not exist (unless
-    /// the access is read-only or copy-on-write).
+    /// the access is read-only or copy-on-write). An empty path means no
+    /// file, as pywin32's `File=''` does.
     pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
         self.file = Some(path.into());
         self
     }
 
-    /// The name of a shared block. Without [`MapOptions::file`], this creates
-    /// or opens the named block. With a file, the name is kept for reference
-    /// only on POSIX (Windows names the file's mapping object).
+    /// The name of the mapping. Without [`MapOptions::file`], this creates
+    /// or opens the named block, or opens the named file mapping, that has
+    /// this name. With a file, it creates a *named file mapping*: any
+    /// process can then open the same file's bytes by the name alone, as
+    /// with Windows' `CreateFileMapping`; if the name exists already, the
+    /// existing mapping is opened instead and the file is left alone.
+    /// An empty name means no name, as pywin32's `Name=''` does.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -130,27 +144,51 @@ impl MapOptions {
                 self.mode.unwrap_or(0)
             )));
         }
-        if self.create != CreateMode::OpenOrCreate && (self.file.is_some() || self.name.is_none()) {
+        // pywin32 users spell "no file" and "no name" as '' as often as None.
+        let file = self.file.as_ref().filter(|p| !p.as_os_str().is_empty());
+        let name = match self.name.as_deref().filter(|n| !n.is_empty()) {
+            Some(name) => Some(BlockName::new(name)?),
+            None => None,
+        };
+        if self.create != CreateMode::OpenOrCreate && name.is_none() {
             return Err(Error::InvalidArgument(
-                "create= applies to named blocks only (a Name and no File)".into(),
+                "create= applies to named mappings only (a Name)".into(),
             ));
         }
-        let (source, mut backing, created) = match (&self.file, &self.name) {
-            (Some(path), _) => {
-                let (backing, created) = os::Backing::file(path, self.access)?;
-                (Source::File(path.clone()), backing, created)
+        let (source, backing, created, size) = match (file, name) {
+            (Some(path), None) => {
+                let (mut backing, created) = os::Backing::file(path, self.access)?;
+                match mapping_size(
+                    &mut backing,
+                    self.maximum_size,
+                    self.offset,
+                    self.len,
+                    self.access,
+                ) {
+                    Ok(size) => (Source::File(path.clone()), backing, created, size),
+                    Err(err) => return Err(abandon(backing, created, err)),
+                }
             }
+            (Some(path), Some(name)) => self.open_named_file(path, name)?,
             (None, Some(name)) => {
-                let name = BlockName::new(name)?;
-                let (backing, created) = os::Backing::named(
+                let (mut backing, created) = os::Backing::named(
                     &name,
                     self.maximum_size,
                     self.create,
                     self.access,
-                    self.mode.unwrap_or(0o600),
+                    self.permission_bits(),
                     self.allow_other_owner,
                 )?;
-                (Source::Named(name), backing, created)
+                // An existing mapping keeps its size: MaximumSize only sizes a new one.
+                let requested = if created { self.maximum_size } else { 0 };
+                let source = match backing.file_path() {
+                    Some(path) => Source::NamedFile { name, path },
+                    None => Source::Named(name),
+                };
+                match mapping_size(&mut backing, requested, self.offset, self.len, self.access) {
+                    Ok(size) => (source, backing, created, size),
+                    Err(err) => return Err(abandon(backing, created, err)),
+                }
             }
             (None, None) => {
                 if self.maximum_size == 0 {
@@ -158,18 +196,16 @@ impl MapOptions {
                         "an unnamed mapping needs a MaximumSize greater than 0".into(),
                     ));
                 }
-                let backing = os::Backing::anonymous(self.maximum_size)?;
-                (Source::Anonymous, backing, true)
+                let mut backing = os::Backing::anonymous(self.maximum_size)?;
+                let size = mapping_size(
+                    &mut backing,
+                    self.maximum_size,
+                    self.offset,
+                    self.len,
+                    self.access,
+                )?;
+                (Source::Anonymous, backing, true, size)
             }
-        };
-        // An existing named block keeps its size: MaximumSize only sizes a new one.
-        let requested = match source {
-            Source::Named(_) if !created => 0,
-            _ => self.maximum_size,
-        };
-        let size = match mapping_size(&mut backing, requested, self.offset, self.len, self.access) {
-            Ok(size) => size,
-            Err(err) => return Err(abandon(backing, created, err)),
         };
         let live = match Live::map(backing, size, self.offset, self.len, self.access) {
             Ok(live) => live,
@@ -180,11 +216,95 @@ impl MapOptions {
             pos: 0,
             access: self.access,
             source,
-            name: self.name.clone(),
+            name: self.name.clone().filter(|n| !n.is_empty()),
             created,
             exports: 0,
         })
     }
+}
+
+impl MapOptions {
+    fn permission_bits(&self) -> u32 {
+        self.mode.unwrap_or(0o600)
+    }
+
+    /// Creates the named file mapping `name` of the file at `path`, or opens
+    /// the mapping that has the name already (a block or another file's
+    /// mapping: the name wins over the file, as on Windows, and the file is
+    /// then not touched). Returns the source, the backing object, whether
+    /// this call created the mapping, and the mapping's size.
+    fn open_named_file(
+        &self,
+        path: &Path,
+        name: BlockName,
+    ) -> Result<(Source, os::Backing, bool, u64)> {
+        let mode = self.permission_bits();
+        loop {
+            if self.create != CreateMode::CreateOnly {
+                match os::Backing::named(
+                    &name,
+                    0,
+                    CreateMode::OpenOnly,
+                    self.access,
+                    mode,
+                    self.allow_other_owner,
+                ) {
+                    Ok((mut backing, _)) => {
+                        let size =
+                            match mapping_size(&mut backing, 0, self.offset, self.len, self.access)
+                            {
+                                Ok(size) => size,
+                                Err(err) => return Err(abandon(backing, false, err)),
+                            };
+                        let source = match backing.file_path() {
+                            Some(path) => Source::NamedFile { name, path },
+                            None => Source::Named(name),
+                        };
+                        return Ok((source, backing, false, size));
+                    }
+                    Err(err) if self.create == CreateMode::OpenOnly || !is_not_found(&err) => {
+                        return Err(err)
+                    }
+                    Err(_) => {}
+                }
+            }
+            let (mut backing, file_created) = os::Backing::file(path, self.access)?;
+            let size = match mapping_size(
+                &mut backing,
+                self.maximum_size,
+                self.offset,
+                self.len,
+                self.access,
+            ) {
+                Ok(size) => size,
+                Err(err) => return Err(abandon(backing, file_created, err)),
+            };
+            match backing.publish_name(&name, size, mode) {
+                Ok(true) => {
+                    let source = Source::NamedFile {
+                        name,
+                        path: path.to_path_buf(),
+                    };
+                    return Ok((source, backing, true, size));
+                }
+                // Another process gave the name to a mapping meanwhile: give
+                // up the file (removing it if this call made it) and open
+                // that mapping, as the name wins.
+                Ok(false) => {
+                    let taken = abandon(backing, file_created, os::name_taken());
+                    if self.create == CreateMode::CreateOnly {
+                        return Err(taken);
+                    }
+                }
+                Err(err) => return Err(abandon(backing, file_created, err)),
+            }
+        }
+    }
+}
+
+/// Whether `err` says that a name (or file) does not exist.
+fn is_not_found(err: &Error) -> bool {
+    matches!(err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// Gives up a backing object after a failed open, removing it if this open
@@ -429,7 +549,7 @@ impl MapFile {
     /// The path of a file-backed mapping.
     pub fn path(&self) -> Option<&Path> {
         match &self.source {
-            Source::File(p) => Some(p),
+            Source::File(p) | Source::NamedFile { path: p, .. } => Some(p),
             _ => None,
         }
     }

@@ -163,7 +163,7 @@ fn namespace_prefix_names_the_same_block() {
 
 #[test]
 fn bad_block_names_are_invalid_name_errors() {
-    for bad in ["", "a/b", "Global\\"] {
+    for bad in ["a/b", "Global\\", "Local\\"] {
         let err = MapOptions::new()
             .name(bad)
             .maximum_size(10)
@@ -171,6 +171,28 @@ fn bad_block_names_are_invalid_name_errors() {
             .unwrap_err();
         assert!(matches!(err, Error::InvalidName(_)), "{bad:?}: {err:?}");
     }
+}
+
+#[test]
+fn an_empty_name_or_path_means_none_as_in_pywin32() {
+    let m = MapOptions::new()
+        .name("")
+        .file("")
+        .maximum_size(10)
+        .open()
+        .unwrap();
+    assert_eq!(m.source(), &Source::Anonymous);
+    assert_eq!(m.name(), None);
+    assert!(m.created());
+    let dir = Scratch::new();
+    let path = dir.path("f");
+    let m = MapOptions::new()
+        .file(&path)
+        .name("")
+        .maximum_size(10)
+        .open()
+        .unwrap();
+    assert_eq!(m.source(), &Source::File(path));
 }
 
 #[test]

@@ -40,6 +40,14 @@ use crate::name::BlockName;
 /// names are limited to MAX_PATH characters).
 pub(crate) const NAME_MAX: usize = 240;
 
+/// The error for a name that is taken (`create=True` on an existing name).
+pub(crate) fn name_taken() -> Error {
+    Error::io(
+        "CreateFileMapping",
+        io::Error::from_raw_os_error(ERROR_ALREADY_EXISTS as i32),
+    )
+}
+
 /// (page size, allocation granularity), read once.
 fn system_info() -> (usize, usize) {
     static INFO: OnceLock<(usize, usize)> = OnceLock::new();
@@ -130,10 +138,12 @@ fn split(size: u64) -> (u32, u32) {
 #[derive(Debug)]
 enum Kind {
     /// A file; the section is made per view (`CreateFileMappingW` with size 0
-    /// covers the whole file). `created` holds the path if this call made it.
+    /// covers the whole file), unless the mapping has a name: then `named`
+    /// holds the named section. `created` holds the path if this call made it.
     File {
         file: Handle,
         created: Option<PathBuf>,
+        named: Option<Box<NamedSection>>,
     },
     /// A named or unnamed pagefile-backed section and its size. `name` is
     /// the block's name as given (prefix included), for its lock; an
@@ -145,6 +155,24 @@ enum Kind {
         name: Option<String>,
         mutex: OnceLock<Arc<Handle>>,
     },
+}
+
+/// The section of a named file mapping, which any process can open by its
+/// name while a handle or view of it is open anywhere.
+#[derive(Debug)]
+///
+/// This object's own views come from sections of the whole file, as for an
+/// unnamed file mapping (they see the same pages), so that the named section
+/// is held by its handle alone: a `resize` by its only holder can then
+/// replace it with a larger one under the same name, as pywin32's does.
+struct NamedSection {
+    section: Handle,
+    /// The name as given (prefix included), for the mapping's lock and for
+    /// the section that replaces this one.
+    name: String,
+    /// This object's mapping size: the named section's size, or what a
+    /// `resize` grew the file to.
+    size: u64,
 }
 
 /// An open object that views can be mapped from.
@@ -173,7 +201,7 @@ fn create_section(name: Option<&[u16]>, size: u64) -> Result<(Handle, bool)> {
     // the call to tell a new section from an existing one.
     let existed = unsafe { GetLastError() } == ERROR_ALREADY_EXISTS;
     Ok((
-        Handle::new("CreateFileMappingW", raw, ptr::null_mut())?,
+        Handle::new("CreateFileMapping", raw, ptr::null_mut())?,
         existed,
     ))
 }
@@ -235,7 +263,7 @@ impl Backing {
                     ptr::null_mut(),
                 )
             };
-            Handle::new("CreateFileW", raw, INVALID_HANDLE_VALUE)
+            Handle::new("CreateFile", raw, INVALID_HANDLE_VALUE)
         };
         loop {
             match open(OPEN_EXISTING) {
@@ -245,6 +273,7 @@ impl Backing {
                             kind: Kind::File {
                                 file,
                                 created: None,
+                                named: None,
                             },
                             writable,
                         },
@@ -259,6 +288,7 @@ impl Backing {
                     let kind = Kind::File {
                         file,
                         created: Some(path.to_path_buf()),
+                        named: None,
                     };
                     return Ok((Backing { kind, writable }, true));
                 }
@@ -295,16 +325,13 @@ impl Backing {
         let (section, created) = if size == 0 || create == CreateMode::OpenOnly {
             // SAFETY: `wname` is NUL-terminated and outlives the call.
             let raw = unsafe { OpenFileMappingW(map_access, 0, wname.as_ptr()) };
-            (
-                Handle::new("OpenFileMappingW", raw, ptr::null_mut())?,
-                false,
-            )
+            (Handle::new("OpenFileMapping", raw, ptr::null_mut())?, false)
         } else {
             let (section, existed) = create_section(Some(&wname), size)?;
             if existed && create == CreateMode::CreateOnly {
                 drop(section);
                 return Err(Error::io(
-                    "CreateFileMappingW",
+                    "CreateFileMapping",
                     io::Error::from_raw_os_error(ERROR_ALREADY_EXISTS as i32),
                 ));
             }
@@ -343,9 +370,56 @@ impl Backing {
         })
     }
 
+    /// Gives this file's mapping of `size` bytes the name `name`:
+    /// `CreateFileMappingW` with the file and the name, as pywin32 does.
+    /// `Ok(false)`: the name is taken (by a block or another mapping), and
+    /// nothing was changed.
+    pub(crate) fn publish_name(&mut self, name: &BlockName, size: u64, _mode: u32) -> Result<bool> {
+        let Kind::File { file, named, .. } = &mut self.kind else {
+            return Err(Error::InvalidArgument(
+                "only a file mapping can be given a name".into(),
+            ));
+        };
+        // A section of a read-only file handle can still give read-only and
+        // copy-on-write views.
+        let protect = if self.writable {
+            PAGE_READWRITE
+        } else {
+            PAGE_WRITECOPY
+        };
+        let wname = wide(OsStr::new(name.as_str()));
+        let (hi, lo) = split(size);
+        // SAFETY: `file` is open; `wname` is NUL-terminated and outlives the call.
+        let raw =
+            unsafe { CreateFileMappingW(file.0, ptr::null(), protect, hi, lo, wname.as_ptr()) };
+        // SAFETY: GetLastError has no preconditions; read right after the call.
+        let existed = unsafe { GetLastError() } == ERROR_ALREADY_EXISTS;
+        let section = Handle::new("CreateFileMapping", raw, ptr::null_mut())?;
+        if existed {
+            // The name's mapping is someone else's; ours was not made.
+            drop(section);
+            return Ok(false);
+        }
+        *named = Some(Box::new(NamedSection {
+            section,
+            name: name.as_str().to_owned(),
+            size,
+        }));
+        Ok(true)
+    }
+
+    /// The mapped file's path, for a mapping opened by name: Windows does
+    /// not tell which file a section maps.
+    pub(crate) fn file_path(&self) -> Option<PathBuf> {
+        None
+    }
+
     /// The current size of the backing object in bytes.
     pub(crate) fn len(&self) -> Result<u64> {
         match &self.kind {
+            Kind::File {
+                named: Some(named), ..
+            } => Ok(named.size),
             Kind::File { file, .. } => {
                 let mut size = 0i64;
                 // SAFETY: `file` is an open handle and `size` is writable.
@@ -368,13 +442,44 @@ impl Backing {
             return Err(Error::ReadOnly);
         }
         match &mut self.kind {
-            Kind::File { file, .. } => {
+            Kind::File { file, named, .. } => {
                 let (hi, lo) = split(len);
-                // SAFETY: `file` is an open handle; the section is closed at once.
+                // SAFETY: `file` is an open handle; the section is closed at
+                // once. A section of a larger size grows the file, unless the
+                // file is already that long.
                 let raw = unsafe {
                     CreateFileMappingW(file.0, ptr::null(), PAGE_READWRITE, hi, lo, ptr::null())
                 };
-                Handle::new("CreateFileMappingW", raw, ptr::null_mut())?.close()
+                Handle::new("CreateFileMapping", raw, ptr::null_mut())?.close()?;
+                if let Some(old) = named.take() {
+                    // As pywin32's resize: close the named section and make
+                    // it anew at the new size. If this was its only holder
+                    // the name now has the larger mapping; if others hold it,
+                    // Windows hands back the existing one as it is. Should
+                    // that fail, this object no longer holds the name.
+                    let NamedSection { section, name, .. } = *old;
+                    drop(section);
+                    let wname = wide(OsStr::new(&name));
+                    // SAFETY: `file` is open; `wname` is NUL-terminated and
+                    // outlives the call.
+                    let raw = unsafe {
+                        CreateFileMappingW(
+                            file.0,
+                            ptr::null(),
+                            PAGE_READWRITE,
+                            hi,
+                            lo,
+                            wname.as_ptr(),
+                        )
+                    };
+                    let section = Handle::new("CreateFileMapping", raw, ptr::null_mut())?;
+                    *named = Some(Box::new(NamedSection {
+                        section,
+                        name,
+                        size: len,
+                    }));
+                }
+                Ok(())
             }
             Kind::Section {
                 name: Some(_),
@@ -419,7 +524,7 @@ impl Backing {
                 // file. The view keeps the section alive after we close it.
                 let raw =
                     unsafe { CreateFileMappingW(file.0, ptr::null(), protect, 0, 0, ptr::null()) };
-                let section = Handle::new("CreateFileMappingW", raw, ptr::null_mut())?;
+                let section = Handle::new("CreateFileMapping", raw, ptr::null_mut())?;
                 let view = map_raw(&section, offset, len, map_access);
                 drop(section);
                 view
@@ -441,7 +546,10 @@ impl Backing {
     /// Closes the object and reports errors.
     pub(crate) fn close(self) -> Result<()> {
         match self.kind {
-            Kind::File { file, .. } => file.close(),
+            Kind::File { file, named, .. } => {
+                let named = named.map_or(Ok(()), |n| n.section.close());
+                named.and(file.close())
+            }
             Kind::Section { section, .. } => section.close(),
         }
     }
@@ -451,8 +559,10 @@ impl Backing {
         if let Kind::File {
             file,
             created: Some(path),
+            named,
         } = self.kind
         {
+            drop(named);
             drop(file);
             let wpath = wide(path.as_os_str());
             // SAFETY: `wpath` is NUL-terminated. A failure leaves the file;
@@ -668,6 +778,11 @@ impl Backing {
     /// The lock of this mapping (see [`LockTarget`]).
     pub(crate) fn lock_target(&self) -> Result<LockTarget> {
         let name = match &self.kind {
+            // Openers by name cannot tell the file, so a named file
+            // mapping locks by its name, as a named block does.
+            Kind::File {
+                named: Some(named), ..
+            } => block_lock_name(&named.name),
             Kind::File { file, .. } => file_lock_name(file)?,
             Kind::Section {
                 name: Some(name), ..
@@ -701,7 +816,7 @@ fn create_mutex(name: Option<&[u16]>) -> Result<Handle> {
     let name_ptr = name.map_or(ptr::null(), |n| n.as_ptr());
     // SAFETY: the name, if any, is NUL-terminated and outlives the call.
     let raw = unsafe { CreateMutexW(ptr::null(), 0, name_ptr) };
-    Handle::new("CreateMutexW", raw, ptr::null_mut())
+    Handle::new("CreateMutex", raw, ptr::null_mut())
 }
 
 /// Waits up to `millis` for `mutex` in the calling thread; returns whether

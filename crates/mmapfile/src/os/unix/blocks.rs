@@ -6,6 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::record::{FileRecord, MARK};
 use super::{fstat, lifetime, shm_name, shm_open, shm_unlink};
 use crate::blocks::BlockInfo;
 use crate::error::{Error, Result};
@@ -25,16 +26,33 @@ fn time_of(secs: i64, nanos: i64) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
 }
 
+/// Whether the object is a named file mapping's record.
 // mode_t is u32 on Linux but u16 on macOS, hence the conversion.
 #[allow(clippy::useless_conversion)]
-fn info_from_stat(base: &str, st: &libc::stat, holders: Option<u32>) -> BlockInfo {
+fn is_record(st: &libc::stat) -> bool {
+    u32::from(st.st_mode) & MARK != 0
+}
+
+// mode_t is u32 on Linux but u16 on macOS, hence the conversion.
+#[allow(clippy::useless_conversion)]
+fn info_from_stat(
+    base: &str,
+    st: &libc::stat,
+    holders: Option<u32>,
+    record: Option<FileRecord>,
+) -> BlockInfo {
+    let (size, file) = match record {
+        Some(record) => (record.size, Some(record.path)),
+        None => (st.st_size.max(0) as u64, None),
+    };
     BlockInfo {
         name: base.to_owned(),
         shm_name: shm_name(base),
-        size: st.st_size.max(0) as u64,
+        size,
+        file,
         holders,
         owner: st.st_uid,
-        mode: u32::from(st.st_mode) & 0o7777,
+        mode: u32::from(st.st_mode) & 0o777,
         // The inode's change time: set when the block was published, and
         // again by a resize that grows it.
         changed: time_of(st.st_ctime, st.st_ctime_nsec),
@@ -46,7 +64,12 @@ pub(crate) fn block_info(base: &str) -> Result<BlockInfo> {
     let fd = open_readonly(base)?;
     let st = fstat(&fd)?;
     let holders = holder_counts()?.and_then(|counts| count_for(&counts, &st));
-    Ok(info_from_stat(base, &st, holders.or(known_zero())))
+    let record = if is_record(&st) {
+        Some(FileRecord::read(&fd)?)
+    } else {
+        None
+    };
+    Ok(info_from_stat(base, &st, holders.or(known_zero()), record))
 }
 
 /// `Some(0)` where holders are counted (an object absent from the lock
@@ -70,8 +93,16 @@ pub(crate) fn collect_block(base: &str) -> Result<bool> {
 /// block, without becoming a holder (so that a dead block can be looked at
 /// before it is collected).
 pub(crate) fn read_block(base: &str, offset: u64, len: Option<u64>) -> Result<Vec<u8>> {
-    let fd = open_readonly(base)?;
-    let size = fstat(&fd)?.st_size.max(0) as u64;
+    let mut fd = open_readonly(base)?;
+    let st = fstat(&fd)?;
+    let mut size = st.st_size.max(0) as u64;
+    if is_record(&st) {
+        // A file mapping: its bytes are the file's, as far as both the
+        // mapping and the file reach (the file may have shrunk since).
+        let record = FileRecord::read(&fd)?;
+        fd = record.open_file(false, base)?;
+        size = record.size.min(fstat(&fd)?.st_size.max(0) as u64);
+    }
     let start = offset.min(size);
     let end = match len {
         Some(len) => start.saturating_add(len).min(size),
@@ -158,7 +189,15 @@ pub(crate) fn list_blocks() -> Result<Vec<BlockInfo>> {
             .as_ref()
             .and_then(|c| count_for(c, &st))
             .or(known_zero());
-        blocks.push(info_from_stat(base, &st, holders));
+        let record = if is_record(&st) {
+            // Removed while we listed, or not readable: list it as it is.
+            open_readonly(base)
+                .and_then(|fd| FileRecord::read(&fd))
+                .ok()
+        } else {
+            None
+        };
+        blocks.push(info_from_stat(base, &st, holders, record));
     }
     blocks.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(blocks)

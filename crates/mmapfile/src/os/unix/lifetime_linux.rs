@@ -23,7 +23,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{fchmod, fstat, ftruncate, shm_open, shm_unlink, SHM_DIR};
+use super::{fchmod, fstat, shm_open, shm_unlink, Init, SHM_DIR};
 use crate::access::CreateMode;
 use crate::error::{Error, Result};
 
@@ -119,9 +119,10 @@ fn shm_path(shm: &CString) -> Result<CString> {
 /// Set once `linkat(AT_EMPTY_PATH)` has been refused (see `publish`).
 static EMPTY_PATH_REFUSED: AtomicBool = AtomicBool::new(false);
 
-/// Creates a block of `size` bytes with permission bits `mode`, holding it,
-/// and only then gives it its name. `Ok(None)`: the name is taken.
-fn publish(shm: &CString, size: u64, mode: u32) -> Result<Option<OwnedFd>> {
+/// Creates an object, fills it with `init` (a block's size, or a file
+/// mapping's record), gives it the mode bits `mode`, holds it, and only then
+/// gives it its name. `Ok(None)`: the name is taken.
+fn publish(shm: &CString, init: Init<'_>, mode: u32) -> Result<Option<OwnedFd>> {
     let dir = CString::new(SHM_DIR).map_err(|_| errno("open", libc::EINVAL))?;
     // SAFETY: `dir` is a NUL-terminated string that outlives the call.
     let raw = unsafe {
@@ -136,7 +137,7 @@ fn publish(shm: &CString, size: u64, mode: u32) -> Result<Option<OwnedFd>> {
     }
     // SAFETY: open returned a fresh descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    ftruncate(&fd, size)?;
+    init(&fd)?;
     // Explicitly, so that the umask does not change what the caller asked for.
     fchmod(&fd, mode)?;
     // Nobody else can reach the object yet, so this cannot wait.
@@ -242,21 +243,22 @@ fn examine(fd: &OwnedFd, shm: &CString, lockable: bool, hold: bool) -> Result<Fo
     })
 }
 
-/// Opens or creates the named block `shm` and joins it as a holder.
+/// Opens or creates the named object `shm` and joins it as a holder; `new`
+/// fills an object this call creates (none: the name must exist).
 /// Returns the descriptor, whether it was opened read-write (only those can
-/// end the block's life on close), and whether this call created it.
+/// end the object's life on close), and whether this call created it.
 pub(crate) fn open(
     shm: &CString,
-    size: u64,
+    new: Option<Init<'_>>,
     create: CreateMode,
     writable: bool,
     mode: u32,
     allow_other_owner: bool,
 ) -> Result<(OwnedFd, bool, bool)> {
-    let may_create = size > 0 && create != CreateMode::OpenOnly;
+    let may_create = new.is_some() && create != CreateMode::OpenOnly;
     loop {
-        if create == CreateMode::CreateOnly {
-            if let Some(fd) = publish(shm, size, mode)? {
+        if let (CreateMode::CreateOnly, Some(init)) = (create, new) {
+            if let Some(fd) = publish(shm, init, mode)? {
                 return Ok((fd, true, true));
             }
         }
@@ -271,7 +273,10 @@ pub(crate) fn open(
         let (fd, lockable) = match opened {
             Ok(found) => found,
             Err(e) if e.kind() == io::ErrorKind::NotFound && may_create => {
-                match publish(shm, size, mode)? {
+                let Some(init) = new else {
+                    unreachable!("may_create needs an init")
+                };
+                match publish(shm, init, mode)? {
                     Some(fd) => return Ok((fd, true, true)),
                     None => continue,
                 }
@@ -317,6 +322,19 @@ pub(crate) fn release(fd: &OwnedFd, shm: &CString, lockable: bool) -> Result<()>
         unlink_held(shm)?;
     }
     Ok(())
+}
+
+/// Runs `change` on the object `fd` if this is its only holder, with the
+/// exclusive lock held (so nobody joins, or reads what joining reads,
+/// meanwhile), and keeps holding it afterwards. Returns whether it ran.
+pub(crate) fn change_if_sole_holder(fd: &OwnedFd, change: Init<'_>) -> Result<bool> {
+    if !try_exclusive(fd)? {
+        return Ok(false);
+    }
+    let changed = change(fd);
+    // Back to a shared hold; converting down never waits.
+    let held = wait_shared(fd);
+    changed.and(held).map(|()| true)
 }
 
 /// Removes the dead block at `shm` (no holder at all) and returns whether

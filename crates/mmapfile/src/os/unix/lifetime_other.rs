@@ -11,7 +11,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::OwnedFd;
 
-use super::{fchmod, fstat, ftruncate, shm_open, shm_unlink};
+use super::{fchmod, fstat, shm_open, shm_unlink, Init};
 use crate::access::CreateMode;
 use crate::error::{Error, Result};
 
@@ -22,22 +22,23 @@ fn errno(op: &'static str, code: libc::c_int) -> Error {
     Error::io(op, io::Error::from_raw_os_error(code))
 }
 
-/// Opens or creates the named block `shm`. Returns the descriptor, whether
-/// it is read-write, and whether this call created it.
+/// Opens or creates the named object `shm`; `new` fills an object this call
+/// creates (none: the name must exist). Returns the descriptor, whether it
+/// is read-write, and whether this call created it.
 pub(crate) fn open(
     shm: &CString,
-    size: u64,
+    new: Option<Init<'_>>,
     create: CreateMode,
     writable: bool,
     mode: u32,
     allow_other_owner: bool,
 ) -> Result<(OwnedFd, bool, bool)> {
-    let may_create = size > 0 && create != CreateMode::OpenOnly;
+    let may_create = new.is_some() && create != CreateMode::OpenOnly;
     loop {
-        if may_create {
+        if let (true, Some(init)) = (may_create, new) {
             match shm_open(shm, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 0o600) {
                 Ok(fd) => {
-                    let sized = ftruncate(&fd, size).and_then(|()| fchmod(&fd, mode));
+                    let sized = init(&fd).and_then(|()| fchmod(&fd, mode));
                     if let Err(e) = sized {
                         let _ = shm_unlink(shm);
                         return Err(e);
@@ -76,6 +77,11 @@ pub(crate) fn open(
 /// Leaves the block. Without holder counting, the block stays.
 pub(crate) fn release(_fd: &OwnedFd, _shm: &CString, _lockable: bool) -> Result<()> {
     Ok(())
+}
+
+/// Without holder counting nobody can know it is the only holder: never runs.
+pub(crate) fn change_if_sole_holder(_fd: &OwnedFd, _change: Init<'_>) -> Result<bool> {
+    Ok(false)
 }
 
 /// Dead blocks cannot be told from live ones here.

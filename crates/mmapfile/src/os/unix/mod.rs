@@ -9,6 +9,7 @@ mod blocks;
 #[cfg_attr(target_os = "linux", path = "lifetime_linux.rs")]
 #[cfg_attr(not(target_os = "linux"), path = "lifetime_other.rs")]
 mod lifetime;
+mod record;
 
 pub(crate) use blocks::{block_info, collect_block, list_blocks, read_block, remove_block};
 
@@ -23,6 +24,11 @@ use crate::access::{Access, CreateMode};
 use crate::error::{Error, Result};
 use crate::name::BlockName;
 use crate::os::unix_fault::Watch;
+use record::FileRecord;
+
+/// Fills a new shared-memory object before it gets its name: a block's
+/// size, or a file mapping's record.
+pub(crate) type Init<'a> = &'a dyn Fn(&OwnedFd) -> Result<()>;
 
 /// Prefix of every POSIX shared-memory name this crate creates, so that its
 /// blocks can be told apart from other programs' in `/dev/shm`.
@@ -72,6 +78,11 @@ pub(crate) fn page_size() -> usize {
 /// The alignment a view's file offset must have. On POSIX it is the page size.
 pub(crate) fn allocation_granularity() -> usize {
     page_size()
+}
+
+/// The error for a name that is taken (`create=True` on an existing name).
+pub(crate) fn name_taken() -> Error {
+    Error::io("shm_open", io::Error::from_raw_os_error(libc::EEXIST))
 }
 
 /// The POSIX shared-memory object name for a validated block name.
@@ -165,12 +176,17 @@ fn shm_unlink(name: &CString) -> io::Result<()> {
 
 #[derive(Debug)]
 enum Kind {
-    /// A file on disk; `created` holds its path if this call created it, so
-    /// that a failed open can remove it again.
-    File { created: Option<PathBuf> },
-    /// A named block of POSIX shared memory, held by this object.
+    /// A file on disk; `created` if this call created it, so that a failed
+    /// open can remove it again.
+    File { path: PathBuf, created: bool },
+    /// A named block of POSIX shared memory, or a named file mapping, held
+    /// by this object.
     Named {
         shm: CString,
+        /// For a named file mapping: the name's object (holding its record),
+        /// which is what this object holds; `fd` is then the file. For a
+        /// block, `fd` is the name's object itself.
+        file: Option<NamedFile>,
         /// Opened read-write, so able to take the exclusive lock that ends
         /// the block's life (see `lifetime_linux.rs`).
         lockable: bool,
@@ -182,6 +198,19 @@ enum Kind {
     },
     /// An unnamed block.
     Anonymous,
+}
+
+/// The file side of a named file mapping.
+#[derive(Debug)]
+struct NamedFile {
+    /// The name's object, whose holder lock this object keeps.
+    record_fd: OwnedFd,
+    /// The file's path; `created` too if this call created the file, so
+    /// that a failed open can remove it again.
+    path: PathBuf,
+    created: bool,
+    /// The mapping's size: what openers by name map.
+    size: u64,
 }
 
 /// An open object that views can be mapped from.
@@ -202,7 +231,10 @@ impl Backing {
             let fd = open_path(&cpath, libc::O_RDONLY, 0).map_err(|e| Error::io("open", e))?;
             let backing = Backing {
                 fd,
-                kind: Kind::File { created: None },
+                kind: Kind::File {
+                    path: path.to_path_buf(),
+                    created: false,
+                },
                 writable,
             };
             return Ok((backing, false));
@@ -212,7 +244,10 @@ impl Backing {
                 Ok(fd) => {
                     let backing = Backing {
                         fd,
-                        kind: Kind::File { created: None },
+                        kind: Kind::File {
+                            path: path.to_path_buf(),
+                            created: false,
+                        },
                         writable,
                     };
                     return Ok((backing, false));
@@ -223,7 +258,8 @@ impl Backing {
             match open_path(&cpath, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 0o666) {
                 Ok(fd) => {
                     let kind = Kind::File {
-                        created: Some(path.to_path_buf()),
+                        path: path.to_path_buf(),
+                        created: true,
                     };
                     return Ok((Backing { fd, kind, writable }, true));
                 }
@@ -256,16 +292,96 @@ impl Backing {
             ));
         }
         let writable = access.writes_backing();
+        let init = |fd: &OwnedFd| ftruncate(fd, size);
+        let new = (size > 0).then_some(&init as Init<'_>);
         let (fd, lockable, created) =
-            lifetime::open(&shm, size, create, writable, mode, allow_other_owner)?;
-        let kind = Kind::Named {
+            lifetime::open(&shm, new, create, writable, mode, allow_other_owner)?;
+        // An object with the mark is the record of a file mapping with this
+        // name: map the file it names instead (a new object is a block).
+        let marked = !created && fstat(&fd)?.st_mode as u32 & record::MARK != 0;
+        let mut backing = Backing {
+            fd,
+            kind: Kind::Named {
+                shm,
+                file: None,
+                lockable,
+                // SAFETY: getpid has no preconditions.
+                pid: unsafe { libc::getpid() },
+                released: false,
+            },
+            writable,
+        };
+        if marked {
+            // On failure `backing` drops, which leaves the name as a holder.
+            let record = FileRecord::read(&backing.fd)?;
+            let file = record.open_file(writable, name.as_str())?;
+            let record_fd = std::mem::replace(&mut backing.fd, file);
+            if let Kind::Named { file, .. } = &mut backing.kind {
+                *file = Some(NamedFile {
+                    record_fd,
+                    path: record.path,
+                    created: false,
+                    size: record.size,
+                });
+            }
+        }
+        Ok((backing, created))
+    }
+
+    /// Gives this file's mapping of `size` bytes the name `name`, so that
+    /// any process can open it by the name: the file side of Windows'
+    /// `CreateFileMapping` with a name. `Ok(false)`: the name is taken (by a
+    /// block or another mapping), and nothing was changed.
+    pub(crate) fn publish_name(&mut self, name: &BlockName, size: u64, mode: u32) -> Result<bool> {
+        let Kind::File { path, .. } = &self.kind else {
+            return Err(Error::InvalidArgument(
+                "only a file mapping can be given a name".into(),
+            ));
+        };
+        let record = FileRecord::new(&self.fd, path, size)?;
+        let shm = cstring("shm_open", shm_name(name.base()).as_bytes())?;
+        let init = |fd: &OwnedFd| record.write(fd);
+        let opened = lifetime::open(
+            &shm,
+            Some(&init),
+            CreateMode::CreateOnly,
+            true,
+            mode | record::MARK,
+            false,
+        );
+        let (record_fd, lockable) = match opened {
+            Ok((fd, lockable, _)) => (fd, lockable),
+            Err(err) if err.raw_os_error() == Some(libc::EEXIST) => return Ok(false),
+            Err(err) => return Err(err),
+        };
+        let Kind::File { path, created } = std::mem::replace(&mut self.kind, Kind::Anonymous)
+        else {
+            unreachable!("checked above")
+        };
+        self.kind = Kind::Named {
             shm,
+            file: Some(NamedFile {
+                record_fd,
+                path,
+                created,
+                size,
+            }),
             lockable,
             // SAFETY: getpid has no preconditions.
             pid: unsafe { libc::getpid() },
             released: false,
         };
-        Ok((Backing { fd, kind, writable }, created))
+        Ok(true)
+    }
+
+    /// The mapped file's path, for a named file mapping.
+    pub(crate) fn file_path(&self) -> Option<PathBuf> {
+        match &self.kind {
+            Kind::Named {
+                file: Some(file), ..
+            } => Some(file.path.clone()),
+            _ => None,
+        }
     }
 
     /// Creates an unnamed block of `size` bytes, shared with forked children.
@@ -280,13 +396,20 @@ impl Backing {
         Ok(backing)
     }
 
-    /// The current size of the backing object in bytes.
+    /// The current size of the mapping object in bytes: the file's or
+    /// block's size, or for a named file mapping the mapping's size.
     pub(crate) fn len(&self) -> Result<u64> {
+        if let Kind::Named {
+            file: Some(file), ..
+        } = &self.kind
+        {
+            return Ok(file.size);
+        }
         let st = fstat(&self.fd)?;
         Ok(st.st_size.max(0) as u64)
     }
 
-    /// Makes the backing object at least `len` bytes long (zero-filled).
+    /// Makes the mapping object at least `len` bytes long (zero-filled).
     pub(crate) fn grow(&mut self, len: u64) -> Result<()> {
         if self.len()? >= len {
             return Ok(());
@@ -294,7 +417,30 @@ impl Backing {
         if !self.writable {
             return Err(Error::ReadOnly);
         }
-        ftruncate(&self.fd, len)
+        // A named file mapping's file may already be longer than the mapping.
+        if (fstat(&self.fd)?.st_size.max(0) as u64) < len {
+            ftruncate(&self.fd, len)?;
+        }
+        if let Kind::Named {
+            file: Some(file),
+            lockable,
+            ..
+        } = &mut self.kind
+        {
+            file.size = len;
+            // As on Windows, where the only holder's resize makes the named
+            // mapping anew at the new size: rewrite the record, which openers
+            // read only while holding, so never while it is rewritten.
+            if *lockable {
+                let record = FileRecord::read(&file.record_fd)?;
+                let grown = FileRecord {
+                    size: len,
+                    ..record
+                };
+                lifetime::change_if_sole_holder(&file.record_fd, &|fd| grown.rewrite(fd))?;
+            }
+        }
+        Ok(())
     }
 
     /// Maps `len` bytes at `offset` (a multiple of
@@ -332,18 +478,28 @@ impl Backing {
     /// Makes data written through views durable on the storage device (files
     /// only: shared memory has no storage).
     pub(crate) fn sync(&self) -> Result<()> {
-        if let Kind::File { .. } = self.kind {
+        if self.is_file() {
             // SAFETY: `fd` is an open descriptor.
             cvt("fsync", unsafe { libc::fsync(self.fd.as_raw_fd()) })?;
         }
         Ok(())
     }
 
-    /// Leaves a named block as a holder (the last one removes its name).
-    /// Does nothing for other objects, twice, or in a forked child.
+    /// Whether the mapped object is a file (named or not).
+    fn is_file(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::File { .. } | Kind::Named { file: Some(_), .. }
+        )
+    }
+
+    /// Leaves a named block or file mapping as a holder (the last one
+    /// removes its name; a file mapping's file stays as it is). Does nothing
+    /// for other objects, twice, or in a forked child.
     fn release(&mut self) -> Result<()> {
         if let Kind::Named {
             shm,
+            file,
             lockable,
             pid,
             released,
@@ -354,7 +510,8 @@ impl Backing {
                 return Ok(());
             }
             *released = true;
-            return lifetime::release(&self.fd, shm, *lockable);
+            let held = file.as_ref().map_or(&self.fd, |f| &f.record_fd);
+            return lifetime::release(held, shm, *lockable);
         }
         Ok(())
     }
@@ -378,21 +535,34 @@ impl Backing {
     /// created. A named block is left like a holder leaves it: removed if
     /// nobody else joined in the meantime.
     pub(crate) fn abandon(mut self) {
-        if let Kind::File {
-            created: Some(path),
-        } = &self.kind
-        {
-            // Nothing useful can be done if removal fails: the original
-            // error is the one the caller needs to see.
-            let _ = std::fs::remove_file(path);
-        }
         if !lifetime::TRACKS_HOLDERS {
             if let Kind::Named { shm, .. } = &self.kind {
                 let _ = shm_unlink(shm);
             }
         }
-        // Same reason: the open's error is what matters.
+        // Nothing useful can be done if these fail: the open's error is the
+        // one the caller needs to see. The name goes first, so that no
+        // opener by name finds a file that is about to be removed.
         let _ = self.release();
+        let created = match &self.kind {
+            Kind::File {
+                path,
+                created: true,
+            } => Some(path),
+            Kind::Named {
+                file:
+                    Some(NamedFile {
+                        path,
+                        created: true,
+                        ..
+                    }),
+                ..
+            } => Some(path),
+            _ => None,
+        };
+        if let Some(path) = created {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -642,8 +812,10 @@ mod ofd {
         /// descriptor.
         pub(crate) fn lock_target(&self) -> Result<LockTarget> {
             let start = match self.kind {
-                Kind::File { .. } => libc::off_t::MAX - 1,
-                Kind::Named { .. } | Kind::Anonymous => 1,
+                // A named file mapping locks its file, as every other
+                // mapping of the same file does.
+                _ if self.is_file() => libc::off_t::MAX - 1,
+                Kind::File { .. } | Kind::Named { .. } | Kind::Anonymous => 1,
             };
             let fd = open_path(&proc_path(&self.fd)?, libc::O_RDWR, 0)
                 .map_err(|e| Error::io("open", e))?;
