@@ -29,6 +29,9 @@ __all__ = [
     "ACCESS_COPY",
     "__version__",
 ]
+
+if sys.platform != "win32":
+    __all__ += ["_winerror_of"]
 if sys.platform != "win32":
     __all__ += ["MADV_NORMAL", "MADV_RANDOM", "MADV_SEQUENTIAL", "MADV_WILLNEED", "MADV_DONTNEED"]
 if sys.platform == "linux" or sys.platform == "darwin":
