@@ -17,11 +17,11 @@ fn unique(tag: &str) -> String {
 }
 
 /// The OS call an error names when a file cannot be opened.
-pub const OPEN_FILE_OP: &str = if cfg!(windows) { "CreateFileW" } else { "open" };
+pub const OPEN_FILE_OP: &str = if cfg!(windows) { "CreateFile" } else { "open" };
 
 /// The OS call an error names when a named block to open does not exist.
 pub const OPEN_BLOCK_OP: &str = if cfg!(windows) {
-    "OpenFileMappingW"
+    "OpenFileMapping"
 } else {
     "shm_open"
 };
