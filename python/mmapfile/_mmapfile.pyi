@@ -7,6 +7,7 @@ module.
 
 import os
 import sys
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
@@ -218,8 +219,11 @@ class mmapfile:
     Errors: :exc:`mmapfile.error` (an :exc:`OSError`) when the OS refuses,
     :exc:`ValueError` for a closed map or a value out of range,
     :exc:`IndexError` for an index or slice out of range, :exc:`TypeError` for
-    a write to an ``ACCESS_READ`` map, :exc:`BufferError` for ``close()`` or
+    a write to an ``ACCESS_READ`` map or ``resize()`` of an ``ACCESS_READ``
+    or ``ACCESS_COPY`` one, :exc:`BufferError` for ``close()`` or
     ``resize()`` while a buffer is exported.
+
+    Maps (and their :class:`MapLock` objects) can be weakly referenced.
     """
 
     def __new__(
@@ -294,7 +298,10 @@ class mmapfile:
         """Map a new view of a mapping of ``MaximumSize`` bytes (0: the file's or
         block's current size), growing the file or block if it is smaller; it
         never shrinks. The data is kept and the position is clamped to the new
-        view. Raise :exc:`BufferError` while a buffer is exported."""
+        view. Raise :exc:`BufferError` while a buffer is exported, and
+        :exc:`TypeError` for an ``ACCESS_READ`` or ``ACCESS_COPY`` map (as
+        CPython's :mod:`mmap`: a copy-on-write view's private changes would
+        not carry over to the new view)."""
 
     def close(self) -> None:
         """Unmap the view and close the file or block. Closing twice is fine.
@@ -330,10 +337,29 @@ class mmapfile:
     def __setitem__(self, key: int | slice, value: int | Buffer, /) -> None:
         """``m[i] = v`` sets one byte (an int in ``range(256)``);
         ``m[i:j:k] = data`` writes a bytes-like object that must have exactly
-        the slice's length (:exc:`IndexError` otherwise)."""
+        the slice's length (:exc:`IndexError` otherwise). As in CPython's
+        :mod:`mmap`, the index is checked before the value: an index out of
+        range raises :exc:`IndexError` whatever the value is."""
 
     def __delitem__(self, key: int | slice, /) -> None:
         """Always raises :exc:`TypeError`: a map's size is fixed."""
+
+    # As on CPython's mmap, iteration, reversed() and `in` work through the
+    # sequence protocol (the item slot): the class has no such methods at
+    # runtime (see stubtest-allowlist.txt), these only tell type checkers.
+    def __iter__(self) -> Iterator[bytes]:
+        """Iterate over the bytes of the view as 1-byte :class:`bytes` objects
+        (while ``m[i]`` is an int), as CPython's :mod:`mmap` does. Each item is
+        read when it is reached, at the view's size then; a closed map raises
+        :exc:`ValueError`."""
+
+    def __reversed__(self) -> Iterator[bytes]:
+        """Iterate from the last byte to the first, as 1-byte :class:`bytes`."""
+
+    def __contains__(self, item: object, /) -> bool:
+        """``b"h" in m``: whether some item (a 1-byte :class:`bytes`) equals
+        ``item``. As on CPython's :mod:`mmap` this is not a substring search
+        (``b"he" in m`` is False; use :meth:`find`), and an int is never found."""
 
     if sys.version_info >= (3, 12):
         def __buffer__(self, flags: int, /) -> memoryview:

@@ -52,6 +52,7 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
     match err {
         Error::Io { op, ref source } => os_error(py, Some(op), source),
         Error::ReadOnly => PyTypeError::new_err("mmapfile is read-only (opened with ACCESS_READ)"),
+        Error::NotResizable => PyTypeError::new_err(err.to_string()),
         Error::Exported(_) => PyBufferError::new_err(err.to_string()),
         Error::Index(what) => PyIndexError::new_err(what),
         Error::NotHeld => PyRuntimeError::new_err(err.to_string()),
