@@ -149,7 +149,12 @@ class MapLock:
         """Wait for the lock: for ever with ``None``, else at most ``timeout``
         seconds (``0`` tries once). Return whether it was acquired.
 
-        The wait runs without the GIL and can be interrupted by Ctrl-C. Timed
+        The wait runs without the GIL. It runs Python's signal handlers before
+        it starts and every 50 ms while it waits, so Ctrl-C
+        (:exc:`KeyboardInterrupt`) or any exception a handler raises ends it
+        within about 50 ms, however the signal's timing falls; a handler that
+        returns lets it go on. An untimed wait waits in the kernel (in a
+        helper thread), so it ends as soon as the lock is released; timed
         waits poll, with pauses of at most 5 ms. Raise :exc:`ValueError` for a
         negative timeout.
         """

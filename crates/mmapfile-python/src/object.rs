@@ -6,16 +6,16 @@
 
 use std::ffi::c_int;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mmapfile::{Access, CreateMode, Error, MapFile, MapLock, MapOptions, Partial, Source};
+use mmapfile::{Access, CreateMode, MapFile, MapLock, MapOptions, Partial, Source};
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyIndexError, PyOverflowError, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PySlice, PyTuple};
 
-use crate::errors::{to_py, Failure, IntoPy};
+use crate::errors::{Failure, IntoPy};
 use crate::fast::{new_bytes_uninit, PyLock, PyLockGuard};
 
 /// Copies of at least this many bytes run with the GIL released.
@@ -693,28 +693,23 @@ pub(crate) struct PyMapLock {
     timeout: Option<Duration>,
 }
 
-/// Untimed waits are interrupted by signals and timed ones are cut into
-/// slices this long, so that Ctrl-C reaches Python within this time.
-const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+/// How often a waiting `acquire` wakes up to run Python's signal handlers,
+/// so that Ctrl-C reaches Python within about this time.
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
 impl PyMapLock {
     fn acquire_for(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<bool> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        loop {
-            let wait = deadline.map(|d| {
-                d.saturating_duration_since(Instant::now())
-                    .min(SIGNAL_CHECK)
-            });
-            match py.detach(|| self.inner.acquire(wait)) {
-                Ok(true) => return Ok(true),
-                Ok(false) if deadline.is_some_and(|d| Instant::now() >= d) => return Ok(false),
-                Ok(false) => {}
-                Err(Error::Io { ref source, .. })
-                    if source.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(to_py(py, err)),
-            }
-            py.check_signals()?;
-        }
+        // Signals are checked before the wait starts and then every
+        // SIGNAL_CHECK (the core wakes up for it), so a SIGINT whose C
+        // handler ran just before the wait is still seen: CPython's handler
+        // only sets a flag, which nothing else would look at until the wait
+        // ends.
+        py.detach(|| {
+            self.inner.acquire_checking(timeout, SIGNAL_CHECK, || {
+                Python::attach(|py| py.check_signals()).map_err(Failure::Py)
+            })
+        })
+        .map_err(|failure| failure.into_py(py))
     }
 }
 
