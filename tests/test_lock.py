@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import uuid
@@ -281,33 +280,152 @@ def test_repr_shows_whether_held():
         assert repr(lock) == "<mmapfile.MapLock held=True>"
 
 
-@pytest.mark.skipif(
-    WINDOWS, reason="an untimed wait on Windows cannot be interrupted (README, Windows)"
-)
+# The child says "waiting" just before an untimed acquire() and exits with 42
+# if Ctrl-C (SIGINT) interrupts it. The print is inside the try: a SIGINT that
+# lands before the wait must end the program the same way.
+CTRL_C_CHILD = """
+import mmapfile, sys
+m = mmapfile.mmapfile(None, sys.argv[1], 0)
+try:
+    print("waiting", flush=True)
+    m.lock().acquire()
+except KeyboardInterrupt:
+    sys.exit(42)
+sys.exit(1)
+"""
+
+
+def blocked_lock_waiters(path):
+    """How many lock requests on the file at ``path`` are blocked in the
+    kernel, from /proc/locks (a waiter's line has ``->``)."""
+    inode = os.stat(path).st_ino
+    with open("/proc/locks") as f:
+        return sum(
+            1 for line in f if "->" in line and line.split()[6].rsplit(":", 1)[-1] == str(inode)
+        )
+
+
+def interrupt_child(block_name, delay):
+    """Starts CTRL_C_CHILD, sends SIGINT ``delay`` seconds (None: once its wait
+    is blocked in the kernel) after it says "waiting"; returns its exit code."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_CHILD, block_name], stdout=subprocess.PIPE
+    )
+    try:
+        assert child.stdout.readline() == b"waiting\n"
+        if delay is None:
+            shm = f"/dev/shm/mmapfile.{block_name}"
+            deadline = time.monotonic() + 30
+            while blocked_lock_waiters(shm) == 0:
+                assert time.monotonic() < deadline, "the child never blocked on the lock"
+                time.sleep(0.01)
+        else:
+            # Spin rather than sleep: the moments that matter are tens of
+            # microseconds apart, finer than sleep() keeps.
+            end = time.perf_counter() + delay
+            while time.perf_counter() < end:
+                pass
+        child.send_signal(signal.SIGINT)
+        return child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+@pytest.mark.skipif(WINDOWS, reason="POSIX signals and /proc/locks")
 def test_ctrl_c_interrupts_an_untimed_wait(block_name):
     m = mmapfile.mmapfile(None, block_name, 4096)
     holder = m.lock()
     holder.acquire()
-    script = textwrap.dedent(
-        f"""
-        import mmapfile, sys
-        m = mmapfile.mmapfile(None, {block_name!r}, 0)
-        print("waiting", flush=True)
-        try:
-            m.lock().acquire()
-        except KeyboardInterrupt:
-            sys.exit(42)
-        sys.exit(1)
-        """
-    )
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    # The SIGINT goes only once the child's wait is blocked in the kernel,
+    # however long a loaded machine takes to get it there.
+    assert interrupt_child(block_name, None) == 42
+    holder.release()
+
+
+# Here the SIGINT is raised in another thread of the child: its C handler
+# runs there, and only sets CPython's flag, so nothing interrupts the main
+# thread's wait but the wait's own wake-ups to check for signals. (Before
+# those, this child never ended.) Works on Windows too, where raise() runs
+# the handler like the console's Ctrl-C does.
+CTRL_C_IN_A_THREAD_CHILD = """
+import mmapfile, signal, sys, threading
+m = mmapfile.mmapfile(None, sys.argv[1], 0)
+lock = m.lock()
+threading.Timer(0.3, signal.raise_signal, (signal.SIGINT,)).start()
+try:
+    lock.acquire()
+except KeyboardInterrupt:
+    sys.exit(42)
+sys.exit(1)
+"""
+
+
+def test_ctrl_c_handled_in_another_thread_interrupts_an_untimed_wait(block_name):
+    m = mmapfile.mmapfile(None, block_name, 4096)
+    holder = m.lock()
+    holder.acquire()
+    child = subprocess.Popen([sys.executable, "-c", CTRL_C_IN_A_THREAD_CHILD, block_name])
     try:
-        assert child.stdout.readline() == b"waiting\n"
-        time.sleep(0.3)
-        child.send_signal(signal.SIGINT)
         assert child.wait(timeout=30) == 42
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
     holder.release()
+    assert m.lock().acquire(timeout=10)
+
+
+@pytest.fixture
+def busy_cpus():
+    """Two processes that spin for the duration of the test: load that delays
+    the child between its print and its wait."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    yield
+    for spinner in spinners:
+        spinner.kill()
+        spinner.wait()
+
+
+@pytest.mark.skipif(WINDOWS, reason="POSIX signals")
+def test_ctrl_c_at_any_moment_interrupts_an_untimed_wait(block_name, busy_cpus):
+    # A SIGINT whose handler ran just before the wait began used to be lost
+    # (1 to 2 runs in 100 sent 0 to 100 us after "waiting", on a loaded
+    # machine): CPython's handler only sets a flag, and the wait had started
+    # without looking at it.
+    m = mmapfile.mmapfile(None, block_name, 4096)
+    holder = m.lock()
+    holder.acquire()
+    delays = [0, 20e-6, 50e-6, 100e-6, 200e-6, 1e-3, 5e-3, 20e-3] * 3
+    codes = [interrupt_child(block_name, delay) for delay in delays]
+    assert codes == [42] * len(delays)
+    holder.release()
+
+
+@pytest.mark.skipif(WINDOWS, reason="POSIX signals")
+def test_a_signal_whose_handler_returns_lets_an_untimed_wait_go_on(block_name):
+    # The wait runs the handler (it wakes up to check for signals) and, as
+    # the handler raises nothing, goes on until the holder releases the lock.
+    m = mmapfile.mmapfile(None, block_name, 4096)
+    holder = m.lock()
+    holder.acquire()
+    got = []
+    previous = signal.signal(signal.SIGUSR1, lambda *_: got.append(time.monotonic()))
+    try:
+        sender = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1))
+        releaser = threading.Timer(0.6, holder.release)
+        sender.start()
+        releaser.start()
+        waiter = m.lock()
+        start = time.monotonic()
+        assert waiter.acquire() is True
+        acquired = time.monotonic()
+        sender.join()
+        releaser.join()
+        assert len(got) == 1
+        assert start < got[0] < acquired
+        assert acquired - start >= 0.55
+        waiter.release()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)

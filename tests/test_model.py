@@ -169,6 +169,9 @@ class Model:
 
     def resize(self, maximum, offset, length):
         self.check_open()
+        if self.access != mmapfile.ACCESS_WRITE:
+            # As CPython's mmap: a copy-on-write view would lose its changes.
+            raise TypeError("cannot resize")
         size = maximum or len(self.backing)
         # The window is checked before anything grows: a refused resize
         # leaves the file as it was (fix 10).
@@ -178,7 +181,7 @@ class Model:
         if offset + length > size:
             raise ValueError("length")
         if maximum > len(self.backing):
-            if self.access != mmapfile.ACCESS_WRITE or not self.growable:
+            if not self.growable:
                 raise ValueError("cannot grow")
             self.backing.extend(bytes(maximum - len(self.backing)))
         self.map_window(offset, length)

@@ -7,6 +7,7 @@ module.
 
 import os
 import sys
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
@@ -165,7 +166,12 @@ class MapLock:
         """Wait for the lock: for ever with ``None``, else at most ``timeout``
         seconds (``0`` tries once). Return whether it was acquired.
 
-        The wait runs without the GIL and can be interrupted by Ctrl-C. Timed
+        The wait runs without the GIL. It runs Python's signal handlers before
+        it starts and every 50 ms while it waits, so Ctrl-C
+        (:exc:`KeyboardInterrupt`) or any exception a handler raises ends it
+        within about 50 ms, however the signal's timing falls; a handler that
+        returns lets it go on. An untimed wait waits in the kernel (in a
+        helper thread), so it ends as soon as the lock is released; timed
         waits poll, with pauses of at most 5 ms. Raise :exc:`ValueError` for a
         negative timeout.
         """
@@ -249,8 +255,11 @@ class mmapfile:
     Errors: :exc:`mmapfile.error` (an :exc:`OSError`) when the OS refuses,
     :exc:`ValueError` for a closed map or a value out of range,
     :exc:`IndexError` for an index or slice out of range, :exc:`TypeError` for
-    a write to an ``ACCESS_READ`` map, :exc:`BufferError` for ``close()`` or
+    a write to an ``ACCESS_READ`` map or ``resize()`` of an ``ACCESS_READ``
+    or ``ACCESS_COPY`` one, :exc:`BufferError` for ``close()`` or
     ``resize()`` while a buffer is exported.
+
+    Maps (and their :class:`MapLock` objects) can be weakly referenced.
     """
 
     def __new__(
@@ -325,7 +334,10 @@ class mmapfile:
         """Map a new view of a mapping of ``MaximumSize`` bytes (0: the file's or
         block's current size), growing the file or block if it is smaller; it
         never shrinks. The data is kept and the position is clamped to the new
-        view. Raise :exc:`BufferError` while a buffer is exported."""
+        view. Raise :exc:`BufferError` while a buffer is exported, and
+        :exc:`TypeError` for an ``ACCESS_READ`` or ``ACCESS_COPY`` map (as
+        CPython's :mod:`mmap`: a copy-on-write view's private changes would
+        not carry over to the new view)."""
 
     def close(self) -> None:
         """Unmap the view and close the file or block. Closing twice is fine.
@@ -361,10 +373,29 @@ class mmapfile:
     def __setitem__(self, key: int | slice, value: int | Buffer, /) -> None:
         """``m[i] = v`` sets one byte (an int in ``range(256)``);
         ``m[i:j:k] = data`` writes a bytes-like object that must have exactly
-        the slice's length (:exc:`IndexError` otherwise)."""
+        the slice's length (:exc:`IndexError` otherwise). As in CPython's
+        :mod:`mmap`, the index is checked before the value: an index out of
+        range raises :exc:`IndexError` whatever the value is."""
 
     def __delitem__(self, key: int | slice, /) -> None:
         """Always raises :exc:`TypeError`: a map's size is fixed."""
+
+    # As on CPython's mmap, iteration, reversed() and `in` work through the
+    # sequence protocol (the item slot): the class has no such methods at
+    # runtime (see stubtest-allowlist.txt), these only tell type checkers.
+    def __iter__(self) -> Iterator[bytes]:
+        """Iterate over the bytes of the view as 1-byte :class:`bytes` objects
+        (while ``m[i]`` is an int), as CPython's :mod:`mmap` does. Each item is
+        read when it is reached, at the view's size then; a closed map raises
+        :exc:`ValueError`."""
+
+    def __reversed__(self) -> Iterator[bytes]:
+        """Iterate from the last byte to the first, as 1-byte :class:`bytes`."""
+
+    def __contains__(self, item: object, /) -> bool:
+        """``b"h" in m``: whether some item (a 1-byte :class:`bytes`) equals
+        ``item``. As on CPython's :mod:`mmap` this is not a substring search
+        (``b"he" in m`` is False; use :meth:`find`), and an int is never found."""
 
     if sys.version_info >= (3, 12):
         def __buffer__(self, flags: int, /) -> memoryview:

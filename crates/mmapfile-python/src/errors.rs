@@ -102,6 +102,7 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
         }
         Error::FileChanged { message, code } => os_error(py, Some("open"), Some(code), message),
         Error::ReadOnly => PyTypeError::new_err("mmapfile is read-only (opened with ACCESS_READ)"),
+        Error::NotResizable => PyTypeError::new_err(err.to_string()),
         Error::Exported(_) => PyBufferError::new_err(err.to_string()),
         Error::Index(what) => PyIndexError::new_err(what),
         Error::NotHeld => PyRuntimeError::new_err(err.to_string()),

@@ -1,7 +1,8 @@
 //! Entry points that CPython calls directly, without PyO3's trampoline, for
 //! the per-call operations whose whole cost is the call itself: `tell()`,
 //! `read_byte()`, `readline()`, and the simple cases of `m[i]`, `m[i:j]`,
-//! `m[i] = v` and `m[i:j] = b`.
+//! `m[i] = v` and `m[i:j] = b`; and the sequence item slot, which gives
+//! iteration its 1-byte bytes items as in CPython's `mmap`.
 //!
 //! PyO3 wraps every method in a trampoline that counts the thread as
 //! attached (two thread-local accesses, which in a shared library are calls
@@ -37,6 +38,8 @@ use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyType};
+
+use mmapfile::Error;
 
 use crate::errors::Failure;
 use crate::object::{PyMapFile, DETACH_THRESHOLD};
@@ -483,6 +486,33 @@ unsafe extern "C" fn ass_subscript(
     }
 }
 
+/// `sq_item`: what iteration, `reversed()` and `in` use. As in CPython's
+/// `mmap`, an item here is a bytes object of length 1 (while `m[i]`, through
+/// `mp_subscript`, is an int), so `b"h" in m` works; past the end it raises
+/// the IndexError that ends the iteration, and a closed map raises
+/// ValueError.
+unsafe extern "C" fn seq_item(slf: *mut ffi::PyObject, i: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls sq_item attached, with `slf` an instance of the
+    // type.
+    unsafe {
+        run(std::ptr::null_mut(), |py| {
+            // CPython has already added the length to a negative index; one
+            // still negative is out of range (not counted from the end again).
+            let index = i64::try_from(i).unwrap_or(-1);
+            // SAFETY (attached): `byte_at` runs no Python code.
+            let byte = this(py, slf).attached(py, |file| {
+                if index < 0 {
+                    // The closed check comes first, as for any index.
+                    file.len()?;
+                    return Err(Error::Index("mmap index out of range"));
+                }
+                file.byte_at(index)
+            })?;
+            one_byte(byte)
+        })
+    }
+}
+
 // ---- installation ----
 
 /// A method to install: name, C function, text signature and doc.
@@ -560,6 +590,20 @@ pub(crate) fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
         if SUBSCRIPT.set(get).is_ok() && ASS_SUBSCRIPT.set(set).is_ok() {
             (*mapping).mp_subscript = Some(subscript);
             (*mapping).mp_ass_subscript = Some(ass_subscript);
+        }
+        // Set whether or not PyO3 made one (it makes one that calls
+        // `mp_subscript`, which would iterate as ints).
+        let sequence = (*tp).tp_as_sequence;
+        if sequence.is_null() {
+            return Err(pyo3::exceptions::PySystemError::new_err(
+                "mmapfile has no sequence slots",
+            ));
+        }
+        (*sequence).sq_item = Some(seq_item);
+        // `reversed()` asks the sequence slots for the length; PyO3 filled
+        // only the mapping one (the same `__len__`).
+        if (*sequence).sq_length.is_none() {
+            (*sequence).sq_length = (*mapping).mp_length;
         }
         ffi::PyType_Modified(tp);
     }

@@ -6,16 +6,16 @@
 
 use std::ffi::c_int;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mmapfile::{Access, CreateMode, Error, MapFile, MapLock, MapOptions, Partial, Source};
+use mmapfile::{Access, CreateMode, MapFile, MapLock, MapOptions, Partial, Source};
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyIndexError, PyOverflowError, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PySlice, PyTuple};
 
-use crate::errors::{to_py, Failure, IntoPy};
+use crate::errors::{Failure, IntoPy};
 use crate::fast::{new_bytes_uninit, PyLock, PyLockGuard};
 
 /// Copies of at least this many bytes run with the GIL released.
@@ -27,7 +27,7 @@ pub(crate) const ACCESS_WRITE: u8 = 2;
 pub(crate) const ACCESS_COPY: u8 = 3;
 
 /// A mapped view of a file, a named block of shared memory, or an unnamed block.
-#[pyclass(frozen, name = "mmapfile", module = "mmapfile")]
+#[pyclass(frozen, weakref, name = "mmapfile", module = "mmapfile")]
 pub(crate) struct PyMapFile {
     inner: PyLock<MapFile>,
 }
@@ -123,7 +123,9 @@ fn has_index(obj: &Bound<'_, PyAny>) -> bool {
 }
 
 /// Converts a sequence index the way CPython's `mmap` does: anything with
-/// `__index__`; an int too large for the view is simply out of range.
+/// `__index__`; an int too large for the view is simply out of range (it
+/// saturates, so that the core reports a closed or read-only map first, as
+/// CPython does).
 fn index_from_py(key: &Bound<'_, PyAny>) -> PyResult<i64> {
     let py = key.py();
     let int = if key.is_instance_of::<PyInt>() {
@@ -142,8 +144,39 @@ fn index_from_py(key: &Bound<'_, PyAny>) -> PyResult<i64> {
             },
         )?
     };
-    int.extract::<i64>()
-        .map_err(|_| PyIndexError::new_err("mmap index out of range"))
+    let mut overflow: c_int = 0;
+    // SAFETY: `int` is a live int (PyNumber_Index returns one); the call
+    // reports an overflow in `overflow` without setting an exception.
+    let value = unsafe { ffi::PyLong_AsLongLongAndOverflow(int.as_ptr(), &mut overflow) };
+    match overflow {
+        0 if value == -1 => match PyErr::take(py) {
+            Some(err) => Err(err),
+            None => Ok(-1),
+        },
+        0 => Ok(value),
+        o if o > 0 => Ok(i64::MAX),
+        _ => Ok(i64::MIN),
+    }
+}
+
+/// Converts an item value for `m[i] = value` as CPython's `mmap` does.
+fn item_value_from_py(value: &Bound<'_, PyAny>) -> PyResult<u8> {
+    let py = value.py();
+    if !has_index(value) {
+        return Err(PyTypeError::new_err("mmap item value must be an int"));
+    }
+    // As CPython: an int too large for an index is a TypeError, one
+    // outside a byte's range a ValueError. Errors raised by the value's
+    // own __index__ pass through.
+    let value = value.extract::<isize>().map_err(|err| {
+        if err.is_instance_of::<PyOverflowError>(py) {
+            PyTypeError::new_err("cannot fit 'int' into an index-sized integer")
+        } else {
+            err
+        }
+    })?;
+    u8::try_from(value)
+        .map_err(|_| PyValueError::new_err("mmap item value must be in range(0, 256)"))
 }
 
 /// Converts a lock timeout: `None` waits for ever; a negative or NaN value
@@ -488,8 +521,9 @@ impl PyMapFile {
         value: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         if let Ok(slice) = key.cast::<PySlice>() {
-            let data = Bytes::extract(value)?;
+            // The slice first, then the value, as CPython's mmap checks them.
             let (start, step, count) = self.resolve_slice(py, slice)?;
+            let data = Bytes::extract(value)?;
             let src = data.as_slice();
             // A strided write goes byte by byte; copy first so that a source
             // that is a view of this map is read before any of it changes.
@@ -510,22 +544,12 @@ impl PyMapFile {
             };
         }
         let index = index_from_py(key)?;
-        if !has_index(value) {
-            return Err(PyTypeError::new_err("mmap item value must be an int"));
-        }
-        // As CPython: an int too large for an index is a TypeError, one
-        // outside a byte's range a ValueError. Errors raised by the value's
-        // own __index__ pass through.
-        let value = value.extract::<isize>().map_err(|err| {
-            if err.is_instance_of::<PyOverflowError>(py) {
-                PyTypeError::new_err("cannot fit 'int' into an index-sized integer")
-            } else {
-                err
-            }
-        })?;
-        let value = u8::try_from(value)
-            .map_err(|_| PyValueError::new_err("mmap item value must be in range(0, 256)"))?;
-        self.lock(py).set_byte_at(index, value).py_err(py)
+        // Converted now (its __index__ may run Python code), reported after
+        // the index is checked, as CPython's mmap does.
+        let value = item_value_from_py(value).map_err(Failure::Py);
+        self.lock(py)
+            .set_byte_at_checked(index, value)
+            .map_err(|failure| failure.into_py(py))
     }
 
     fn __delitem__(&self, _key: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -667,35 +691,30 @@ impl PyMapFile {
 }
 
 /// The cross-process lock of a mapping (returned by `mmapfile.lock()`).
-#[pyclass(frozen, name = "MapLock", module = "mmapfile")]
+#[pyclass(frozen, weakref, name = "MapLock", module = "mmapfile")]
 pub(crate) struct PyMapLock {
     inner: MapLock,
     /// The timeout `with` uses.
     timeout: Option<Duration>,
 }
 
-/// Untimed waits are interrupted by signals and timed ones are cut into
-/// slices this long, so that Ctrl-C reaches Python within this time.
-const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+/// How often a waiting `acquire` wakes up to run Python's signal handlers,
+/// so that Ctrl-C reaches Python within about this time.
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
 impl PyMapLock {
     fn acquire_for(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<bool> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        loop {
-            let wait = deadline.map(|d| {
-                d.saturating_duration_since(Instant::now())
-                    .min(SIGNAL_CHECK)
-            });
-            match py.detach(|| self.inner.acquire(wait)) {
-                Ok(true) => return Ok(true),
-                Ok(false) if deadline.is_some_and(|d| Instant::now() >= d) => return Ok(false),
-                Ok(false) => {}
-                Err(Error::Io { ref source, .. })
-                    if source.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(to_py(py, err)),
-            }
-            py.check_signals()?;
-        }
+        // Signals are checked before the wait starts and then every
+        // SIGNAL_CHECK (the core wakes up for it), so a SIGINT whose C
+        // handler ran just before the wait is still seen: CPython's handler
+        // only sets a flag, which nothing else would look at until the wait
+        // ends.
+        py.detach(|| {
+            self.inner.acquire_checking(timeout, SIGNAL_CHECK, || {
+                Python::attach(|py| py.check_signals()).map_err(Failure::Py)
+            })
+        })
+        .map_err(|failure| failure.into_py(py))
     }
 }
 

@@ -40,6 +40,13 @@ pub enum Error {
     /// A write was attempted on a read-only mapping.
     #[error("mapping is read-only")]
     ReadOnly,
+    /// `resize` was called on a mapping opened with
+    /// [`Access::Read`](crate::Access::Read) or
+    /// [`Access::Copy`](crate::Access::Copy): a read-only view has nothing
+    /// to grow the file with, and a private copy-on-write view would lose
+    /// its changes in the new view.
+    #[error("cannot resize a read-only or copy-on-write mapping (ACCESS_READ or ACCESS_COPY)")]
+    NotResizable,
     /// The memory is exported (e.g. through Python's buffer protocol), so it
     /// cannot be unmapped or moved.
     #[error("cannot {0} while the mapping's memory is exported")]

@@ -934,11 +934,18 @@ impl MapFile {
     /// or block's current size), growing the file or block when it is
     /// smaller. Data is kept; the file or block never shrinks. The position
     /// is clamped to the new view. On error the old view stays as it was.
+    ///
+    /// Only [`Access::Write`] mappings can be resized, as with CPython's
+    /// `mmap`: others fail with [`Error::NotResizable`] (a copy-on-write
+    /// view's private changes would not carry over to a new view).
     pub fn resize(&mut self, maximum_size: u64, offset: u64, len: u64) -> Result<()> {
         if self.exports > 0 {
             return Err(Error::Exported("resize"));
         }
         let live = self.live.as_mut().ok_or_else(|| Error::Closed)?;
+        if !self.access.writes_backing() {
+            return Err(Error::NotResizable);
+        }
         let size = mapping_size(&mut live.backing, maximum_size, offset, len, self.access)?;
         let (view, delta, len) = Live::window(&live.backing, size, offset, len, self.access)?;
         let old = std::mem::replace(&mut live.view, view);
@@ -1050,8 +1057,21 @@ impl MapFile {
 
     /// Sets the byte at `index` (negative counts from the end).
     pub fn set_byte_at(&mut self, index: i64, value: u8) -> Result<()> {
+        self.set_byte_at_checked(index, Ok::<u8, Error>(value))
+    }
+
+    /// [`MapFile::set_byte_at`] with a value that may have failed to
+    /// convert: its error is returned only once the view (closed, read-only)
+    /// and the index have passed their checks, the order in which CPython's
+    /// `mmap` reports them (`m[len(m)] = "x"` is an index error).
+    pub fn set_byte_at_checked<E: From<Error>>(
+        &mut self,
+        index: i64,
+        value: Result<u8, E>,
+    ) -> Result<(), E> {
         let region = self.writable_region()?;
         let offset = self.item_offset(index)?;
+        let value = value?;
         // SAFETY: `offset < len` of the live, writable view.
         unsafe { region.set_byte(offset, value)? };
         Ok(())

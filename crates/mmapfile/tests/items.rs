@@ -1,5 +1,8 @@
 //! Item and slice access, `read_into_raw` and `madvise`.
 
+mod common;
+
+use common::Scratch;
 use mmapfile::{Access, Error, MapFile, MapOptions};
 
 fn filled(len: usize) -> MapFile {
@@ -27,6 +30,56 @@ fn set_byte_at_writes_one_byte() {
     m.set_byte_at(-1, 0xAA).unwrap();
     assert_eq!(m.byte_at(9).unwrap(), 0xAA);
     assert!(matches!(m.set_byte_at(10, 1), Err(Error::Index(_))));
+}
+
+#[test]
+fn set_byte_at_checked_reports_the_index_before_the_value() {
+    let mut m = filled(10);
+    let bad_value = || Err::<u8, Error>(Error::InvalidArgument("bad value".into()));
+    assert!(matches!(
+        m.set_byte_at_checked(10, bad_value()),
+        Err(Error::Index(_))
+    ));
+    assert!(matches!(
+        m.set_byte_at_checked(0, bad_value()),
+        Err(Error::InvalidArgument(_))
+    ));
+    m.set_byte_at_checked(0, Ok::<u8, Error>(7)).unwrap();
+    assert_eq!(m.byte_at(0).unwrap(), 7);
+    m.close().unwrap();
+    assert!(matches!(
+        m.set_byte_at_checked(10, bad_value()),
+        Err(Error::Closed)
+    ));
+}
+
+#[test]
+fn resize_refuses_read_and_copy_maps_and_keeps_their_data() {
+    let dir = Scratch::new();
+    let path = dir.path("data");
+    std::fs::write(&path, b"0123456789").unwrap();
+    for access in [Access::Read, Access::Copy] {
+        let mut m = MapOptions::new().file(&path).access(access).open().unwrap();
+        if access == Access::Copy {
+            m.write_at(0, b"ab").unwrap();
+        }
+        for size in [0, 10, 20] {
+            assert!(
+                matches!(m.resize(size, 0, 0), Err(Error::NotResizable)),
+                "{access:?} {size}"
+            );
+        }
+        let mut buf = [0u8; 10];
+        m.read_at(0, &mut buf).unwrap();
+        let expected: &[u8] = if access == Access::Copy {
+            b"ab23456789"
+        } else {
+            b"0123456789"
+        };
+        assert_eq!(&buf, expected);
+        assert_eq!(m.len().unwrap(), 10);
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), b"0123456789");
 }
 
 #[test]

@@ -196,3 +196,105 @@ fn a_lock_whose_holder_died_is_free() {
     lock.release().unwrap();
     let _ = std::fs::remove_file(format!("/dev/shm/mmapfile.{name}"));
 }
+
+#[test]
+fn acquire_checking_takes_a_free_lock_without_checking() {
+    let m = unnamed();
+    let lock = m.lock().unwrap();
+    let acquired = lock
+        .acquire_checking(None, Duration::from_millis(10), || -> Result<(), Error> {
+            panic!("a free lock needs no check")
+        })
+        .unwrap();
+    assert!(acquired);
+    lock.release().unwrap();
+}
+
+#[test]
+fn acquire_checking_checks_before_waiting_and_while_waiting() {
+    let m = unnamed();
+    let holder = m.lock().unwrap();
+    assert!(holder.acquire(None).unwrap());
+    for timeout in [None, Some(Duration::from_secs(60))] {
+        let waiter = m.lock().unwrap();
+        // A check that fails at once ends the wait before it starts...
+        let mut calls = 0;
+        let result = waiter.acquire_checking(timeout, Duration::from_secs(60), || {
+            calls += 1;
+            Err(Error::Unsupported("stop"))
+        });
+        assert!(
+            matches!(result, Err(Error::Unsupported("stop"))),
+            "{timeout:?}"
+        );
+        assert_eq!(calls, 1);
+        // ...and one that fails later ends it from inside the wait.
+        let start = Instant::now();
+        let mut calls = 0;
+        let result = waiter.acquire_checking(timeout, Duration::from_millis(20), || {
+            calls += 1;
+            if calls < 4 {
+                Ok(())
+            } else {
+                Err(Error::Unsupported("stop"))
+            }
+        });
+        assert!(
+            matches!(result, Err(Error::Unsupported("stop"))),
+            "{timeout:?}"
+        );
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(60),
+            "{timeout:?} {waited:?}"
+        );
+        assert!(waited < Duration::from_secs(20), "{timeout:?} {waited:?}");
+        assert!(!waiter.is_held());
+    }
+    holder.release().unwrap();
+}
+
+#[test]
+fn an_abandoned_untimed_wait_gives_the_lock_back() {
+    let m = unnamed();
+    let holder = m.lock().unwrap();
+    assert!(holder.acquire(None).unwrap());
+    let waiter = m.lock().unwrap();
+    let result = waiter.acquire_checking(None, Duration::from_millis(10), || {
+        Err(Error::Unsupported("stop"))
+    });
+    assert!(result.is_err());
+    holder.release().unwrap();
+    // The abandoned helper may take the lock for an instant; it must let
+    // go, so a later acquisition gets it.
+    let later = m.lock().unwrap();
+    assert!(later.acquire(Some(Duration::from_secs(20))).unwrap());
+    later.release().unwrap();
+}
+
+#[test]
+fn acquire_checking_wakes_when_the_lock_is_released() {
+    let m = unnamed();
+    let holder = Arc::new(m.lock().unwrap());
+    assert!(holder.acquire(None).unwrap());
+    let releaser = {
+        let holder = Arc::clone(&holder);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            holder.release().unwrap();
+        })
+    };
+    let waiter = m.lock().unwrap();
+    let mut checks = 0;
+    let acquired = waiter
+        .acquire_checking(None, Duration::from_millis(10), || {
+            checks += 1;
+            Ok::<(), Error>(())
+        })
+        .unwrap();
+    assert!(acquired && waiter.is_held());
+    assert!(checks >= 1);
+    releaser.join().unwrap();
+    assert!(!holder.try_acquire().unwrap());
+    waiter.release().unwrap();
+}
