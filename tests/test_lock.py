@@ -282,7 +282,7 @@ def test_repr_shows_whether_held():
 
 
 @pytest.mark.skipif(
-    WINDOWS, reason="an untimed wait on Windows cannot be interrupted (README, Windows)"
+    WINDOWS, reason="an untimed wait on Windows cannot be interrupted (docs/platforms.md)"
 )
 def test_ctrl_c_interrupts_an_untimed_wait(block_name):
     m = mmapfile.mmapfile(None, block_name, 4096)
