@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP_TOOLS := maturin pytest hypothesis numpy ruff mypy
 
-.PHONY: all venv develop demo fmt fmt-check lint test-rust test-python stubtest test-windows test bench bench-rust bench-calls
+.PHONY: all venv develop demo fmt fmt-check lint test-rust test-python stubtest test-windows docs test bench bench-chart bench-rust bench-calls
 
 # Windows: cross-built with mingw, run under Wine (ci/windows/windows-env.sh).
 WIN_TARGET := x86_64-pc-windows-gnu
@@ -21,6 +21,13 @@ $(PY):
 
 venv: $(PY)
 
+# The documentation's tools, pinned in docs/requirements.txt; reinstalled
+# when that file changes, also into a venv made before they were needed.
+DOCS_TOOLS := $(VENV)/.docs-tools
+$(DOCS_TOOLS): docs/requirements.txt | $(PY)
+	$(PY) -m pip install -q -r docs/requirements.txt
+	touch $@
+
 # Builds the extension (release, as users get it) into the venv.
 develop: $(PY)
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH maturin develop --release -q
@@ -30,18 +37,18 @@ demo: develop
 
 fmt: $(PY)
 	cargo fmt --all
-	$(VENV)/bin/ruff format python tests benches examples
+	$(VENV)/bin/ruff format python tests benches examples docs README.md
 
 fmt-check: $(PY)
 	cargo fmt --all -- --check
-	$(VENV)/bin/ruff format --check python tests benches examples
+	$(VENV)/bin/ruff format --check python tests benches examples docs README.md
 
 lint: $(PY)
 	cargo clippy --workspace --all-targets -- -D warnings
 	rustup target add $(WIN_TARGET) x86_64-apple-darwin
 	PYO3_CROSS_PYTHON_VERSION=3.13 cargo clippy --workspace --all-targets --target $(WIN_TARGET) -- -D warnings
 	RUSTFLAGS="-D warnings" cargo check -p mmapfile --target x86_64-apple-darwin
-	$(VENV)/bin/ruff check python tests benches examples
+	$(VENV)/bin/ruff check python tests benches examples docs
 
 test-rust:
 	cargo test --workspace --exclude mmapfile-python
@@ -68,11 +75,28 @@ test-windows: develop
 	$(PY) tests/compat/scenarios.py ours $(COMPAT)/ours-linux.json; \
 	MMAPFILE_COMPAT_RECORDS=$(COMPAT) $(PY) -m pytest -q -p no:cacheprovider tests/compat
 
-test: fmt-check lint test-rust test-python stubtest test-windows
+# The site (docs/ -> target/docs/html): the Rust crate's rustdoc under rust/,
+# Sphinx with every warning an error, then every internal link and anchor.
+# The examples of the pages run in test-python (tests/test_doc_examples.py).
+docs: develop $(DOCS_TOOLS)
+	RUSTDOCFLAGS="-D warnings" cargo doc -p mmapfile --no-deps -q
+	rm -rf target/docs target/docs-rust
+	mkdir -p target/docs-rust
+	cp -r target/doc target/docs-rust/rust
+	$(PY) -m sphinx -W --keep-going -n -q -b html docs target/docs/html
+	$(PY) docs/check_links.py target/docs/html
+
+test: fmt-check lint test-rust test-python stubtest docs test-windows
 
 # Python-level ratios against CPython's mmap (docs/performance.md).
 bench: develop
 	$(PY) benches/bench.py
+
+# The same run, also written to docs/bench/ as the table and a PNG chart for
+# the performance page (commit both: they are that run's result).
+bench-chart: develop
+	$(PY) -m pip install -q matplotlib
+	$(PY) benches/bench.py --chart docs/bench
 
 # The core's own hot paths (criterion), without Python.
 bench-rust:

@@ -6,14 +6,21 @@ round of each, so machine noise hits both alike. Prints a table: workload,
 ours, theirs, ratio (ours / theirs in time; below 1.0 means we are faster).
 Rows whose method the installed module lacks print "n/a (not implemented)".
 
-Usage: python benches/bench.py [--quick]
+Usage: python benches/bench.py [--quick] [--chart DIR]
 (imports the installed module; builds nothing)
+
+--chart DIR also writes DIR/bench.txt (the table, with the machine, the date
+and the load) and DIR/bench.png (the ratios as a bar chart, with matplotlib)
+from the same run: what the documentation's performance page shows.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
+import datetime
+import io
 import mmap
 import multiprocessing
 import os
@@ -367,12 +374,79 @@ def streaming(quick):
     return total * RECORD * 2 / elapsed / 1e9
 
 
+# Rows whose other side is another implementation of the same work; the
+# rest compare against a target or against ourselves and stay in the table.
+CHARTED = {"mmap", "memmove", "SharedMemory"}
+
+
+def machine() -> str:
+    """The CPU model, core count, memory, OS and Python of this machine."""
+    model = platform.processor() or platform.machine()
+    memory = ""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            model = next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                model,
+            )
+        with open("/proc/meminfo") as f:
+            kib = int(f.readline().split()[1])
+            memory = f", {kib / (1 << 20):.0f} GiB"
+    return (
+        f"{model}, {os.cpu_count()} CPUs{memory}; {platform.system()} {platform.release()}, "
+        f"Python {sys.version.split()[0]}, mmapfile {mmapfile.__version__}"
+    )
+
+
+def write_chart(rows, table: str, directory: str, started: datetime.datetime) -> None:
+    """DIR/bench.txt and DIR/bench.png from one run's rows and table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    when = started.strftime("%Y-%m-%d %H:%M UTC")
+    about = f"{machine()}\nmeasured {when}, load average {load:.1f} at the start"
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "bench.txt"), "w") as f:
+        f.write(f"# {about.replace(chr(10), chr(10) + '# ')}\n{table}")
+
+    charted = [r for r in rows if r.ours is not None and r.vs in CHARTED]
+    labels = [r.name if r.vs == "mmap" else f"{r.name} (vs {r.vs})" for r in charted]
+    ratios = [r.ours / r.theirs for r in charted]
+    fig, ax = plt.subplots(figsize=(7.2, 0.26 * len(charted) + 1.5), dpi=130)
+    colors = ["#2a7f62" if x < 1.0 else "#c0602b" for x in ratios]
+    bars = ax.barh(range(len(charted)), ratios, color=colors, height=0.7)
+    ax.set_yticks(range(len(charted)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    for bar, x in zip(bars, ratios):
+        ax.text(x + 0.01, bar.get_y() + bar.get_height() / 2, f"{x:.2f}", va="center", fontsize=7)
+    ax.set_xlim(0, max(1.2, max(ratios) + 0.15))
+    ax.tick_params(axis="x", labelsize=8)
+    ax.set_xlabel(
+        "time with mmapfile / time with CPython's mmap or the side named"
+        " (below 1.0: mmapfile is faster)",
+        fontsize=8,
+    )
+    ax.set_title(about, fontsize=6.5, loc="left", color="#444444")
+    fig.suptitle("mmapfile against CPython's mmap, per workload", fontsize=10, x=0.02, ha="left")
+    fig.tight_layout()
+    fig.savefig(os.path.join(directory, "bench.png"))
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="fewer rounds (for smoke runs)")
+    parser.add_argument(
+        "--chart", metavar="DIR", help="also write DIR/bench.txt and DIR/bench.png (matplotlib)"
+    )
     args = parser.parse_args()
+    started = datetime.datetime.now(datetime.timezone.utc)
     rounds = 3 if args.quick else 7
     number = (20_000 if args.quick else 200_000) // UNROLL
 
@@ -398,7 +472,12 @@ def main() -> None:
         rows += sparse_rows(tmp, rounds, 100 if args.quick else 500)
     # Both processes spin, so anything else running takes from them: best of 3.
     stream = max(streaming(args.quick) for _ in range(1 if args.quick else 3))
-    print_table(rows, rounds, stream)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        print_table(rows, rounds, stream)
+    print(out.getvalue(), end="")
+    if args.chart:
+        write_chart(rows, out.getvalue(), args.chart, started)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Data written to a mapping survives the writer being SIGKILLed right after
 the write, without flush(): it is in the shared page cache the moment the
 write returns. (flush() adds durability across an OS crash or power loss,
-which a test cannot simulate; see "Guarantees" in the README.)"""
+which a test cannot simulate; see docs/guarantees.md.)"""
 
 import os
 import signal

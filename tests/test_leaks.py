@@ -27,7 +27,9 @@ def counts():
     return {
         "fds": len(os.listdir("/proc/self/fd")),
         "maps": maps,
-        "shm": len(glob.glob("/dev/shm/mmapfile.*")),
+        # Only the names this child uses (each holds its pid): other
+        # processes on the machine create and remove blocks meanwhile.
+        "shm": len(glob.glob(f"/dev/shm/mmapfile.*-{os.getpid()}*")),
     }
 
 def measure(cycle, n):

@@ -37,7 +37,7 @@ def value_error(msg):
 
 
 # (scenario, step): (pywin32's outcome, ours, why). The fix numbers are those
-# of tests/test_fixes.py and the README.
+# of tests/test_fixes.py and docs/migrating.md.
 FIXES = {
     ("position", "read(-1) length from 3"): (
         ["raised", "SystemError", "Negative size passed to PyBytes_FromStringAndSize", None, None],
