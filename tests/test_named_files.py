@@ -102,7 +102,9 @@ def test_second_process_opens_the_file_by_name(path, block_name):
         """,
         block_name,
     )
-    assert out.split() == ["False", str(opened_size(2 * PAGE)), "in", "the", "file", str(path)]
+    # Windows does not tell an opener by name which file a section maps.
+    filename = "None" if WINDOWS else str(path)
+    assert out.split() == ["False", str(opened_size(2 * PAGE)), "in", "the", "file", filename]
     m1.seek(100)
     assert m1.read(14) == b"from the child"
     m1.close()

@@ -529,7 +529,19 @@ impl Backing {
                 drop(section);
                 view
             }
-            Kind::Section { section, .. } => map_raw(section, offset, len, map_access),
+            Kind::Section { section, size, .. } => {
+                // A window to the section's end asks for "the rest" (length
+                // 0), as pywin32 does: a file's section opened by name is
+                // only as long as the file part of its last page, while
+                // Windows reports (and we map) whole pages.
+                if offset.checked_add(len as u64) == Some(*size) {
+                    let mut view = map_raw(section, offset, 0, map_access)?;
+                    view.len = len;
+                    Ok(view)
+                } else {
+                    map_raw(section, offset, len, map_access)
+                }
+            }
         }
     }
 
