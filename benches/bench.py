@@ -118,6 +118,40 @@ def once(fn, repeat=1):
     return run
 
 
+def read_rows(ours, theirs, sizes, rounds):
+    """read(n) from the start, for each n; small reads repeat so that a round
+    lasts about as long as one of 64 MiB."""
+    rows = []
+    for size in sizes:
+
+        def read_from_start(obj, size=size):
+            def fn():
+                obj.seek(0)
+                obj.read(size)
+
+            return fn
+
+        repeat = max(1, (64 * MiB) // size)
+        o, t = interleave(
+            once(read_from_start(ours), repeat), once(read_from_start(theirs), repeat), rounds
+        )
+        rows.append(Row(f"read({size // MiB} MiB)", o, t, "GB/s", size))
+    return rows
+
+
+def open_pair(path, chunk, size):
+    """A file of `size` bytes (copies of `chunk`) mapped by us and by CPython's
+    mmap, its pages cached."""
+    with open(path, "wb") as f:
+        for _ in range(size // len(chunk)):
+            f.write(chunk)
+    with open(path, "r+b") as f:
+        theirs = mmap.mmap(f.fileno(), 0)
+    ours = mmapfile.mmapfile(path, None)
+    theirs.read()
+    return ours, theirs
+
+
 def bulk_rows(tmp, rounds):
     rows = []
     n = 64 * MiB
@@ -143,15 +177,20 @@ def bulk_rows(tmp, rounds):
         # Warm both views' pages (they share the page cache).
         theirs.read()
 
-        def read_all(obj):
-            def fn():
-                obj.seek(0)
-                obj.read(n)
+        rows += read_rows(ours, theirs, [MiB, 8 * MiB, n], rounds)
+        pair = open_pair(os.path.join(tmp, "bigger.bin"), chunk, 4 * n)
+        try:
+            rows += read_rows(*pair, [4 * n], rounds)
+        finally:
+            for m in pair:
+                m.close()
+            os.unlink(os.path.join(tmp, "bigger.bin"))
 
-            return fn
+        def slice_all(obj):
+            return lambda: obj[0:n]
 
-        o, t = interleave(once(read_all(ours)), once(read_all(theirs)), rounds)
-        rows.append(Row("read(64 MiB)", o, t, "GB/s", n))
+        o, t = interleave(once(slice_all(ours)), once(slice_all(theirs)), rounds)
+        rows.append(Row("m[0:64 MiB]", o, t, "GB/s", n))
 
         if has(ours, "readinto"):
             target = bytearray(n)

@@ -17,6 +17,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use pyo3::{ffi, Bound};
 
+use crate::object::DETACH_THRESHOLD;
+
 /// Orderings for a release and its look for waiters. With a GIL, every
 /// acquire and release runs while holding it, and the GIL orders them;
 /// without one (the free-threaded build) the release's store and the
@@ -266,15 +268,43 @@ impl<T> Drop for PyLockGuard<'_, T> {
 /// saves the zeroing `PyBytes::new_with` does, which costs as much as the
 /// copy itself. On error the object is freed unseen.
 ///
+/// A large object (`DETACH_THRESHOLD` bytes or more) is filled with the GIL
+/// released, after asking the OS to back it with huge pages
+/// (`mmapfile::advise_copy_destination`, which leaves buffers below its own,
+/// higher threshold alone): the page faults of fresh memory, not the copy,
+/// are most of a large read's time. Small objects pay nothing for either,
+/// beyond the one comparison that chooses.
+///
 /// Generic over the error type so that the trampoline-free entry points
 /// (`fastcall`) can carry core errors out unconverted.
-pub(crate) fn new_bytes_uninit<'py, E: From<PyErr>>(
+pub(crate) fn new_bytes_uninit<'py, E: From<PyErr> + Send>(
     py: Python<'py>,
     len: usize,
-    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> Result<(), E>,
+    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> Result<(), E> + Send,
 ) -> Result<Bound<'py, PyBytes>, E> {
     let mut bytes = UninitBytes::new(py, len)?;
+    if len >= DETACH_THRESHOLD {
+        return fill_large(py, bytes, fill);
+    }
     fill(bytes.storage())?;
+    Ok(bytes.0)
+}
+
+/// [`new_bytes_uninit`] for a large object: advised and filled with the GIL
+/// released. Out of line, so that the small path keeps its shape (and its
+/// instruction count: `make bench-calls`).
+#[cold]
+#[inline(never)]
+fn fill_large<'py, E: From<PyErr> + Send>(
+    py: Python<'py>,
+    mut bytes: UninitBytes<'py>,
+    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> Result<(), E> + Send,
+) -> Result<Bound<'py, PyBytes>, E> {
+    let buf = bytes.storage();
+    py.detach(move || {
+        mmapfile::advise_copy_destination(buf);
+        fill(buf)
+    })?;
     Ok(bytes.0)
 }
 

@@ -282,22 +282,15 @@ impl PyMapFile {
         unsafe { self.inner.attached_if_free(py, f) }
     }
 
-    /// Reads `len` bytes at the position into a new bytes object, releasing
-    /// the GIL for large copies.
+    /// Reads `len` bytes at the position into a new bytes object (large
+    /// copies release the GIL: see `new_bytes_uninit`).
     /// Errors come back unconverted, for `fastcall`'s entry points.
     pub(crate) fn new_bytes<'py>(
         py: Python<'py>,
         file: &mut MapFile,
         len: usize,
     ) -> Result<Bound<'py, PyBytes>, Failure> {
-        new_bytes_uninit(py, len, |buf| {
-            if len >= DETACH_THRESHOLD {
-                py.detach(|| file.read_into_uninit(buf))?;
-            } else {
-                file.read_into_uninit(buf)?;
-            }
-            Ok(())
-        })
+        new_bytes_uninit(py, len, |buf| Ok(file.read_into_uninit(buf)?))
     }
 }
 
@@ -500,13 +493,10 @@ impl PyMapFile {
             let (start, step, count) = self.resolve_slice(py, slice)?;
             let file = self.lock(py);
             let file: &MapFile = &file;
-            let bytes = PyBytes::new_with(py, count, |buf| {
-                if count >= DETACH_THRESHOLD {
-                    py.detach(|| file.read_slice(start, step, buf)).py_err(py)
-                } else {
-                    file.read_slice(start, step, buf).py_err(py)
-                }
-            })?;
+            let bytes = new_bytes_uninit(py, count, |buf| {
+                Ok::<_, Failure>(file.read_slice_uninit(start, step, buf)?)
+            })
+            .map_err(|f| f.into_py(py))?;
             return Ok(bytes.into_any());
         }
         let index = index_from_py(key)?;

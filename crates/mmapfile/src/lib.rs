@@ -41,6 +41,7 @@
 mod access;
 pub mod blocks;
 mod error;
+mod huge_pages;
 mod lock;
 mod mapping;
 mod mem;
@@ -49,6 +50,7 @@ mod os;
 
 pub use access::{Access, CreateMode};
 pub use error::{Error, Result};
+pub use huge_pages::{advise_copy_destination, HUGE_PAGES_ENV, HUGE_PAGE_COPY_MIN};
 pub use lock::MapLock;
 pub use mapping::{MapFile, MapOptions, Partial, Source};
 pub use name::BlockName;

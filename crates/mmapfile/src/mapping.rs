@@ -1096,6 +1096,21 @@ impl MapFile {
     /// `dst` holds), as CPython's `mmap[start:stop:step]` does once the
     /// slice is resolved. `step` may be negative but not 0.
     pub fn read_slice(&self, start: usize, step: isize, dst: &mut [u8]) -> Result<()> {
+        // SAFETY: `read_slice_uninit` only ever writes initialised bytes, so
+        // `dst` stays initialised when seen as `[MaybeUninit<u8>]`.
+        let dst = unsafe { &mut *(std::ptr::from_mut(dst) as *mut [MaybeUninit<u8>]) };
+        self.read_slice_uninit(start, step, dst)
+    }
+
+    /// Like [`MapFile::read_slice`], into memory that may be uninitialised;
+    /// on success all of `dst` is initialised. Lets a caller fill a new
+    /// buffer without zeroing it first.
+    pub fn read_slice_uninit(
+        &self,
+        start: usize,
+        step: isize,
+        dst: &mut [MaybeUninit<u8>],
+    ) -> Result<()> {
         let region = self.region()?;
         if step == 0 {
             return Err(Error::InvalidArgument("slice step cannot be zero".into()));
@@ -1104,7 +1119,7 @@ impl MapFile {
         if step == 1 {
             // SAFETY: checked above that `start..start + dst.len()` is inside
             // the live view.
-            unsafe { region.copy_out(start, dst)? };
+            unsafe { region.copy_out_uninit(start, dst)? };
         } else {
             // SAFETY: every index was checked to be inside the live view;
             // `dst` is a Rust slice, so not mapped memory of this view.

@@ -136,7 +136,12 @@ impl Region<'_> {
     /// Every index `start + k * step` for `k < dst.len()` lies in
     /// `0..self.len`, and the region must be mapped and readable. `dst` must
     /// not point into the region.
-    pub(crate) unsafe fn gather(self, start: usize, step: isize, dst: &mut [u8]) -> Result<()> {
+    pub(crate) unsafe fn gather(
+        self,
+        start: usize,
+        step: isize,
+        dst: &mut [MaybeUninit<u8>],
+    ) -> Result<()> {
         // The indices may be spread over the whole region: guard all of it.
         self.guard(|| {
             // SAFETY: `start < len` when `dst` is not empty (caller's
@@ -146,7 +151,7 @@ impl Region<'_> {
                 // SAFETY: the caller guarantees `start + k * step` is inside
                 // the region, so the offset stays inside the mapping; a
                 // volatile read because another process may change the byte.
-                *out = unsafe { first.offset(k as isize * step).read_volatile() };
+                out.write(unsafe { first.offset(k as isize * step).read_volatile() });
             }
         })
     }

@@ -24,6 +24,10 @@
 //! - `page_size()` and `allocation_granularity()`.
 //! - `find_byte(byte, hay)`: the fastest `memchr` for short haystacks that
 //!   the platform has.
+//! - `advisable_huge_page_size()` and `advise_huge_pages(ptr, len)`: the
+//!   size of the huge pages that advice on fresh anonymous memory brings
+//!   (None where it would change nothing: not Linux, or THP not in `madvise`
+//!   mode), and that advice, for a range aligned to that size.
 //! - `NAME_MAX`: the longest name (in bytes, after the namespace prefix is
 //!   removed) that the OS accepts for a named block.
 

@@ -3,15 +3,18 @@
 //!
 //! The lifetime of named blocks (a block lives while some process holds it)
 //! is in `lifetime_linux.rs`; other POSIX systems get `lifetime_other.rs`.
-//! `blocks.rs` lists, inspects and removes blocks from outside.
+//! `blocks.rs` lists, inspects and removes blocks from outside;
+//! `huge_pages.rs` asks for huge pages for fresh buffers.
 
 mod blocks;
+mod huge_pages;
 #[cfg_attr(target_os = "linux", path = "lifetime_linux.rs")]
 #[cfg_attr(not(target_os = "linux"), path = "lifetime_other.rs")]
 mod lifetime;
 mod record;
 
 pub(crate) use blocks::{block_info, collect_block, list_blocks, read_block, remove_block};
+pub(crate) use huge_pages::{advisable_huge_page_size, advise_huge_pages};
 
 use std::ffi::CString;
 use std::io;
