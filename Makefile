@@ -15,17 +15,22 @@ COMPAT := target/compat
 all: test
 
 $(PY):
+	@echo "==> creating $(VENV) and installing the build and test tools from PyPI"
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(PIP_TOOLS)
 
 venv: $(PY)
 
-# Builds the extension (release, as users get it) into the venv.
+# Builds the extension into the venv: by default the release profile, as
+# users get it; PROFILE=profiling keeps debug info (Cargo.toml).
+PROFILE ?= release
 develop: $(PY)
-	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH maturin develop --release -q
+	@echo "==> building the extension ($(PROFILE) profile, fat LTO: about a minute on 2 cores)"
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH maturin develop --profile $(PROFILE) -q
 
 demo: develop
+	@echo "==> running examples/demo.py"
 	$(PY) examples/demo.py
 
 fmt: $(PY)
@@ -78,6 +83,8 @@ bench: develop
 bench-rust:
 	cargo bench -p mmapfile --bench core
 
-# Instructions per call, ours and CPython mmap's (needs valgrind).
-bench-calls: develop
+# Instructions per call, ours and CPython mmap's (needs valgrind), with the
+# profiling build so that callgrind can name lines.
+bench-calls: $(PY)
+	$(MAKE) develop PROFILE=profiling
 	$(PY) benches/instructions.py
