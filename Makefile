@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP_TOOLS := maturin pytest hypothesis numpy ruff mypy
 
-.PHONY: all venv develop demo fmt fmt-check lint test-rust test-python stubtest test-windows test bench bench-rust bench-calls
+.PHONY: all venv develop demo fmt fmt-check lint test-rust test-python stubtest test-windows test bench bench-rust bench-calls wheel-tools wheels test-wheels ci-wheels
 
 # Windows: cross-built with mingw, run under Wine (ci/windows/windows-env.sh).
 WIN_TARGET := x86_64-pc-windows-gnu
@@ -88,3 +88,30 @@ bench-rust:
 bench-calls: $(PY)
 	$(MAKE) develop PROFILE=profiling
 	$(PY) benches/instructions.py
+
+# Release wheels into dist/ (docs/releasing.md): manylinux2014 and
+# musllinux_1_2 for x86_64 and aarch64, for each CPython 3.9+ on this
+# machine, the Windows wheel (with the Wine environment) and the sdist;
+# auditwheel checks every Linux wheel. About a minute of build per wheel, so
+# not part of `make test`. zig links against old glibc without a container.
+WHEEL_TOOLS := ziglang auditwheel
+$(VENV)/.wheel-tools: | $(PY)
+	$(PY) -m pip install -q $(WHEEL_TOOLS)
+	touch $@
+wheel-tools: $(VENV)/.wheel-tools
+
+wheels: wheel-tools
+	bash ci/wheels/build.sh
+
+# Each Linux x86_64 wheel in dist/ installed into a fresh venv of its
+# CPython, the pytest suite run against it; the Windows wheel under Wine.
+test-wheels: wheel-tools
+	bash ci/wheels/test.sh
+
+# What CI adds to `make test`: the x86_64 wheel of the default python3 and
+# of the oldest and newest other CPython found, built and tested.
+CI_DIST := target/ci-wheels
+ci-wheels: wheel-tools
+	DIST=$(CI_DIST) WHEEL_PYTHONS=ci WHEEL_TARGETS=x86_64-unknown-linux-gnu \
+		WHEEL_WINDOWS=0 WHEEL_SDIST=0 bash ci/wheels/build.sh
+	DIST=$(CI_DIST) WHEEL_PYTHONS=ci WHEEL_WINDOWS=0 bash ci/wheels/test.sh
