@@ -35,18 +35,18 @@ demo: develop
 
 fmt: $(PY)
 	cargo fmt --all
-	$(VENV)/bin/ruff format python tests benches examples
+	$(VENV)/bin/ruff format python tests benches examples ci
 
 fmt-check: $(PY)
 	cargo fmt --all -- --check
-	$(VENV)/bin/ruff format --check python tests benches examples
+	$(VENV)/bin/ruff format --check python tests benches examples ci
 
 lint: $(PY)
 	cargo clippy --workspace --all-targets -- -D warnings
 	rustup target add $(WIN_TARGET) x86_64-apple-darwin
 	PYO3_CROSS_PYTHON_VERSION=3.13 cargo clippy --workspace --all-targets --target $(WIN_TARGET) -- -D warnings
 	RUSTFLAGS="-D warnings" cargo check -p mmapfile --target x86_64-apple-darwin
-	$(VENV)/bin/ruff check python tests benches examples
+	$(VENV)/bin/ruff check python tests benches examples ci
 
 test-rust:
 	cargo test --workspace --exclude mmapfile-python

@@ -50,7 +50,8 @@ def check(wheel: Path) -> str:
         raise ValueError(f"{wheel.name}: auditwheel grants no manylinux/musllinux tag:\n{text}")
     for family, version, arch in claimed:
         if (family, arch) != (granted[0], granted[2]) or version < granted[1]:
-            raise ValueError(f"{wheel.name}: claims {family} {version} {arch}, auditwheel: {found[1]}")
+            claim = f"{family} {version} {arch}"
+            raise ValueError(f"{wheel.name}: claims {claim}, auditwheel grants {found[1]}")
     glibc = sorted(
         {tuple(map(int, v.split("."))) for v in re.findall(r"GLIBC_(\d+(?:\.\d+)+)", text)}
     )
