@@ -108,8 +108,8 @@ wheels: wheel-tools
 test-wheels: wheel-tools
 	bash ci/wheels/test.sh
 
-# What CI adds to `make test`: the x86_64 wheel of the default python3 and
-# of the oldest and newest other CPython found, built and tested.
+# What CI adds to `make test` (which tests the default python3): the x86_64
+# wheels of the oldest and newest other CPython found, built and tested.
 CI_DIST := target/ci-wheels
 ci-wheels: wheel-tools
 	DIST=$(CI_DIST) WHEEL_PYTHONS=ci WHEEL_TARGETS=x86_64-unknown-linux-gnu \

@@ -28,22 +28,21 @@ found_versions() {
     echo "${out[*]}"
 }
 
-# ci_versions: the default python3's minor version and the oldest and newest
-# other ones found (what .ci/run tests as wheels), without repeats.
+# ci_versions: the oldest and newest CPython found other than the default
+# python3 (which `make test` already tests), without repeats: what .ci/run
+# tests as wheels.
 ci_versions() {
-    local default found out=()
+    local default v found others=()
     default=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     read -r -a found <<<"$(found_versions)"
-    out=("$default")
-    local others=()
     for v in "${found[@]}"; do
         [ "$v" != "$default" ] && others+=("$v")
     done
-    if [ "${#others[@]}" -gt 0 ]; then
-        out+=("${others[0]}")
-        [ "${#others[@]}" -gt 1 ] && out+=("${others[-1]}")
-    fi
-    echo "${out[*]}"
+    case ${#others[@]} in
+        0) echo "" ;;
+        1) echo "${others[0]}" ;;
+        *) echo "${others[0]} ${others[-1]}" ;;
+    esac
 }
 
 # wheel_versions: $WHEEL_PYTHONS, with "ci" meaning ci_versions and empty

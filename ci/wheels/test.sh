@@ -72,5 +72,9 @@ if compgen -G "$DIST/mmapfile-*-win_amd64.whl" >/dev/null && [ "${WHEEL_WINDOWS:
     tested+=("windows")
 fi
 
-[ "${#tested[@]}" -gt 0 ] || { echo "test.sh: no wheel tested (run make wheels)" >&2; exit 1; }
+if [ "${#tested[@]}" -eq 0 ]; then
+    [ "${WHEEL_PYTHONS:-}" = ci ] && { echo "test.sh: no CPython besides the default one: nothing to test"; exit 0; }
+    echo "test.sh: no wheel tested (run make wheels)" >&2
+    exit 1
+fi
 step "tested: ${tested[*]}"
