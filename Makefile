@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP_TOOLS := maturin pytest hypothesis numpy ruff mypy
 
-.PHONY: all venv develop demo fmt fmt-check lint test-rust test-python stubtest test-windows test bench bench-rust bench-calls wheel-tools wheels test-wheels ci-wheels
+.PHONY: all venv develop demo fmt fmt-check lint test-rust test-python stubtest test-windows test bench bench-rust bench-calls wheel-tools wheels test-wheels ci-wheels lint-free-threaded
 
 # Windows: cross-built with mingw, run under Wine (ci/windows/windows-env.sh).
 WIN_TARGET := x86_64-pc-windows-gnu
@@ -47,6 +47,16 @@ lint: $(PY)
 	PYO3_CROSS_PYTHON_VERSION=3.13 cargo clippy --workspace --all-targets --target $(WIN_TARGET) -- -D warnings
 	RUSTFLAGS="-D warnings" cargo check -p mmapfile --target x86_64-apple-darwin
 	$(VENV)/bin/ruff check python tests benches examples ci
+
+# The binding's free-threaded code (Py_GIL_DISABLED), compiled and linted for
+# CPython 3.14t without a 3.14t interpreter: PyO3 takes the interpreter's
+# configuration from a file. Not in `make lint` (another PyO3 build).
+FT_CONFIG := target/pyo3-3.14t.cfg
+lint-free-threaded:
+	mkdir -p target
+	printf 'implementation=CPython\nversion=3.14\nshared=true\nabi3=false\nbuild_flags=Py_GIL_DISABLED\npointer_width=64\nsuppress_build_script_link_lines=true\n' > $(FT_CONFIG)
+	PYO3_CONFIG_FILE=$(abspath $(FT_CONFIG)) CARGO_TARGET_DIR=target/free-threaded \
+		cargo clippy -p mmapfile-python --all-targets -- -D warnings
 
 test-rust:
 	cargo test --workspace --exclude mmapfile-python
