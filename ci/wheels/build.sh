@@ -4,7 +4,8 @@
 #   Linux:   manylinux2014 (glibc 2.17) and musllinux_1_2, x86_64 and aarch64,
 #            cross-linked with zig (PyPI's `ziglang`) so that the wheels only
 #            need the oldest glibc the tag promises; each wheel is checked
-#            with `auditwheel show` (ci/wheels/check.py).
+#            with `auditwheel show` (ci/wheels/check.py). The musllinux
+#            ones get their libc's name fixed first (ci/wheels/fix_musl.py).
 #   Windows: x86_64, cross-built with mingw (as `make test-windows` does),
 #            for the Python of the Wine environment, if it is set up.
 #   sdist:   with the LICENSE.
@@ -66,6 +67,11 @@ for target in "${LINUX_TARGETS[@]}"; do
             -i "$interp" -o "$DIST" --quiet
     done
 done
+
+if compgen -G "$DIST/*musllinux*.whl" >/dev/null; then
+    step "musllinux wheels: name musl's libc as musl systems do (fix_musl.py)"
+    python3 "$HERE/fix_musl.py" "$DIST"/*musllinux*.whl
+fi
 
 if [ "${WHEEL_WINDOWS:-1}" = 1 ]; then
     WINENV_CACHE=${WINENV_CACHE:-$HOME/.cache/mmapfile-winenv}
