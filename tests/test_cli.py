@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import mmapfile
 import pytest
+from _other_user import CLI_AS_NOBODY, as_nobody, python_command
 from conftest import IS_ROOT, linux_only, shm_path
 
 pytestmark = linux_only
@@ -19,12 +19,17 @@ pytestmark = linux_only
 # gc removes every dead block of the calling user. Tests run as root on
 # machines where other root processes may own dead blocks on purpose, so the
 # gc test works as `nobody` when it can.
-AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if IS_ROOT else []
+AS_NOBODY = IS_ROOT
 
 
-def cli(*args: str, user: list[str] | None = None) -> subprocess.CompletedProcess:
+def cli(*args: str, as_other_user: bool = False) -> subprocess.CompletedProcess:
+    command = (
+        as_nobody(CLI_AS_NOBODY[0], *args, preload=CLI_AS_NOBODY[1])
+        if as_other_user
+        else [sys.executable, "-m", "mmapfile", *args]
+    )
     return subprocess.run(
-        [*(user or []), sys.executable, "-m", "mmapfile", *args],
+        command,
         capture_output=True,
         text=True,
         timeout=60,
@@ -132,7 +137,7 @@ def test_rm_of_a_missing_block_fails_with_exit_code_1(block_name):
     assert "No such file" in result.stderr
 
 
-def _start_holder(name: str, user: list[str]) -> subprocess.Popen:
+def _start_holder(name: str, as_other_user: bool) -> subprocess.Popen:
     code = """
         import sys, mmapfile
         m = mmapfile.mmapfile(None, sys.argv[1], 4096)
@@ -141,7 +146,7 @@ def _start_holder(name: str, user: list[str]) -> subprocess.Popen:
         m.close()
     """
     child = subprocess.Popen(
-        [*user, sys.executable, "-c", textwrap.dedent(code), name],
+        python_command(code, name, as_other_user=as_other_user),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -158,7 +163,7 @@ def test_gc_removes_dead_blocks_only(block_name):
     killed.wait(30)
     holder = _start_holder(live, AS_NOBODY)
     try:
-        result = cli("gc", user=AS_NOBODY)
+        result = cli("gc", as_other_user=AS_NOBODY)
         assert result.returncode == 0, result.stderr
         assert f"removed {dead}" in result.stdout.splitlines()
         assert live not in result.stdout

@@ -17,8 +17,17 @@ pytestmark = pytest.mark.skipif(
 CYCLES = int(os.environ.get("MMAPFILE_LEAK_CYCLES", "3000"))
 
 COUNTERS = """
-import gc, glob, json, os, tempfile, mmapfile
+import gc, json, os, re, tempfile, mmapfile
 page = mmapfile.PAGESIZE
+
+def own_blocks():
+    # Only the names this process uses (below, each with its pid): other
+    # processes on the machine make and remove blocks meanwhile.
+    pid = os.getpid()
+    own = re.compile(
+        f"mmapfile[.](leak|fail|absent)-{pid}(-[0-9]+)?|mmapfile-anon[.]{pid}[.][0-9]+"
+    )
+    return [e for e in os.listdir("/dev/shm") if own.fullmatch(e)]
 
 def counts():
     gc.collect()
@@ -27,9 +36,7 @@ def counts():
     return {
         "fds": len(os.listdir("/proc/self/fd")),
         "maps": maps,
-        # Only the names this child uses (each holds its pid): other
-        # processes on the machine create and remove blocks meanwhile.
-        "shm": len(glob.glob(f"/dev/shm/mmapfile.*-{os.getpid()}*")),
+        "shm": len(own_blocks()),
     }
 
 def measure(cycle, n):

@@ -17,20 +17,20 @@ import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
 
 import mmapfile
 import pytest
+from _other_user import python_command
 from conftest import IS_ROOT, LINUX, WINDOWS, linux_only, new_block_name, opened_size, shm_path
 
 PAGE = mmapfile.PAGESIZE
-SETPRIV = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
-def child(code: str, *args: str, user: list[str] | None = None) -> subprocess.Popen:
-    """A Python child running ``code`` with ``args`` in sys.argv[1:]."""
+def child(code: str, *args: str, as_other_user: bool = False) -> subprocess.Popen:
+    """A Python child running ``code`` with ``args`` in sys.argv[1:], as
+    ``nobody`` if ``as_other_user``."""
     return subprocess.Popen(
-        [*(user or []), sys.executable, "-c", textwrap.dedent(code), *args],
+        python_command(code, *args, as_other_user=as_other_user),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -38,8 +38,8 @@ def child(code: str, *args: str, user: list[str] | None = None) -> subprocess.Po
     )
 
 
-def run(code: str, *args: str, user: list[str] | None = None) -> str:
-    proc = child(code, *args, user=user)
+def run(code: str, *args: str, as_other_user: bool = False) -> str:
+    proc = child(code, *args, as_other_user=as_other_user)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     return out.strip()
@@ -356,7 +356,7 @@ def test_another_users_name_and_file_are_checked():
         m1.write(b"hello")
 
         def as_nobody(*args: str) -> list[str]:
-            return run(OPEN_AS_NOBODY, *args, user=SETPRIV).split()
+            return run(OPEN_AS_NOBODY, *args, as_other_user=True).split()
 
         # The owner check refuses another user's name first...
         assert as_nobody(name, "deny", "read") == ["refused", str(errno.EACCES), "shm_open"]

@@ -14,23 +14,23 @@ import signal
 import stat
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import mmapfile
 import pytest
+from _other_user import python_command
 from conftest import IS_ROOT, linux_only, shm_path
 
 pytestmark = linux_only
 
 HERE = Path(__file__).parent
-SETPRIV = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
-def run_child(code: str, *args: str, user: list[str] | None = None) -> subprocess.Popen:
-    """Starts a Python child running `code` (argv[1:] = args), stdout piped."""
+def run_child(code: str, *args: str, as_other_user: bool = False) -> subprocess.Popen:
+    """Starts a Python child running `code` (argv[1:] = args), stdout piped,
+    as `nobody` if `as_other_user`."""
     return subprocess.Popen(
-        [*(user or []), sys.executable, "-c", textwrap.dedent(code), *args],
+        python_command(code, *args, as_other_user=as_other_user),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -328,10 +328,10 @@ OPEN_AS_OTHER_USER = """
 def test_block_of_another_user_is_refused_unless_allowed(block_name):
     m = mmapfile.mmapfile(None, block_name, 4096, mode=0o666)
     m.write(b"owned")
-    refused = run_child(OPEN_AS_OTHER_USER, block_name, "deny", user=SETPRIV)
+    refused = run_child(OPEN_AS_OTHER_USER, block_name, "deny", as_other_user=True)
     out, err = refused.communicate(timeout=30)
     assert out.split() == ["refused", str(errno.EACCES), "shm_open"], err
-    allowed = run_child(OPEN_AS_OTHER_USER, block_name, "allow", user=SETPRIV)
+    allowed = run_child(OPEN_AS_OTHER_USER, block_name, "allow", as_other_user=True)
     out, err = allowed.communicate(timeout=30)
     assert out.split() == ["opened", "owned"], err
     assert os.path.exists(shm_path(block_name)), "the other user's close left our hold"
@@ -342,7 +342,7 @@ def test_block_of_another_user_is_refused_unless_allowed(block_name):
 @pytest.mark.skipif(not IS_ROOT, reason="needs root to run a child as nobody")
 def test_private_block_is_refused_to_another_user_by_the_os(block_name):
     m = mmapfile.mmapfile(None, block_name, 4096)  # mode 0600
-    child = run_child(OPEN_AS_OTHER_USER, block_name, "allow", user=SETPRIV)
+    child = run_child(OPEN_AS_OTHER_USER, block_name, "allow", as_other_user=True)
     out, err = child.communicate(timeout=30)
     assert out.split()[:2] == ["refused", str(errno.EACCES)], err
     m.close()

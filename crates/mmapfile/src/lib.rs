@@ -73,3 +73,8 @@ pub fn allocation_granularity() -> usize {
 pub fn advice_values() -> &'static [(&'static str, i32)] {
     os::ADVICE
 }
+
+// The README's example is compiled and run with the doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;
