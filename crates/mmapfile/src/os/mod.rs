@@ -31,8 +31,6 @@
 mod unix;
 #[cfg(unix)]
 pub(crate) use unix::*;
-#[cfg(unix)]
-mod unix_fault;
 
 #[cfg(windows)]
 mod windows;

@@ -6,6 +6,7 @@
 //! `blocks.rs` lists, inspects and removes blocks from outside.
 
 mod blocks;
+mod fault;
 #[cfg_attr(target_os = "linux", path = "lifetime_linux.rs")]
 #[cfg_attr(not(target_os = "linux"), path = "lifetime_other.rs")]
 mod lifetime;
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::access::{Access, CreateMode};
 use crate::error::{Error, Result};
 use crate::name::BlockName;
-use crate::os::unix_fault::Watch;
+use fault::Watch;
 
 /// Prefix of every POSIX shared-memory name this crate creates, so that its
 /// blocks can be told apart from other programs' in `/dev/shm`.
@@ -459,7 +460,7 @@ impl RawView {
     }
 
     /// The lowest address at which a page of the view vanished under an
-    /// access (see `unix_fault`); checked after every access.
+    /// access (see `fault.rs`); checked after every access.
     #[inline(always)]
     pub(crate) fn fault(&self) -> Option<usize> {
         self.watch.fault()

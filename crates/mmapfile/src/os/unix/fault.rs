@@ -47,7 +47,7 @@ use std::mem::MaybeUninit;
 use std::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Once;
 
-use super::unix::page_size;
+use super::page_size;
 
 /// One registered view's entry in the table.
 ///
