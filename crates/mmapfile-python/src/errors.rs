@@ -56,6 +56,17 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
         Error::Index(what) => PyIndexError::new_err(what),
         Error::NotHeld => PyRuntimeError::new_err(err.to_string()),
         Error::Unsupported(what) => PyNotImplementedError::new_err(what),
+        // An OS error whose whole explanation is ours: the errno (and
+        // everything os_error derives from it) with our message as strerror.
+        Error::Storage {
+            op,
+            ref source,
+            message,
+        } => {
+            let err = os_error(py, op, source);
+            let _ = err.value(py).setattr("strerror", message);
+            err
+        }
         // No errno describes this; a plain message keeps str() free of
         // "[Errno None]".
         Error::Truncated(what) => {

@@ -55,6 +55,24 @@ pub enum Error {
     /// pages no longer exist.
     #[error("{0}")]
     Truncated(String),
+    /// The storage behind a mapping cannot hold it: creating a block or
+    /// growing a file was refused because the file system (or the machine's
+    /// memory) has no room for it, or an access touched a page that the
+    /// file system could not allocate (it is full) or read. `source` carries
+    /// the errno (`ENOSPC`, `ENOMEM` or `EIO`); `message` says what was
+    /// asked, what there is, and what to do.
+    #[error("{message}")]
+    Storage {
+        /// The OS call that failed or whose answer refused the request
+        /// (e.g. `"fstatvfs"`, `"fallocate"`); None for a page that went
+        /// missing under an access.
+        op: Option<&'static str>,
+        /// The error code, as the OS would report it.
+        #[source]
+        source: io::Error,
+        /// The whole explanation.
+        message: String,
+    },
 }
 
 impl Error {
@@ -74,7 +92,7 @@ impl Error {
     /// The raw OS error code, if this is an OS error that has one.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::Io { source, .. } => source.raw_os_error(),
+            Error::Io { source, .. } | Error::Storage { source, .. } => source.raw_os_error(),
             _ => None,
         }
     }

@@ -47,7 +47,7 @@ mod mem;
 mod name;
 mod os;
 
-pub use access::{Access, CreateMode};
+pub use access::{Access, CreateMode, Space};
 pub use error::{Error, Result};
 pub use lock::MapLock;
 pub use mapping::{MapFile, MapOptions, Partial, Source};

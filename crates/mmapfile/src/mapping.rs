@@ -10,7 +10,7 @@
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 
-use crate::access::{Access, CreateMode};
+use crate::access::{Access, CreateMode, Space};
 use crate::error::{Error, Result};
 use crate::lock::MapLock;
 use crate::mem::{self, Region};
@@ -52,6 +52,7 @@ pub struct MapOptions {
     create: CreateMode,
     mode: Option<u32>,
     allow_other_owner: bool,
+    space: Space,
 }
 
 impl MapOptions {
@@ -121,6 +122,14 @@ impl MapOptions {
         self
     }
 
+    /// What to do about the storage a new block, or the growth of a file,
+    /// needs (default [`Space::Check`]: refuse what cannot fit now). Also
+    /// applies to [`MapFile::resize`] of this mapping.
+    pub fn space(mut self, space: Space) -> Self {
+        self.space = space;
+        self
+    }
+
     /// Opens the mapping and maps the view. A failed call leaves nothing
     /// behind: no open handle, and no file or block that it created.
     pub fn open(&self) -> Result<MapFile> {
@@ -149,6 +158,7 @@ impl MapOptions {
                     self.access,
                     self.mode.unwrap_or(0o600),
                     self.allow_other_owner,
+                    self.space,
                 )?;
                 (Source::Named(name), backing, created)
             }
@@ -158,7 +168,7 @@ impl MapOptions {
                         "an unnamed mapping needs a MaximumSize greater than 0".into(),
                     ));
                 }
-                let backing = os::Backing::anonymous(self.maximum_size)?;
+                let backing = os::Backing::anonymous(self.maximum_size, self.space)?;
                 (Source::Anonymous, backing, true)
             }
         };
@@ -167,7 +177,14 @@ impl MapOptions {
             Source::Named(_) if !created => 0,
             _ => self.maximum_size,
         };
-        let size = match mapping_size(&mut backing, requested, self.offset, self.len, self.access) {
+        let size = match mapping_size(
+            &mut backing,
+            requested,
+            self.offset,
+            self.len,
+            self.access,
+            self.space,
+        ) {
             Ok(size) => size,
             Err(err) => return Err(abandon(backing, created, err)),
         };
@@ -183,6 +200,7 @@ impl MapOptions {
             name: self.name.clone(),
             created,
             exports: 0,
+            space: self.space,
         })
     }
 }
@@ -207,6 +225,7 @@ fn mapping_size(
     offset: u64,
     len: u64,
     access: Access,
+    space: Space,
 ) -> Result<u64> {
     // File sizes and offsets are signed 64-bit on every OS we support.
     if requested > i64::MAX as u64 {
@@ -229,7 +248,7 @@ fn mapping_size(
                  which this access mode cannot grow"
             )));
         }
-        backing.grow(requested)?;
+        backing.grow(requested, space)?;
     }
     Ok(size)
 }
@@ -255,8 +274,11 @@ fn check_window(size: u64, offset: u64, len: u64) -> Result<u64> {
 /// An open backing object with its mapped view.
 #[derive(Debug)]
 struct Live {
-    backing: os::Backing,
+    // The view comes first so that it is unmapped before the backing object
+    // is closed (fields drop in order): the view asks the backing object's
+    // descriptor why a page vanished, as long as it is mapped.
     view: os::RawView,
+    backing: os::Backing,
     /// Bytes between the aligned start of `view` and the requested offset.
     delta: usize,
     /// Length of the part of the view the user asked for.
@@ -318,7 +340,7 @@ impl Live {
         // object shrank) and was replaced: every access fails until
         // `resize` maps a new view.
         if let Some(addr) = self.view.fault() {
-            return Err(mem::truncated(region.ptr, addr));
+            return Err(mem::vanished(&self.view, region.ptr, addr));
         }
         Ok(region)
     }
@@ -368,6 +390,8 @@ pub struct MapFile {
     name: Option<String>,
     created: bool,
     exports: usize,
+    /// The storage policy of the open, for `resize`.
+    space: Space,
 }
 
 /// Resolves a CPython-style slice bound: negative counts from the end, and
@@ -819,7 +843,14 @@ impl MapFile {
             return Err(Error::Exported("resize"));
         }
         let live = self.live.as_mut().ok_or_else(|| Error::Closed)?;
-        let size = mapping_size(&mut live.backing, maximum_size, offset, len, self.access)?;
+        let size = mapping_size(
+            &mut live.backing,
+            maximum_size,
+            offset,
+            len,
+            self.access,
+            self.space,
+        )?;
         let (view, delta, len) = Live::window(&live.backing, size, offset, len, self.access)?;
         let old = std::mem::replace(&mut live.view, view);
         live.delta = delta;

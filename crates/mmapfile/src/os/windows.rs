@@ -32,8 +32,9 @@ use windows_sys::Win32::System::Threading::{
     CreateMutexW, ReleaseMutex, WaitForSingleObject, INFINITE,
 };
 
-use crate::access::{Access, CreateMode};
+use crate::access::{Access, CreateMode, Space};
 use crate::error::{Error, Result};
+use crate::mem::Vanished;
 use crate::name::BlockName;
 
 /// Longest name in bytes after a `Local\` or `Global\` prefix (kernel object
@@ -279,6 +280,9 @@ impl Backing {
         access: Access,
         _mode: u32,
         _allow_other_owner: bool,
+        // Windows commits a pagefile-backed section when it creates it, so
+        // every policy behaves as `Space::Reserve` already.
+        _space: Space,
     ) -> Result<(Backing, bool)> {
         let wname = wide(OsStr::new(name.as_str()));
         let writable = access.writes_backing();
@@ -330,7 +334,7 @@ impl Backing {
     }
 
     /// Creates an unnamed block of `size` bytes.
-    pub(crate) fn anonymous(size: u64) -> Result<Backing> {
+    pub(crate) fn anonymous(size: u64, _space: Space) -> Result<Backing> {
         let (section, _) = create_section(None, size)?;
         Ok(Backing {
             kind: Kind::Section {
@@ -360,7 +364,9 @@ impl Backing {
     /// file grows through a section of the new size, which Windows fills
     /// with zeros; an unnamed block is replaced by a larger copy; a named
     /// block cannot grow (other processes hold the section as it is).
-    pub(crate) fn grow(&mut self, len: u64) -> Result<()> {
+    /// NTFS allocates the grown part when the section is created, whatever
+    /// `_space` says (a file marked sparse is the exception, as on Windows).
+    pub(crate) fn grow(&mut self, len: u64, _space: Space) -> Result<()> {
         if self.len()? >= len {
             return Ok(());
         }
@@ -587,6 +593,12 @@ impl RawView {
     #[inline(always)]
     pub(crate) fn fault(&self) -> Option<usize> {
         None
+    }
+
+    /// Never called: [`RawView::fault`] never reports a page.
+    #[cold]
+    pub(crate) fn vanished(&self, _addr: usize) -> Vanished {
+        Vanished::Shrank
     }
 
     /// Never reached with a valid advice value (there are none on Windows).

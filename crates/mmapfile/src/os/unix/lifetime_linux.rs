@@ -23,8 +23,11 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use std::os::fd::AsFd;
+
+use super::space::{make_room, Purpose};
 use super::{fchmod, fstat, ftruncate, shm_open, shm_unlink, SHM_DIR};
-use crate::access::CreateMode;
+use crate::access::{CreateMode, Space};
 use crate::error::{Error, Result};
 
 /// The byte whose lock marks a holder. Byte 1 and up are free for
@@ -120,8 +123,10 @@ fn shm_path(shm: &CString) -> Result<CString> {
 static EMPTY_PATH_REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// Creates a block of `size` bytes with permission bits `mode`, holding it,
-/// and only then gives it its name. `Ok(None)`: the name is taken.
-fn publish(shm: &CString, size: u64, mode: u32) -> Result<Option<OwnedFd>> {
+/// and only then gives it its name. `Ok(None)`: the name is taken. A block
+/// that `space` finds no room for is refused before it has a name, so a
+/// refusal leaves nothing behind.
+fn publish(shm: &CString, size: u64, mode: u32, space: Space) -> Result<Option<OwnedFd>> {
     let dir = CString::new(SHM_DIR).map_err(|_| errno("open", libc::EINVAL))?;
     // SAFETY: `dir` is a NUL-terminated string that outlives the call.
     let raw = unsafe {
@@ -136,6 +141,7 @@ fn publish(shm: &CString, size: u64, mode: u32) -> Result<Option<OwnedFd>> {
     }
     // SAFETY: open returned a fresh descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    make_room(fd.as_fd(), 0, size, Purpose::NamedBlock, space)?;
     ftruncate(&fd, size)?;
     // Explicitly, so that the umask does not change what the caller asked for.
     fchmod(&fd, mode)?;
@@ -252,11 +258,12 @@ pub(crate) fn open(
     writable: bool,
     mode: u32,
     allow_other_owner: bool,
+    space: Space,
 ) -> Result<(OwnedFd, bool, bool)> {
     let may_create = size > 0 && create != CreateMode::OpenOnly;
     loop {
         if create == CreateMode::CreateOnly {
-            if let Some(fd) = publish(shm, size, mode)? {
+            if let Some(fd) = publish(shm, size, mode, space)? {
                 return Ok((fd, true, true));
             }
         }
@@ -271,7 +278,7 @@ pub(crate) fn open(
         let (fd, lockable) = match opened {
             Ok(found) => found,
             Err(e) if e.kind() == io::ErrorKind::NotFound && may_create => {
-                match publish(shm, size, mode)? {
+                match publish(shm, size, mode, space)? {
                     Some(fd) => return Ok((fd, true, true)),
                     None => continue,
                 }

@@ -11,8 +11,11 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::OwnedFd;
 
+use std::os::fd::AsFd;
+
+use super::space::{make_room, Purpose};
 use super::{fchmod, fstat, ftruncate, shm_open, shm_unlink};
-use crate::access::CreateMode;
+use crate::access::{CreateMode, Space};
 use crate::error::{Error, Result};
 
 /// Whether this platform runs the lifetime protocol (not here).
@@ -31,13 +34,16 @@ pub(crate) fn open(
     writable: bool,
     mode: u32,
     allow_other_owner: bool,
+    space: Space,
 ) -> Result<(OwnedFd, bool, bool)> {
     let may_create = size > 0 && create != CreateMode::OpenOnly;
     loop {
         if may_create {
             match shm_open(shm, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 0o600) {
                 Ok(fd) => {
-                    let sized = ftruncate(&fd, size).and_then(|()| fchmod(&fd, mode));
+                    let sized = make_room(fd.as_fd(), 0, size, Purpose::NamedBlock, space)
+                        .and_then(|()| ftruncate(&fd, size))
+                        .and_then(|()| fchmod(&fd, mode));
                     if let Err(e) = sized {
                         let _ = shm_unlink(shm);
                         return Err(e);
