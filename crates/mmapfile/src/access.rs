@@ -55,7 +55,7 @@ pub enum Space {
     /// Refuse, at creation, a block or a growth that cannot fit in the space
     /// free now: the file system's free space (for a named block,
     /// `/dev/shm`'s), and for blocks also the machine's memory plus swap.
-    /// One `fstatvfs` (and a `sysinfo` for blocks), whatever the size. The
+    /// One `fstatvfs` whatever the size (memory is asked once a process). The
     /// check cannot see space that others take afterwards; a page that
     /// cannot be found later is reported as
     /// [`Error::Storage`](crate::Error::Storage) by the access that needed

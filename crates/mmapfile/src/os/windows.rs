@@ -587,9 +587,19 @@ impl RawView {
     /// under an access.
     ///
     /// What remains is storage failing under a file view (a network share or
-    /// removable media going away), which Windows raises as
-    /// `EXCEPTION_IN_PAGE_ERROR`; like CPython's `mmap`, this crate does not
-    /// catch that.
+    /// removable media going away, a full disk under a sparse file), which
+    /// Windows raises as `EXCEPTION_IN_PAGE_ERROR`; like CPython's `mmap`,
+    /// this crate does not catch that. A vectored exception handler would
+    /// see it, with the cause (`ExceptionInformation[2]`, e.g.
+    /// `STATUS_DISK_FULL`), but cannot recover the way the POSIX guard does:
+    /// part of a view cannot be unmapped, so replacing its missing pages
+    /// means unmapping the whole view and putting fresh memory at the same
+    /// addresses. Between the two, another thread may be given that address
+    /// range (and the re-run instruction would write into its memory), or,
+    /// with placeholders (`UnmapViewOfFile2` + `VirtualAlloc2`, Windows 10
+    /// 1803 and later) keeping the range, a thread touching the still-valid
+    /// part of the view faults on the placeholder and needs handling too.
+    /// Not attempted without a real Windows machine to test it on.
     #[inline(always)]
     pub(crate) fn fault(&self) -> Option<usize> {
         None

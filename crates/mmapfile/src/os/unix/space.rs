@@ -10,6 +10,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::SHM_DIR;
 use crate::access::Space;
@@ -55,7 +56,8 @@ pub(crate) fn make_room(
     }
 }
 
-/// Refuses `need` more bytes (growing to `to`) if they cannot fit now.
+/// Refuses `need` more bytes (growing to `to`) if they cannot fit now:
+/// one `fstatvfs`.
 fn check(fd: BorrowedFd<'_>, need: u64, to: u64, purpose: Purpose) -> Result<()> {
     check_memory(need, purpose)?;
     let free = free_space(fd)?;
@@ -114,7 +116,7 @@ fn check_memory(need: u64, purpose: Purpose) -> Result<()> {
     if !purpose.is_block() {
         return Ok(());
     }
-    let Some(memory) = memory_and_swap() else {
+    let Some(memory) = memory_and_swap_cached() else {
         return Ok(());
     };
     if need <= memory {
@@ -130,6 +132,21 @@ fn check_memory(need: u64, purpose: Purpose) -> Result<()> {
             amount(memory)
         ),
     })
+}
+
+/// [`memory_and_swap`], asked once per process: a system call costs as much
+/// as a tenth of creating a named block, and memory rarely changes (swap
+/// added later is not seen).
+fn memory_and_swap_cached() -> Option<u64> {
+    static MEMORY: AtomicU64 = AtomicU64::new(0);
+    match MEMORY.load(Ordering::Relaxed) {
+        0 => {
+            let memory = memory_and_swap()?;
+            MEMORY.store(memory, Ordering::Relaxed);
+            Some(memory)
+        }
+        memory => Some(memory),
+    }
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
