@@ -58,13 +58,9 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
         Error::Unsupported(what) => PyNotImplementedError::new_err(what),
         // An OS error whose whole explanation is ours: the errno (and
         // everything os_error derives from it) with our message as strerror.
-        Error::Storage {
-            op,
-            ref source,
-            message,
-        } => {
-            let err = os_error(py, op, source);
-            let _ = err.value(py).setattr("strerror", message);
+        Error::Storage(storage) => {
+            let err = os_error(py, storage.op, &storage.source);
+            let _ = err.value(py).setattr("strerror", storage.message);
             err
         }
         // No errno describes this; a plain message keeps str() free of

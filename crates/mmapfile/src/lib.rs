@@ -48,7 +48,7 @@ mod name;
 mod os;
 
 pub use access::{Access, CreateMode, Space};
-pub use error::{Error, Result};
+pub use error::{Error, Result, StorageError};
 pub use lock::MapLock;
 pub use mapping::{MapFile, MapOptions, Partial, Source};
 pub use name::BlockName;

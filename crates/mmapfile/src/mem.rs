@@ -426,11 +426,11 @@ pub(crate) fn vanished(view: &os::RawView, start: *const u8, addr: usize) -> Err
             ),
         ),
     };
-    Error::Storage {
-        op: None,
-        source: std::io::Error::from_raw_os_error(code),
-        message: format!("{what} {AFTER}; once the cause is gone, resize() maps the view anew"),
-    }
+    Error::storage(
+        None,
+        code,
+        format!("{what} {AFTER}; once the cause is gone, resize() maps the view anew"),
+    )
 }
 
 /// Which match a search wants: the first or the last.

@@ -8,7 +8,6 @@
 //! `SIGBUS`. Windows fails at creation instead; these functions make POSIX
 //! do the same, as far as the chosen policy goes.
 
-use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -122,16 +121,16 @@ fn check_memory(need: u64, purpose: Purpose) -> Result<()> {
     if need <= memory {
         return Ok(());
     }
-    Err(Error::Storage {
-        op: Some("sysinfo"),
-        source: io::Error::from_raw_os_error(libc::ENOMEM),
-        message: format!(
+    Err(Error::storage(
+        Some("sysinfo"),
+        libc::ENOMEM,
+        format!(
             "a block of {} cannot be backed: it is larger than this machine's memory and \
              swap together ({}); ask for a smaller block, or map a file instead",
             amount(need),
             amount(memory)
         ),
-    })
+    ))
 }
 
 /// [`memory_and_swap`], asked once per process: a system call costs as much
@@ -183,7 +182,7 @@ fn reserve(fd: BorrowedFd<'_>, from: u64, to: u64, purpose: Purpose) -> Result<(
     ) else {
         return Err(Error::io(
             "fallocate",
-            io::Error::from_raw_os_error(libc::EFBIG),
+            std::io::Error::from_raw_os_error(libc::EFBIG),
         ));
     };
     loop {
@@ -192,7 +191,7 @@ fn reserve(fd: BorrowedFd<'_>, from: u64, to: u64, purpose: Purpose) -> Result<(
         if unsafe { libc::fallocate(fd.as_raw_fd(), 0, offset, len) } == 0 {
             return Ok(());
         }
-        let err = io::Error::last_os_error();
+        let err = std::io::Error::last_os_error();
         match err.raw_os_error() {
             Some(libc::EINTR) => continue,
             // This file system cannot allocate ahead: check instead.
@@ -215,12 +214,12 @@ fn reserve(fd: BorrowedFd<'_>, from: u64, to: u64, purpose: Purpose) -> Result<(
 
 /// Gives a failed reservation back: the object is `len` bytes long again.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn truncate_to(fd: BorrowedFd<'_>, len: libc::off_t) -> io::Result<()> {
+fn truncate_to(fd: BorrowedFd<'_>, len: libc::off_t) -> std::io::Result<()> {
     // SAFETY: `fd` is open.
     if unsafe { libc::ftruncate(fd.as_raw_fd(), len) } == 0 {
         Ok(())
     } else {
-        Err(io::Error::last_os_error())
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -266,11 +265,7 @@ fn no_room(
             amount(need)
         ),
     };
-    Error::Storage {
-        op: Some(op),
-        source: io::Error::from_raw_os_error(code),
-        message,
-    }
+    Error::storage(Some(op), code, message)
 }
 
 /// `bytes` for a person: "64.0 MiB (67108864 bytes)".
