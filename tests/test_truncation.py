@@ -140,14 +140,8 @@ os.unlink(path)
     )
 
 
-def test_fault_that_is_not_ours_still_kills_with_sigbus():
-    # CPython's own mmap is not guarded: once our handler is installed, its
-    # fault must reach the default action and kill the process as before.
-    proc = run_child(
-        SETUP
-        + """
-import mmap
-expect_truncated(lambda: m.read())  # our handler is installed and has worked
+# A fault in a view of CPython's mmap, which no guard covers.
+CPYTHON_MMAP_FAULT = """
 f = open(path, "r+b")
 f.truncate(4 * page)
 cp = mmap.mmap(f.fileno(), 4 * page)
@@ -156,6 +150,18 @@ print("before", flush=True)
 cp[3 * page]
 print("survived")
 """
+
+
+def test_fault_that_is_not_ours_still_kills_with_sigbus():
+    # CPython's own mmap is not guarded: once our handler is installed, its
+    # fault must reach the default action and kill the process as before.
+    proc = run_child(
+        SETUP
+        + """
+import mmap
+expect_truncated(lambda: m.read())  # our handler is installed and has worked
+"""
+        + CPYTHON_MMAP_FAULT
     )
     assert proc.returncode == -signal.SIGBUS, describe(proc)
     assert "before" in proc.stdout and "survived" not in proc.stdout
@@ -181,10 +187,15 @@ cp[3 * page]
     assert "Fatal Python error: Bus error" in proc.stderr, describe(proc)
 
 
-def test_fault_in_a_thread_with_the_gil_released_is_caught():
-    # Large reads run with the GIL released, in the calling thread.
+@pytest.mark.parametrize("faulthandler", [False, True])
+def test_fault_in_a_thread_with_the_gil_released_is_caught(faulthandler):
+    # Large reads run with the GIL released, in the calling thread. pytest
+    # itself enables faulthandler: a child that does the same before mapping
+    # (ours then sits on top of it) must recover in any thread as well.
+    prelude = "import faulthandler; faulthandler.enable()\n" if faulthandler else ""
     assert_child_ok(
-        """
+        prelude
+        + """
 import os, tempfile, threading, mmapfile
 size = 64 * mmapfile.PAGESIZE
 fd, path = tempfile.mkstemp()
@@ -204,3 +215,59 @@ assert len(errors) == 1 and "offset 0 " in errors[0], errors
 os.unlink(path)
 """
     )
+
+
+def test_guard_holds_when_faulthandler_is_enabled_after_the_first_mapping():
+    # faulthandler installs its handler on top of ours; on a fault it dumps,
+    # puts ours back and re-raises with raise(). Ours must take that for the
+    # fault it is, and the access must raise instead of the process dying.
+    proc = run_child(
+        SETUP
+        + """
+import faulthandler
+faulthandler.enable()
+first = expect_truncated(lambda: (m.seek(3 * page), m.read(10)))
+assert expect_truncated(lambda: m.read(10)) == first
+m.resize(0)
+m.seek(0)
+assert m.read() == b"x" * (page // 2)
+m.close()
+os.unlink(path)
+print("alive")
+"""
+    )
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout.rstrip().endswith("alive")
+
+
+def test_fault_that_is_not_ours_still_kills_when_faulthandler_came_after_ours():
+    # The re-raise is passed over once; the fault then comes back to our
+    # handler, which is not its owner and lets it kill the process.
+    proc = run_child(
+        SETUP
+        + """
+import faulthandler, mmap
+faulthandler.enable()
+"""
+        + CPYTHON_MMAP_FAULT
+    )
+    assert proc.returncode == -signal.SIGBUS, describe(proc)
+    assert "before" in proc.stdout and "survived" not in proc.stdout
+    assert "Fatal Python error: Bus error" in proc.stderr, describe(proc)
+
+
+def test_sigbus_sent_to_itself_still_kills():
+    # A signal the process sends itself from ordinary code is not a re-raise
+    # of a fault: it goes to the default action as before.
+    proc = run_child(
+        SETUP
+        + """
+import signal
+expect_truncated(lambda: m.read())  # our handler is installed
+print("before", flush=True)
+signal.raise_signal(signal.SIGBUS)
+print("survived")
+"""
+    )
+    assert proc.returncode == -signal.SIGBUS, describe(proc)
+    assert "before" in proc.stdout and "survived" not in proc.stdout

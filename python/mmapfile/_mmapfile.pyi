@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from typing_extensions import Buffer, Self, final
 
@@ -243,6 +243,18 @@ class mmapfile:
     - ``allow_other_owner``: open a named mapping whose name belongs to
       another user (refused by default, so that a name planted by someone
       else is not trusted).
+    - ``space``: what creating a block, or growing a file (here or in
+      ``resize``), does about the storage it needs. ``"check"`` (the
+      default) refuses, with ``mmapfile.error`` and ``errno`` ``ENOSPC``,
+      what does not fit in the free space now (``/dev/shm`` for named
+      blocks), and blocks larger than memory plus swap (``ENOMEM``).
+      ``"reserve"`` allocates the storage at once (``fallocate``), so no
+      later write can find it missing: cheap for a file on ext4 or xfs, but
+      a block is then in memory from the start. ``"sparse"`` does neither,
+      for sparse files larger than the free space. Windows allocates at
+      creation whatever this says. A page that still cannot be allocated
+      when it is written raises ``mmapfile.error`` with ``ENOSPC`` ("no
+      space") instead of killing the process.
 
     The object also behaves like CPython's :class:`mmap.mmap`: it is a context
     manager, a mutable sequence of bytes (``len``, indexing, slicing, item and
@@ -274,6 +286,7 @@ class mmapfile:
         create: bool | None = None,
         mode: int | None = None,
         allow_other_owner: bool = False,
+        space: Literal["check", "reserve", "sparse"] = "check",
     ) -> Self:
         """Open the file or block and map the view (see the class docstring).
         A failed call leaves nothing behind: no open handle, and no file or

@@ -107,6 +107,12 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
         Error::Index(what) => PyIndexError::new_err(what),
         Error::NotHeld => PyRuntimeError::new_err(err.to_string()),
         Error::Unsupported(what) => PyNotImplementedError::new_err(what),
+        // An OS error whose whole explanation is ours: the errno (and
+        // everything os_error derives from it) with our message as strerror.
+        Error::Storage(storage) => {
+            let code = storage.source.raw_os_error();
+            os_error(py, storage.op, code, storage.message)
+        }
         // No errno describes this; a plain message keeps str() free of
         // "[Errno None]".
         Error::Truncated(what) => {

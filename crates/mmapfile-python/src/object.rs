@@ -8,7 +8,7 @@ use std::ffi::c_int;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mmapfile::{Access, CreateMode, MapFile, MapLock, MapOptions, Partial, Source};
+use mmapfile::{Access, CreateMode, MapFile, MapLock, MapOptions, Partial, Source, Space};
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyIndexError, PyOverflowError, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -84,6 +84,17 @@ fn access_from_int(access: i64) -> PyResult<Access> {
         _ => Err(PyValueError::new_err(
             "access must be ACCESS_DEFAULT, ACCESS_READ, ACCESS_WRITE or ACCESS_COPY",
         )),
+    }
+}
+
+fn space_from_str(space: &str) -> PyResult<Space> {
+    match space {
+        "check" => Ok(Space::Check),
+        "reserve" => Ok(Space::Reserve),
+        "sparse" => Ok(Space::Sparse),
+        _ => Err(PyValueError::new_err(format!(
+            "space must be 'check', 'reserve' or 'sparse', not {space:?}"
+        ))),
     }
 }
 
@@ -301,7 +312,7 @@ impl PyMapFile {
     #[new]
     #[pyo3(signature = (
         File, Name, MaximumSize = 0, FileOffset = 0, NumberOfBytesToMap = 0,
-        *, access = 0, create = None, mode = None, allow_other_owner = false
+        *, access = 0, create = None, mode = None, allow_other_owner = false, space = "check"
     ))]
     #[allow(non_snake_case, clippy::too_many_arguments)]
     fn new(
@@ -315,6 +326,7 @@ impl PyMapFile {
         create: Option<bool>,
         mode: Option<u32>,
         allow_other_owner: bool,
+        space: &str,
     ) -> PyResult<Self> {
         let mut opts = MapOptions::new()
             .maximum_size(MaximumSize)
@@ -326,7 +338,8 @@ impl PyMapFile {
                 Some(true) => CreateMode::CreateOnly,
                 Some(false) => CreateMode::OpenOnly,
             })
-            .allow_other_owner(allow_other_owner);
+            .allow_other_owner(allow_other_owner)
+            .space(space_from_str(space)?);
         if let Some(mode) = mode {
             opts = opts.mode(mode);
         }

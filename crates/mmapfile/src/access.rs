@@ -39,3 +39,38 @@ pub enum CreateMode {
     /// Open an existing block; fail if there is none.
     OpenOnly,
 }
+
+/// What opening a mapping does about the storage that a new block, or the
+/// part by which a file grows, will need.
+///
+/// POSIX sizes files and shared memory with `ftruncate`, which allocates
+/// nothing: the storage is found page by page when the pages are first
+/// written, and a page that cannot be found (the file system or `/dev/shm`
+/// is full) kills the writer with `SIGBUS`. Windows commits a block's memory
+/// and allocates a grown file when the mapping is created, and fails there
+/// instead. These policies choose how close to Windows a POSIX system comes;
+/// on Windows all three behave as Windows does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Space {
+    /// Refuse, at creation, a block or a growth that cannot fit in the space
+    /// free now: the file system's free space (for a named block,
+    /// `/dev/shm`'s), and for blocks also the machine's memory plus swap.
+    /// One `fstatvfs` whatever the size (memory is asked once a process). The
+    /// check cannot see space that others take afterwards; a page that
+    /// cannot be found later is reported as
+    /// [`Error::Storage`](crate::Error::Storage) by the access that needed
+    /// it. The default.
+    #[default]
+    Check,
+    /// Allocate the storage at creation (`fallocate`), so that no later
+    /// access can find the space missing. Cheap for a file on a disk file
+    /// system (ext4, xfs: a few milliseconds per GiB), but for a block, or a
+    /// file on tmpfs, every page is allocated and zeroed at once: memory is
+    /// used from the start and creation takes time in proportion to the
+    /// size. Where the file system cannot allocate ahead (no `fallocate`),
+    /// falls back to [`Space::Check`].
+    Reserve,
+    /// Neither check nor allocate: POSIX's plain `ftruncate`. For files and
+    /// blocks meant to be sparse, larger than the space there is.
+    Sparse,
+}

@@ -73,6 +73,14 @@ pub enum Error {
         /// file, `ESTALE` for a replaced one).
         code: i32,
     },
+    /// The storage behind a mapping cannot hold it: creating a block or
+    /// growing a file was refused because the file system (or the machine's
+    /// memory) has no room for it, or an access touched a page that the
+    /// file system could not allocate (it is full) or read. Boxed, so that
+    /// every `Result` of the crate stays as small as it was: the per-call
+    /// paths move them around.
+    #[error(transparent)]
+    Storage(Box<StorageError>),
 }
 
 impl Error {
@@ -93,8 +101,36 @@ impl Error {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Io { source, .. } => source.raw_os_error(),
+            Error::Storage(storage) => storage.source.raw_os_error(),
             _ => None,
         }
+    }
+}
+
+/// The details of [`Error::Storage`].
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StorageError {
+    /// The OS call that failed or whose answer refused the request (e.g.
+    /// `"fstatvfs"`, `"fallocate"`); None for a page that went missing under
+    /// an access.
+    pub op: Option<&'static str>,
+    /// The error code, as the OS would report it (`ENOSPC`, `ENOMEM` or
+    /// `EIO`).
+    #[source]
+    pub source: io::Error,
+    /// The whole explanation: what was asked, what there is, what to do.
+    pub message: String,
+}
+
+impl Error {
+    /// An [`Error::Storage`].
+    pub(crate) fn storage(op: Option<&'static str>, code: i32, message: String) -> Self {
+        Error::Storage(Box::new(StorageError {
+            op,
+            source: io::Error::from_raw_os_error(code),
+            message,
+        }))
     }
 }
 

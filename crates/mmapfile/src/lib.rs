@@ -48,8 +48,8 @@ mod mem;
 mod name;
 mod os;
 
-pub use access::{Access, CreateMode};
-pub use error::{Error, Result};
+pub use access::{Access, CreateMode, Space};
+pub use error::{Error, Result, StorageError};
 pub use huge_pages::{advise_copy_destination, HUGE_PAGES_ENV, HUGE_PAGE_COPY_MIN};
 pub use lock::MapLock;
 pub use mapping::{MapFile, MapOptions, Partial, Source};

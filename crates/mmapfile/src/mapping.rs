@@ -10,7 +10,7 @@
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 
-use crate::access::{Access, CreateMode};
+use crate::access::{Access, CreateMode, Space};
 use crate::error::{Error, Result};
 use crate::lock::MapLock;
 use crate::mem::{self, Region};
@@ -61,6 +61,7 @@ pub struct MapOptions {
     create: CreateMode,
     mode: Option<u32>,
     allow_other_owner: bool,
+    space: Space,
 }
 
 impl MapOptions {
@@ -135,6 +136,14 @@ impl MapOptions {
         self
     }
 
+    /// What to do about the storage a new block, or the growth of a file,
+    /// needs (default [`Space::Check`]: refuse what cannot fit now). Also
+    /// applies to [`MapFile::resize`] of this mapping.
+    pub fn space(mut self, space: Space) -> Self {
+        self.space = space;
+        self
+    }
+
     /// Opens the mapping and maps the view. A failed call leaves nothing
     /// behind: no open handle, and no file or block that it created.
     pub fn open(&self) -> Result<MapFile> {
@@ -164,6 +173,7 @@ impl MapOptions {
                     self.offset,
                     self.len,
                     self.access,
+                    self.space,
                 ) {
                     Ok(size) => (Source::File(path.clone()), backing, created, size),
                     Err(err) => return Err(abandon(backing, created, err)),
@@ -178,6 +188,7 @@ impl MapOptions {
                     self.access,
                     self.permission_bits(),
                     self.allow_other_owner,
+                    self.space,
                 )?;
                 // An existing mapping keeps its size: MaximumSize only sizes a new one.
                 let requested = if created { self.maximum_size } else { 0 };
@@ -185,7 +196,14 @@ impl MapOptions {
                     Some(path) => Source::NamedFile { name, path },
                     None => Source::Named(name),
                 };
-                match mapping_size(&mut backing, requested, self.offset, self.len, self.access) {
+                match mapping_size(
+                    &mut backing,
+                    requested,
+                    self.offset,
+                    self.len,
+                    self.access,
+                    self.space,
+                ) {
                     Ok(size) => (source, backing, created, size),
                     Err(err) => return Err(abandon(backing, created, err)),
                 }
@@ -196,13 +214,14 @@ impl MapOptions {
                         "an unnamed mapping needs a MaximumSize greater than 0".into(),
                     ));
                 }
-                let mut backing = os::Backing::anonymous(self.maximum_size)?;
+                let mut backing = os::Backing::anonymous(self.maximum_size, self.space)?;
                 let size = mapping_size(
                     &mut backing,
                     self.maximum_size,
                     self.offset,
                     self.len,
                     self.access,
+                    self.space,
                 )?;
                 (Source::Anonymous, backing, true, size)
             }
@@ -219,6 +238,7 @@ impl MapOptions {
             name: self.name.clone().filter(|n| !n.is_empty()),
             created,
             exports: 0,
+            space: self.space,
         })
     }
 }
@@ -248,14 +268,20 @@ impl MapOptions {
                     self.access,
                     mode,
                     self.allow_other_owner,
+                    self.space,
                 ) {
                     Ok((mut backing, _)) => {
-                        let size =
-                            match mapping_size(&mut backing, 0, self.offset, self.len, self.access)
-                            {
-                                Ok(size) => size,
-                                Err(err) => return Err(abandon(backing, false, err)),
-                            };
+                        let size = match mapping_size(
+                            &mut backing,
+                            0,
+                            self.offset,
+                            self.len,
+                            self.access,
+                            self.space,
+                        ) {
+                            Ok(size) => size,
+                            Err(err) => return Err(abandon(backing, false, err)),
+                        };
                         let source = match backing.file_path() {
                             Some(path) => Source::NamedFile { name, path },
                             None => Source::Named(name),
@@ -275,6 +301,7 @@ impl MapOptions {
                 self.offset,
                 self.len,
                 self.access,
+                self.space,
             ) {
                 Ok(size) => size,
                 Err(err) => return Err(abandon(backing, file_created, err)),
@@ -327,6 +354,7 @@ fn mapping_size(
     offset: u64,
     len: u64,
     access: Access,
+    space: Space,
 ) -> Result<u64> {
     // File sizes and offsets are signed 64-bit on every OS we support.
     if requested > i64::MAX as u64 {
@@ -349,7 +377,7 @@ fn mapping_size(
                  which this access mode cannot grow"
             )));
         }
-        backing.grow(requested)?;
+        backing.grow(requested, space)?;
     }
     Ok(size)
 }
@@ -375,8 +403,11 @@ fn check_window(size: u64, offset: u64, len: u64) -> Result<u64> {
 /// An open backing object with its mapped view.
 #[derive(Debug)]
 struct Live {
-    backing: os::Backing,
+    // The view comes first so that it is unmapped before the backing object
+    // is closed (fields drop in order): the view asks the backing object's
+    // descriptor why a page vanished, as long as it is mapped.
     view: os::RawView,
+    backing: os::Backing,
     /// Bytes between the aligned start of `view` and the requested offset.
     delta: usize,
     /// Length of the part of the view the user asked for.
@@ -438,7 +469,7 @@ impl Live {
         // object shrank) and was replaced: every access fails until
         // `resize` maps a new view.
         if let Some(addr) = self.view.fault() {
-            return Err(mem::truncated(region.ptr, addr));
+            return Err(mem::vanished(&self.view, region.ptr, addr));
         }
         Ok(region)
     }
@@ -488,6 +519,8 @@ pub struct MapFile {
     name: Option<String>,
     created: bool,
     exports: usize,
+    /// The storage policy of the open, for `resize`.
+    space: Space,
 }
 
 /// Resolves a CPython-style slice bound: negative counts from the end, and
@@ -946,7 +979,14 @@ impl MapFile {
         if !self.access.writes_backing() {
             return Err(Error::NotResizable);
         }
-        let size = mapping_size(&mut live.backing, maximum_size, offset, len, self.access)?;
+        let size = mapping_size(
+            &mut live.backing,
+            maximum_size,
+            offset,
+            len,
+            self.access,
+            self.space,
+        )?;
         let (view, delta, len) = Live::window(&live.backing, size, offset, len, self.access)?;
         let old = std::mem::replace(&mut live.view, view);
         live.delta = delta;

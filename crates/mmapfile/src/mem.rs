@@ -37,7 +37,7 @@ impl Region<'_> {
         let result = access();
         match self.view.fault() {
             None => Ok(result),
-            Some(addr) => Err(truncated(self.ptr, addr)),
+            Some(addr) => Err(vanished(self.view, self.ptr, addr)),
         }
     }
 
@@ -386,16 +386,56 @@ pub(crate) unsafe fn copy_from_view(src: *const u8, dst: &mut [MaybeUninit<u8>])
     unsafe { std::ptr::copy(src, dst.as_mut_ptr().cast(), dst.len()) }
 }
 
+/// Why a page of a view vanished under an access (see
+/// [`os::RawView::vanished`]). The `SIGBUS` is the same for all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Windows views never report a vanished page (see `os::RawView::fault`).
+#[cfg_attr(windows, allow(dead_code))]
+pub(crate) enum Vanished {
+    /// The file or block is now too short for the page.
+    Shrank,
+    /// The file or block is long enough, but its file system had no space
+    /// to allocate the page; `code` is the OS's code for that (`ENOSPC`).
+    NoSpace { code: i32 },
+    /// Long enough, and the file system has space: the page could not be
+    /// read or allocated for another reason; `code` says so (`EIO`).
+    Failed { code: i32 },
+}
+
 /// The error for a view whose pages vanished: `addr` is the lowest missing
 /// address, `start` where the user's part of the view begins.
 #[cold]
 #[inline(never)]
-pub(crate) fn truncated(start: *const u8, addr: usize) -> Error {
+pub(crate) fn vanished(view: &os::RawView, start: *const u8, addr: usize) -> Error {
     let at = addr.saturating_sub(start as usize);
-    Error::Truncated(format!(
-        "the file or block behind the mapping shrank: the bytes at offset {at} of the view no \
-         longer exist (every access fails until resize() or close())"
-    ))
+    const AFTER: &str = "(every access fails until resize() or close())";
+    let (code, what) = match view.vanished(addr) {
+        Vanished::Shrank => {
+            return Error::Truncated(format!(
+                "the file or block behind the mapping shrank: the bytes at offset {at} of the \
+                 view no longer exist {AFTER}"
+            ))
+        }
+        Vanished::NoSpace { code } => (
+            code,
+            format!(
+                "no space left on the file system behind the mapping: the page holding offset \
+                 {at} of the view could not be allocated"
+            ),
+        ),
+        Vanished::Failed { code } => (
+            code,
+            format!(
+                "the storage behind the mapping failed (an I/O error) to provide the page \
+                 holding offset {at} of the view"
+            ),
+        ),
+    };
+    Error::storage(
+        None,
+        code,
+        format!("{what} {AFTER}; once the cause is gone, resize() maps the view anew"),
+    )
 }
 
 /// Which match a search wants: the first or the last.

@@ -5,13 +5,18 @@
 //!
 //! - `Backing`: an open object that can be mapped (a file, a named block of
 //!   shared memory, or an unnamed block), with `file`, `named`, `anonymous`,
-//!   `len`, `grow`, `map`, `sync`, `close` and `lock_target`.
+//!   `len`, `grow`, `map`, `sync`, `close` and `lock_target`. Creating a
+//!   block and growing a file take a [`crate::Space`] policy: what to check
+//!   or allocate so that the storage exists (Unix: `unix/space.rs`; Windows
+//!   allocates at creation whatever the policy).
 //! - `RawView`: one mapped view with `as_ptr`, `len`, `flush`, `advise`,
 //!   `unmap` and `fault`: the lowest address at which a page of the view
 //!   vanished under an access (its file was truncated), which every access
 //!   checks afterwards; the page was replaced so the access could finish
 //!   instead of killing the process (Windows: always None; see
-//!   `windows::RawView::fault` for why no guard is needed there).
+//!   `windows::RawView::fault` for why no guard is needed there); and
+//!   `vanished`, why that page vanished (the object shrank, or its file
+//!   system had no space), asked after the access.
 //! - `ADVICE`: the `madvise` values this OS offers, as `(C name, value)`
 //!   pairs (empty where there is no such call).
 //! - `LockTarget` (`description`, `is_locked`) and `LockDesc` (`try_lock`,
@@ -35,8 +40,6 @@
 mod unix;
 #[cfg(unix)]
 pub(crate) use unix::*;
-#[cfg(unix)]
-mod unix_fault;
 
 #[cfg(windows)]
 mod windows;

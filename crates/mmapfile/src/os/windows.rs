@@ -32,8 +32,9 @@ use windows_sys::Win32::System::Threading::{
     CreateMutexW, ReleaseMutex, WaitForSingleObject, INFINITE,
 };
 
-use crate::access::{Access, CreateMode};
+use crate::access::{Access, CreateMode, Space};
 use crate::error::{Error, Result};
+use crate::mem::Vanished;
 use crate::name::BlockName;
 
 /// Longest name in bytes after a `Local\` or `Global\` prefix (kernel object
@@ -325,6 +326,9 @@ impl Backing {
         access: Access,
         _mode: u32,
         _allow_other_owner: bool,
+        // Windows commits a pagefile-backed section when it creates it, so
+        // every policy behaves as `Space::Reserve` already.
+        _space: Space,
     ) -> Result<(Backing, bool)> {
         let wname = wide(OsStr::new(name.as_str()));
         let writable = access.writes_backing();
@@ -373,7 +377,7 @@ impl Backing {
     }
 
     /// Creates an unnamed block of `size` bytes.
-    pub(crate) fn anonymous(size: u64) -> Result<Backing> {
+    pub(crate) fn anonymous(size: u64, _space: Space) -> Result<Backing> {
         let (section, _) = create_section(None, size)?;
         Ok(Backing {
             kind: Kind::Section {
@@ -450,7 +454,9 @@ impl Backing {
     /// file grows through a section of the new size, which Windows fills
     /// with zeros; an unnamed block is replaced by a larger copy; a named
     /// block cannot grow (other processes hold the section as it is).
-    pub(crate) fn grow(&mut self, len: u64) -> Result<()> {
+    /// NTFS allocates the grown part when the section is created, whatever
+    /// `_space` says (a file marked sparse is the exception, as on Windows).
+    pub(crate) fn grow(&mut self, len: u64, _space: Space) -> Result<()> {
         if self.len()? >= len {
             return Ok(());
         }
@@ -719,12 +725,28 @@ impl RawView {
     /// under an access.
     ///
     /// What remains is storage failing under a file view (a network share or
-    /// removable media going away), which Windows raises as
-    /// `EXCEPTION_IN_PAGE_ERROR`; like CPython's `mmap`, this crate does not
-    /// catch that.
+    /// removable media going away, a full disk under a sparse file), which
+    /// Windows raises as `EXCEPTION_IN_PAGE_ERROR`; like CPython's `mmap`,
+    /// this crate does not catch that. A vectored exception handler would
+    /// see it, with the cause (`ExceptionInformation[2]`, e.g.
+    /// `STATUS_DISK_FULL`), but cannot recover the way the POSIX guard does:
+    /// part of a view cannot be unmapped, so replacing its missing pages
+    /// means unmapping the whole view and putting fresh memory at the same
+    /// addresses. Between the two, another thread may be given that address
+    /// range (and the re-run instruction would write into its memory), or,
+    /// with placeholders (`UnmapViewOfFile2` + `VirtualAlloc2`, Windows 10
+    /// 1803 and later) keeping the range, a thread touching the still-valid
+    /// part of the view faults on the placeholder and needs handling too.
+    /// Not attempted without a real Windows machine to test it on.
     #[inline(always)]
     pub(crate) fn fault(&self) -> Option<usize> {
         None
+    }
+
+    /// Never called: [`RawView::fault`] never reports a page.
+    #[cold]
+    pub(crate) fn vanished(&self, _addr: usize) -> Vanished {
+        Vanished::Shrank
     }
 
     /// Never reached with a valid advice value (there are none on Windows).

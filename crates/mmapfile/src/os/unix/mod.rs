@@ -7,27 +7,32 @@
 //! `huge_pages.rs` asks for huge pages for fresh buffers.
 
 mod blocks;
+mod fault;
 mod huge_pages;
 #[cfg_attr(target_os = "linux", path = "lifetime_linux.rs")]
 #[cfg_attr(not(target_os = "linux"), path = "lifetime_other.rs")]
 mod lifetime;
 mod record;
+mod space;
 
 pub(crate) use blocks::{block_info, collect_block, list_blocks, read_block, remove_block};
 pub(crate) use huge_pages::{advisable_huge_page_size, advise_huge_pages};
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
-use crate::access::{Access, CreateMode};
+use crate::access::{Access, CreateMode, Space};
 use crate::error::{Error, Result};
+use crate::mem::Vanished;
 use crate::name::BlockName;
-use crate::os::unix_fault::Watch;
+use fault::Watch;
 use record::FileRecord;
+use space::{make_room, Purpose};
 
 /// Fills a new shared-memory object before it gets its name: a block's
 /// size, or a file mapping's record.
@@ -287,6 +292,7 @@ impl Backing {
         access: Access,
         mode: u32,
         allow_other_owner: bool,
+        space: Space,
     ) -> Result<(Backing, bool)> {
         let shm = cstring("shm_open", shm_name(name.base()).as_bytes())?;
         if create == CreateMode::CreateOnly && size == 0 {
@@ -295,7 +301,12 @@ impl Backing {
             ));
         }
         let writable = access.writes_backing();
-        let init = |fd: &OwnedFd| ftruncate(fd, size);
+        // A block that `space` finds no room for is refused before it has a
+        // name, so a refusal leaves nothing behind.
+        let init = |fd: &OwnedFd| {
+            make_room(fd.as_fd(), 0, size, Purpose::NamedBlock, space)?;
+            ftruncate(fd, size)
+        };
         let new = (size > 0).then_some(&init as Init<'_>);
         let (fd, lockable, created) =
             lifetime::open(&shm, new, create, writable, mode, allow_other_owner)?;
@@ -387,14 +398,16 @@ impl Backing {
         }
     }
 
-    /// Creates an unnamed block of `size` bytes, shared with forked children.
-    pub(crate) fn anonymous(size: u64) -> Result<Backing> {
+    /// Creates an unnamed block of `size` bytes, shared with forked children,
+    /// with room for it as `space` says.
+    pub(crate) fn anonymous(size: u64, space: Space) -> Result<Backing> {
         let fd = anonymous_fd()?;
         let backing = Backing {
             fd,
             kind: Kind::Anonymous,
             writable: true,
         };
+        make_room(backing.fd.as_fd(), 0, size, Purpose::UnnamedBlock, space)?;
         ftruncate(&backing.fd, size)?;
         Ok(backing)
     }
@@ -412,8 +425,9 @@ impl Backing {
         Ok(st.st_size.max(0) as u64)
     }
 
-    /// Makes the mapping object at least `len` bytes long (zero-filled).
-    pub(crate) fn grow(&mut self, len: u64) -> Result<()> {
+    /// Makes the mapping object at least `len` bytes long (zero-filled),
+    /// with room for the new bytes as `space` says.
+    pub(crate) fn grow(&mut self, len: u64, space: Space) -> Result<()> {
         if self.len()? >= len {
             return Ok(());
         }
@@ -421,7 +435,14 @@ impl Backing {
             return Err(Error::ReadOnly);
         }
         // A named file mapping's file may already be longer than the mapping.
-        if (fstat(&self.fd)?.st_size.max(0) as u64) < len {
+        let current = fstat(&self.fd)?.st_size.max(0) as u64;
+        if current < len {
+            let purpose = match self.kind {
+                Kind::File { .. } | Kind::Named { file: Some(_), .. } => Purpose::File,
+                Kind::Named { .. } => Purpose::NamedBlock,
+                Kind::Anonymous => Purpose::UnnamedBlock,
+            };
+            make_room(self.fd.as_fd(), current, len, purpose, space)?;
             ftruncate(&self.fd, len)?;
         }
         if let Kind::Named {
@@ -454,6 +475,7 @@ impl Backing {
             Access::Read => (libc::PROT_READ, libc::MAP_SHARED),
             Access::Copy => (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE),
         };
+        let start = offset;
         let offset = libc::off_t::try_from(offset)
             .map_err(|_| Error::io("mmap", io::Error::from_raw_os_error(libc::EOVERFLOW)))?;
         // SAFETY: a fresh mapping at an address the kernel chooses overlaps
@@ -475,6 +497,9 @@ impl Backing {
             ptr: ptr.cast(),
             len,
             watch: Watch::new(ptr.cast(), len),
+            fd: self.fd.as_raw_fd(),
+            offset: start,
+            vanished: OnceLock::new(),
         })
     }
 
@@ -609,6 +634,12 @@ fn anonymous_fd() -> Result<OwnedFd> {
     }
 }
 
+/// A file system with less than this free is taken to be the reason a page
+/// could not be allocated: the kernel raises `SIGBUS` only once it has
+/// failed to find space, and a few blocks may stay reserved or be freed by
+/// others in the meantime.
+const NEARLY_FULL: u64 = 1 << 20;
+
 /// One mapped view. Unmapped on drop.
 #[derive(Debug)]
 pub(crate) struct RawView {
@@ -616,6 +647,16 @@ pub(crate) struct RawView {
     len: usize,
     /// The view's registration with the `SIGBUS` guard.
     watch: Watch,
+    /// The descriptor of the [`Backing`] this view was mapped from, only
+    /// to ask, after a fault, why the page vanished ([`RawView::vanished`]).
+    /// Borrowed: a view lives next to its backing object (`mapping::Live`),
+    /// which is closed only after the view is unmapped.
+    fd: RawFd,
+    /// Where the view starts in the backing object (a multiple of the page size).
+    offset: u64,
+    /// Why pages vanished, found out once: every access to the poisoned
+    /// view reports the same.
+    vanished: OnceLock<Vanished>,
 }
 
 // SAFETY: a RawView is an address range owned by this value; nothing in it is
@@ -632,10 +673,45 @@ impl RawView {
     }
 
     /// The lowest address at which a page of the view vanished under an
-    /// access (see `unix_fault`); checked after every access.
+    /// access (see `fault.rs`); checked after every access.
     #[inline(always)]
     pub(crate) fn fault(&self) -> Option<usize> {
         self.watch.fault()
+    }
+
+    /// Why the page at `addr` (a [`RawView::fault`] address) vanished: the
+    /// object behind the view is now too short for it (it shrank), or it is
+    /// still long enough, so the page could not be allocated or read: no
+    /// space if its file system is (nearly) full, else an I/O error. Both
+    /// raise the same `SIGBUS`; only the object's size and its file
+    /// system's free space, asked here, after the access, tell them apart.
+    #[cold]
+    pub(crate) fn vanished(&self, addr: usize) -> Vanished {
+        *self.vanished.get_or_init(|| {
+            // The view's own pages are contiguous from `ptr`, at `offset`.
+            let at = (addr.saturating_sub(self.ptr as usize)) as u64;
+            let Some(byte) = self.offset.checked_add(at) else {
+                return Vanished::Shrank;
+            };
+            let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+            // SAFETY: `st` is writable memory for one stat; `fd` is open (see
+            // the field).
+            if unsafe { libc::fstat(self.fd, st.as_mut_ptr()) } != 0 {
+                return Vanished::Shrank;
+            }
+            // SAFETY: fstat returned 0, so it filled `st`.
+            let size = unsafe { st.assume_init() }.st_size.max(0) as u64;
+            if size <= byte {
+                return Vanished::Shrank;
+            }
+            // SAFETY: the backing object's descriptor stays open while the
+            // view is mapped (see the field).
+            let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
+            match space::free_space(fd) {
+                Ok(Some(free)) if free.avail >= NEARLY_FULL => Vanished::Failed { code: libc::EIO },
+                _ => Vanished::NoSpace { code: libc::ENOSPC },
+            }
+        })
     }
 
     /// Writes the pages covering `offset..offset + len` back to the backing

@@ -2,7 +2,8 @@
 //!
 //! On POSIX systems, touching a page of a file mapping that lies past the end
 //! of the file (because the file, or a shared-memory block, was truncated
-//! after it was mapped) raises `SIGBUS`, whose default action kills the
+//! after it was mapped), or a page that the file system cannot allocate (it
+//! is full) or read, raises `SIGBUS`, whose default action kills the
 //! process. This module turns that fault into an error instead:
 //!
 //! 1. Every view this crate maps is registered as a [`Watch`] for as long as
@@ -13,14 +14,18 @@
 //!    replaced is saved.
 //! 2. When a `SIGBUS` arrives for an address inside a registered view, the
 //!    handler maps fresh zero-filled anonymous pages over the view from the
-//!    faulting page to its end (`mmap` with `MAP_FIXED`), notes the address
+//!    faulting page to its end (the `mmap` system call with `MAP_FIXED`,
+//!    made directly: see [`map_zero_pages`]), notes the address
 //!    in the view's slot and returns. The kernel then re-runs the faulting
 //!    instruction, which now succeeds, so the access finishes normally: no
 //!    Rust frame is skipped and nothing unwinds through the handler.
 //! 3. After each access the crate looks at its view's slot
-//!    ([`Watch::fault`]): a noted address becomes [`crate::Error::Truncated`],
-//!    and the view stays poisoned (its pages were replaced, so its contents
-//!    no longer mean anything) until it is unmapped.
+//!    ([`Watch::fault`]). A noted address becomes an error, and the view
+//!    stays poisoned (its pages were replaced, so its contents no longer
+//!    mean anything) until it is unmapped. Which error is found out then,
+//!    outside the handler (`RawView::vanished`): [`crate::Error::Truncated`]
+//!    if the file or block is now too short for the page, else
+//!    [`crate::Error::Storage`] ("no space", `ENOSPC`).
 //!
 //! The check after an access is one load from the view's own slot: no
 //! thread-local storage (in a shared library each thread-local lookup is a
@@ -34,7 +39,10 @@
 //! signal sent with `kill`) is passed on to the action that was installed
 //! before ours: its function is called, or, for the default action, the
 //! default is restored so that the fault kills the process just as it would
-//! have without this crate.
+//! have without this crate. One exception: a handler installed after ours
+//! that passes faults on as Python's `faulthandler` does (put ours back,
+//! then `raise`) hands us the fault as a sent signal; [`passed_back`] lets
+//! the fault come round again, with its address, instead of dying.
 //!
 //! Why pages are replaced rather than jumped over: leaving the faulting
 //! instruction with `siglongjmp` would skip the Rust frames of the copy
@@ -47,7 +55,7 @@ use std::mem::MaybeUninit;
 use std::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Once;
 
-use super::unix::page_size;
+use super::page_size;
 
 /// One registered view's entry in the table.
 ///
@@ -239,6 +247,9 @@ static INSTALL: Once = Once::new();
 /// fatal as they were; nothing else changes.
 fn install() {
     INSTALL.call_once(|| {
+        // The handler rounds with the page size; asking for it there could
+        // call `sysconf`, which is not async-signal-safe. It is cached now.
+        page_size();
         // SAFETY: a zeroed `sigaction` is a valid "no handler, no flags"
         // value; every pointer passed to sigaction/sigemptyset is valid.
         unsafe {
@@ -263,8 +274,9 @@ fn install() {
 }
 
 /// The `SIGBUS` handler. Only async-signal-safe work happens here: atomic
-/// loads and stores to the table, `mmap`, `sigaction` and `raise`, and calling the
-/// previous handler.
+/// loads and stores to the table, the `mmap` system call (made directly,
+/// see [`map_zero_pages`]), `getpid`, `sigaction` and `raise`, and calling
+/// the previous handler.
 extern "C" fn on_sigbus(
     signal: libc::c_int,
     info: *mut libc::siginfo_t,
@@ -272,13 +284,66 @@ extern "C" fn on_sigbus(
 ) {
     let saved_errno = errno::get();
     // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
+    if unsafe { (*info).si_code } > 0 {
+        // A fault: whatever comes next is not a re-raise of an earlier one.
+        PASSED_OVER.store(false, Ordering::Relaxed);
+    }
+    // SAFETY: as above.
     if unsafe { recover(&*info) } {
+        errno::set(saved_errno);
+        return;
+    }
+    // SAFETY: as above, and `context` is the kernel's ucontext.
+    if unsafe { passed_back(&*info, context) } {
         errno::set(saved_errno);
         return;
     }
     // SAFETY: as above; `info`/`context` are passed on unchanged.
     unsafe { chain(signal, info, context) };
     errno::set(saved_errno);
+}
+
+/// Set when a re-raised signal was passed over ([`passed_back`]), cleared by
+/// the next fault: a second re-raise with no fault in between was not a
+/// fault's, and goes on to the previous action.
+static PASSED_OVER: AtomicBool = AtomicBool::new(false);
+
+/// Whether this `SIGBUS` is a fault handed back to us by a handler that was
+/// installed after ours, and that passes faults on the way Python's
+/// `faulthandler` does: it puts the previous action (ours) back and calls
+/// `raise`. The signal then arrives as one the process sent itself, with no
+/// address, while that handler runs. If we passed it on to the action before
+/// ours (the default: death), the guard would be lost; instead we return,
+/// the other handler returns, the faulting instruction runs again, and the
+/// fault comes to us, installed again, with its address.
+///
+/// A re-raise is told from a signal sent on purpose by where it was sent
+/// from: inside a signal handler running on the thread's alternate signal
+/// stack (`faulthandler` runs there): the interrupted stack pointer lies in
+/// that stack (Linux on x86-64 and AArch64; elsewhere every sent signal goes
+/// on to the previous action, and this order of handlers stays fatal, as
+/// before). Passing over is
+/// done once until the next fault, so a handler that raises `SIGBUS` on
+/// purpose, again and again, still reaches the previous action.
+///
+/// # Safety
+/// Must only be called from the `SIGBUS` handler with the kernel's arguments.
+unsafe fn passed_back(info: &libc::siginfo_t, context: *mut libc::c_void) -> bool {
+    if info.si_code > 0 || context.is_null() {
+        return false;
+    }
+    // SAFETY: for a signal sent with kill/tgkill, si_pid is the sender.
+    // SAFETY (getpid): no preconditions, async-signal-safe.
+    if unsafe { info.si_pid() } != unsafe { libc::getpid() } {
+        return false;
+    }
+    // SAFETY: for an SA_SIGINFO handler the third argument is the kernel's
+    // ucontext_t, describing the interrupted context.
+    let interrupted = unsafe { &*context.cast::<libc::ucontext_t>() };
+    if !on_alternate_stack(interrupted) {
+        return false;
+    }
+    !PASSED_OVER.swap(true, Ordering::Relaxed)
 }
 
 /// If the fault is one of ours, replaces the missing pages and returns true.
@@ -307,18 +372,8 @@ unsafe fn recover(info: &libc::siginfo_t) -> bool {
     // SAFETY: `from..high` lies inside a view that this crate mapped and
     // that stays mapped while it is in use, as it is (the fault happened in
     // it); replacing its pages changes only that view's contents. MAP_FIXED
-    // replaces them atomically. The result is checked.
-    let replaced = unsafe {
-        libc::mmap(
-            from as *mut libc::c_void,
-            high - from,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if replaced == libc::MAP_FAILED {
+    // replaces them atomically.
+    if !unsafe { map_zero_pages(from, high - from) } {
         return false;
     }
     // Another thread may fault in the same view at the same time, and a
@@ -330,6 +385,97 @@ unsafe fn recover(info: &libc::siginfo_t) -> bool {
             (seen == 0 || addr < seen).then_some(addr)
         });
     true
+}
+
+/// Whether the interrupted context ran on the thread's alternate signal
+/// stack, i.e. inside a signal handler that uses it. The kernel saves the
+/// alternate stack's range in `uc_stack` (its `ss_flags` do not say whether
+/// it was in use), and the interrupted stack pointer with the registers.
+fn on_alternate_stack(interrupted: &libc::ucontext_t) -> bool {
+    let stack = &interrupted.uc_stack;
+    if stack.ss_flags & libc::SS_DISABLE != 0 || stack.ss_sp.is_null() {
+        return false;
+    }
+    let Some(sp) = interrupted_sp(interrupted) else {
+        return false;
+    };
+    let low = stack.ss_sp as usize;
+    low.checked_add(stack.ss_size)
+        .is_some_and(|high| (low..high).contains(&sp))
+}
+
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    target_arch = "x86_64"
+))]
+fn interrupted_sp(interrupted: &libc::ucontext_t) -> Option<usize> {
+    Some(interrupted.uc_mcontext.gregs[libc::REG_RSP as usize] as usize)
+}
+
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    target_arch = "aarch64"
+))]
+fn interrupted_sp(interrupted: &libc::ucontext_t) -> Option<usize> {
+    Some(interrupted.uc_mcontext.sp as usize)
+}
+
+/// Elsewhere the stack pointer is not looked up: a re-raise is passed on
+/// to the previous action, as any sent signal.
+#[cfg(not(all(
+    any(target_os = "linux", target_os = "android"),
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+fn interrupted_sp(_interrupted: &libc::ucontext_t) -> Option<usize> {
+    None
+}
+
+/// Maps private zero-filled pages over `addr..addr + len`, replacing what
+/// was there; returns whether it worked.
+///
+/// The C library's `mmap` is not on POSIX's list of async-signal-safe
+/// functions, so on Linux the system call is made directly (`syscall` only
+/// loads registers, traps, and sets `errno` on failure, which the handler
+/// restores). Other systems have no stable system-call interface; there the
+/// library's `mmap`, a thin wrapper around the call on every such system,
+/// is the only way.
+///
+/// # Safety
+/// `addr..addr + len` must be page-aligned memory that nothing else needs:
+/// its contents are lost.
+unsafe fn map_zero_pages(addr: usize, len: usize) -> bool {
+    let prot = libc::PROT_READ | libc::PROT_WRITE;
+    let flags = libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+    // `syscall` is variadic: every argument goes as a full `long`, so that
+    // no register holds stray upper bits.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let args = [
+        addr as libc::c_long,
+        len as libc::c_long,
+        libc::c_long::from(prot),
+        libc::c_long::from(flags),
+        -1 as libc::c_long,
+        0 as libc::c_long,
+    ];
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // 32-bit systems have mmap2, which takes the offset in pages (0 here).
+        #[cfg(target_pointer_width = "64")]
+        const MMAP: libc::c_long = libc::SYS_mmap;
+        #[cfg(target_pointer_width = "32")]
+        const MMAP: libc::c_long = libc::SYS_mmap2;
+        // SAFETY: the arguments are those of mmap(2); the caller vouches for
+        // the range.
+        let ret =
+            unsafe { libc::syscall(MMAP, args[0], args[1], args[2], args[3], args[4], args[5]) };
+        ret == addr as libc::c_long
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        // SAFETY: as above.
+        let ret = unsafe { libc::mmap(addr as *mut libc::c_void, len, prot, flags, -1, 0) };
+        ret != libc::MAP_FAILED
+    }
 }
 
 /// Passes a `SIGBUS` that is not ours to the action installed before ours.
