@@ -14,6 +14,7 @@ the blocks ``gc`` sees as this user's).
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
 
@@ -53,3 +54,16 @@ def python_command(code: str, *args: str, as_other_user: bool = False) -> list[s
     if as_other_user:
         return as_nobody(code, *args)
     return [sys.executable, "-c", textwrap.dedent(code), *args]
+
+
+def start_python(code: str, *args: str, as_other_user: bool = False) -> subprocess.Popen:
+    """Starts a Python child running ``code`` (``sys.argv[1:] == args``),
+    as ``nobody`` if ``as_other_user``, with its stdin, stdout and stderr
+    piped as text."""
+    return subprocess.Popen(
+        python_command(code, *args, as_other_user=as_other_user),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

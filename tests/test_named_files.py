@@ -20,26 +20,14 @@ import tempfile
 
 import mmapfile
 import pytest
-from _other_user import python_command
+from _other_user import start_python
 from conftest import IS_ROOT, LINUX, WINDOWS, linux_only, new_block_name, opened_size, shm_path
 
 PAGE = mmapfile.PAGESIZE
 
 
-def child(code: str, *args: str, as_other_user: bool = False) -> subprocess.Popen:
-    """A Python child running ``code`` with ``args`` in sys.argv[1:], as
-    ``nobody`` if ``as_other_user``."""
-    return subprocess.Popen(
-        python_command(code, *args, as_other_user=as_other_user),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def run(code: str, *args: str, as_other_user: bool = False) -> str:
-    proc = child(code, *args, as_other_user=as_other_user)
+    proc = start_python(code, *args, as_other_user=as_other_user)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     return out.strip()
@@ -246,7 +234,7 @@ def test_the_name_ends_with_the_last_holder_and_the_file_keeps_its_bytes(path, b
 
 @linux_only
 def test_a_holder_killed_by_sigkill_frees_the_name(path, block_name):
-    proc = child(
+    proc = start_python(
         """
         import sys, mmapfile
         m = mmapfile.mmapfile(sys.argv[1], sys.argv[2], 2 * mmapfile.PAGESIZE)
@@ -287,7 +275,7 @@ def test_racing_creators_agree_on_one_mapping(tmp_path):
         m.close()
     """
     go = tmp_path / "go"
-    procs = [child(code, str(tmp_path / f"f{i}"), name, str(go)) for i in range(racers)]
+    procs = [start_python(code, str(tmp_path / f"f{i}"), name, str(go)) for i in range(racers)]
     go.touch()
     created = []
     for i, proc in enumerate(procs):

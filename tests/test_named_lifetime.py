@@ -18,24 +18,12 @@ from pathlib import Path
 
 import mmapfile
 import pytest
-from _other_user import python_command
+from _other_user import start_python
 from conftest import IS_ROOT, linux_only, shm_path
 
 pytestmark = linux_only
 
 HERE = Path(__file__).parent
-
-
-def run_child(code: str, *args: str, as_other_user: bool = False) -> subprocess.Popen:
-    """Starts a Python child running `code` (argv[1:] = args), stdout piped,
-    as `nobody` if `as_other_user`."""
-    return subprocess.Popen(
-        python_command(code, *args, as_other_user=as_other_user),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def wait_ready(child: subprocess.Popen) -> None:
@@ -85,7 +73,7 @@ def test_dropping_the_last_holder_without_close_removes_the_block(block_name):
 def test_block_outlives_its_creator_while_a_child_holds_it(block_name):
     creator = mmapfile.mmapfile(None, block_name, 4096)
     creator.write(b"from the parent")
-    child = run_child(
+    child = start_python(
         """
         import sys, mmapfile
         m = mmapfile.mmapfile(None, sys.argv[1], 0, create=False)
@@ -106,7 +94,7 @@ def test_block_outlives_its_creator_while_a_child_holds_it(block_name):
 
 
 def test_holder_exiting_without_close_frees_the_name(block_name):
-    child = run_child(
+    child = start_python(
         """
         import sys, mmapfile
         m = mmapfile.mmapfile(None, sys.argv[1], 4096)
@@ -122,7 +110,7 @@ def test_holder_exiting_without_close_frees_the_name(block_name):
 
 
 def test_sigkilled_holder_leaves_a_dead_block_the_next_create_reclaims(block_name):
-    child = run_child(HOLD_AND_WAIT, block_name)
+    child = start_python(HOLD_AND_WAIT, block_name)
     wait_ready(child)
     assert mmapfile._mmapfile._block_info(block_name)["holders"] == 1
     os.kill(child.pid, signal.SIGKILL)
@@ -138,7 +126,7 @@ def test_sigkilled_holder_leaves_a_dead_block_the_next_create_reclaims(block_nam
 
 def test_sigkilled_holder_with_survivor_keeps_the_data(block_name):
     survivor = mmapfile.mmapfile(None, block_name, 4096)
-    child = run_child(
+    child = start_python(
         """
         import sys, mmapfile
         m = mmapfile.mmapfile(None, sys.argv[1], 4096)
@@ -160,7 +148,7 @@ def test_sigkilled_holder_with_survivor_keeps_the_data(block_name):
 
 
 def test_open_only_of_a_dead_block_reports_not_found(block_name):
-    child = run_child(HOLD_AND_WAIT, block_name)
+    child = start_python(HOLD_AND_WAIT, block_name)
     wait_ready(child)
     os.kill(child.pid, signal.SIGKILL)
     child.wait(30)
@@ -211,7 +199,7 @@ def test_create_true_makes_a_new_block_and_refuses_an_existing_one(block_name):
 
 
 def test_create_true_replaces_a_dead_block(block_name):
-    child = run_child(HOLD_AND_WAIT, block_name)
+    child = start_python(HOLD_AND_WAIT, block_name)
     wait_ready(child)
     os.kill(child.pid, signal.SIGKILL)
     child.wait(30)
@@ -328,10 +316,10 @@ OPEN_AS_OTHER_USER = """
 def test_block_of_another_user_is_refused_unless_allowed(block_name):
     m = mmapfile.mmapfile(None, block_name, 4096, mode=0o666)
     m.write(b"owned")
-    refused = run_child(OPEN_AS_OTHER_USER, block_name, "deny", as_other_user=True)
+    refused = start_python(OPEN_AS_OTHER_USER, block_name, "deny", as_other_user=True)
     out, err = refused.communicate(timeout=30)
     assert out.split() == ["refused", str(errno.EACCES), "shm_open"], err
-    allowed = run_child(OPEN_AS_OTHER_USER, block_name, "allow", as_other_user=True)
+    allowed = start_python(OPEN_AS_OTHER_USER, block_name, "allow", as_other_user=True)
     out, err = allowed.communicate(timeout=30)
     assert out.split() == ["opened", "owned"], err
     assert os.path.exists(shm_path(block_name)), "the other user's close left our hold"
@@ -342,7 +330,7 @@ def test_block_of_another_user_is_refused_unless_allowed(block_name):
 @pytest.mark.skipif(not IS_ROOT, reason="needs root to run a child as nobody")
 def test_private_block_is_refused_to_another_user_by_the_os(block_name):
     m = mmapfile.mmapfile(None, block_name, 4096)  # mode 0600
-    child = run_child(OPEN_AS_OTHER_USER, block_name, "allow", as_other_user=True)
+    child = start_python(OPEN_AS_OTHER_USER, block_name, "allow", as_other_user=True)
     out, err = child.communicate(timeout=30)
     assert out.split()[:2] == ["refused", str(errno.EACCES)], err
     m.close()
@@ -354,7 +342,7 @@ def test_private_block_is_refused_to_another_user_by_the_os(block_name):
 def test_shared_memory_attaches_to_the_same_bytes(block_name):
     m = mmapfile.mmapfile(None, block_name, 4096)
     m.write(b"from mmapfile")
-    child = run_child(
+    child = start_python(
         """
         import sys
         from multiprocessing import resource_tracker, shared_memory

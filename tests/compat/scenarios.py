@@ -359,28 +359,6 @@ def error_fields(mod):
     return "no error"
 
 
-def share_file(parent_impl: str, child_impl: str) -> list:
-    """The parent creates a named file mapping; a child process of the other
-    implementation opens it by name alone, checks and answers."""
-    mod = load(parent_impl)
-    name = f"Local\\compat-share-file-{os.getpid()}-{parent_impl}"
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "shared.bin")
-        m = mod.mmapfile(path, name, 2 * PAGE)
-        m.write(f"from {parent_impl}".encode())
-        child = subprocess.run(
-            [sys.executable, __file__, "--child", child_impl, name],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        m.seek(64)
-        answer = m.read(32).rstrip(b"\0").decode()
-        m.close()
-        on_disk = read_file(path)[64:96].rstrip(b"\0").decode()
-    return [child.returncode, child.stdout.strip(), child.stderr.strip()[-500:], answer, on_disk]
-
-
 SCENARIOS = [position, find, readline_and_move, flush_resize_close, construction, files, idioms]
 
 
@@ -396,24 +374,31 @@ def run_all(mod) -> dict:
     return records
 
 
-def share(parent_impl: str, child_impl: str) -> list:
-    """The parent creates a named block and writes; a child process of the
-    other implementation opens it by name, checks and answers; the parent
-    reads the answer."""
+def share(parent_impl: str, child_impl: str, file: bool = False) -> list:
+    """The parent creates a named block (with ``file``, a named file mapping)
+    and writes; a child process of the other implementation opens it by name
+    alone, checks and answers; the parent reads the answer (with ``file``,
+    also from the file on disk)."""
     mod = load(parent_impl)
-    name = f"Local\\compat-share-{os.getpid()}-{parent_impl}"
-    m = mod.mmapfile(None, name, PAGE)
-    m.write(f"from {parent_impl}".encode())
-    child = subprocess.run(
-        [sys.executable, __file__, "--child", child_impl, name],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    m.seek(64)
-    answer = m.read(32).rstrip(b"\0").decode()
-    m.close()
-    return [child.returncode, child.stdout.strip(), child.stderr.strip()[-500:], answer]
+    kind = "file" if file else "block"
+    name = f"Local\\compat-share-{kind}-{os.getpid()}-{parent_impl}"
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "shared.bin") if file else None
+        m = mod.mmapfile(path, name, 2 * PAGE if file else PAGE)
+        m.write(f"from {parent_impl}".encode())
+        child = subprocess.run(
+            [sys.executable, __file__, "--child", child_impl, name],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        m.seek(64)
+        answer = m.read(32).rstrip(b"\0").decode()
+        m.close()
+        result = [child.returncode, child.stdout.strip(), child.stderr.strip()[-500:], answer]
+        if file:
+            result.append(read_file(path)[64:96].rstrip(b"\0").decode())
+    return result
 
 
 def share_child(impl: str, name: str) -> None:
@@ -437,8 +422,8 @@ def main(argv):
             "pywin32->ours": share("pywin32", "ours"),
         }
         records["share_file"] = {
-            "ours->pywin32": share_file("ours", "pywin32"),
-            "pywin32->ours": share_file("pywin32", "ours"),
+            "ours->pywin32": share("ours", "pywin32", file=True),
+            "pywin32->ours": share("pywin32", "ours", file=True),
         }
     with open(out, "w") as f:
         json.dump(records, f, indent=1)
