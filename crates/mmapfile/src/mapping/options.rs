@@ -168,10 +168,7 @@ impl MapOptions {
                 )?;
                 // An existing mapping keeps its size: MaximumSize only sizes a new one.
                 let requested = if created { self.maximum_size } else { 0 };
-                let source = match backing.file_path() {
-                    Some(path) => Source::NamedFile { name, path },
-                    None => Source::Named(name),
-                };
+                let source = opened_source(name, &backing);
                 match mapping_size(
                     &mut backing,
                     requested,
@@ -258,10 +255,7 @@ impl MapOptions {
                             Ok(size) => size,
                             Err(err) => return Err(abandon(backing, false, err)),
                         };
-                        let source = match backing.file_path() {
-                            Some(path) => Source::NamedFile { name, path },
-                            None => Source::Named(name),
-                        };
+                        let source = opened_source(name, &backing);
                         return Ok((source, backing, false, size));
                     }
                     Err(err) if self.create == CreateMode::OpenOnly || !is_not_found(&err) => {
@@ -302,6 +296,15 @@ impl MapOptions {
                 Err(err) => return Err(abandon(backing, file_created, err)),
             }
         }
+    }
+}
+
+/// What a mapping opened by its name is: a named file mapping where the OS
+/// tells the file, else a named block.
+fn opened_source(name: BlockName, backing: &os::Backing) -> Source {
+    match backing.file_path() {
+        Some(path) => Source::NamedFile { name, path },
+        None => Source::Named(name),
     }
 }
 

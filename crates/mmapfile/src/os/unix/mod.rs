@@ -354,7 +354,7 @@ impl Backing {
         };
         let record = FileRecord::new(&self.fd, path, size)?;
         let shm = cstring("shm_open", shm_name(name.base()).as_bytes())?;
-        let init = |fd: &OwnedFd| record.write(fd);
+        let init = |fd: &OwnedFd| record.write(fd).map(drop);
         let opened = lifetime::open(
             &shm,
             Some(&init),

@@ -260,7 +260,8 @@ impl FileRecord {
     }
 
     /// Writes the record into the new, still unnamed object `fd`.
-    pub(crate) fn write(&self, fd: &OwnedFd) -> Result<()> {
+    /// Returns the record's length.
+    pub(crate) fn write(&self, fd: &OwnedFd) -> Result<u64> {
         let bytes = self.encode();
         let mut done = 0;
         while done < bytes.len() {
@@ -283,14 +284,14 @@ impl FileRecord {
                 return Err(Error::io("pwrite", err));
             }
         }
-        Ok(())
+        Ok(bytes.len() as u64)
     }
 
     /// Replaces the record in the object `fd`, whose other holders must be
     /// kept out meanwhile (see `lifetime::change_if_sole_holder`).
     pub(crate) fn rewrite(&self, fd: &OwnedFd) -> Result<()> {
-        self.write(fd)?;
-        super::ftruncate(fd, self.encode().len() as u64)
+        let len = self.write(fd)?;
+        super::ftruncate(fd, len)
     }
 
     /// Opens the file the record names, read-write or read-only, and checks
