@@ -48,11 +48,19 @@ fmt-check: $(PY)
 	cargo fmt --all -- --check
 	$(VENV)/bin/ruff format --check python tests benches examples docs README.md ci
 
+# macOS on both architectures: clippy of the core (tests and benches too)
+# and of the binding, without a macOS Python: PyO3 takes CPython 3.13's
+# configuration from PYO3_CROSS_PYTHON_VERSION, and clippy links nothing.
+# One cargo run for all of them shares the host's build scripts and proc
+# macros; --workspace (not -p) resolves the dependencies' features as the
+# runs above do, so their builds are reused.
+UNIX_TARGETS := x86_64-apple-darwin aarch64-apple-darwin
+
 lint: $(PY)
 	cargo clippy --workspace --all-targets -- -D warnings
-	rustup target add $(WIN_TARGET) x86_64-apple-darwin
+	rustup target add $(WIN_TARGET) $(UNIX_TARGETS)
 	PYO3_CROSS_PYTHON_VERSION=3.13 cargo clippy --workspace --all-targets --target $(WIN_TARGET) -- -D warnings
-	RUSTFLAGS="-D warnings" cargo check -p mmapfile --target x86_64-apple-darwin
+	PYO3_CROSS_PYTHON_VERSION=3.13 cargo clippy --workspace --all-targets $(addprefix --target ,$(UNIX_TARGETS)) -- -D warnings
 	$(VENV)/bin/ruff check python tests benches examples docs ci
 
 # The binding's free-threaded code (Py_GIL_DISABLED), compiled and linted for
