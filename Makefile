@@ -48,13 +48,14 @@ fmt-check: $(PY)
 	cargo fmt --all -- --check
 	$(VENV)/bin/ruff format --check python tests benches examples docs README.md ci
 
-# macOS on both architectures: clippy of the core (tests and benches too)
-# and of the binding, without a macOS Python: PyO3 takes CPython 3.13's
-# configuration from PYO3_CROSS_PYTHON_VERSION, and clippy links nothing.
+# macOS on both architectures and FreeBSD: clippy of the core (tests and
+# benches too) and of the binding, without those systems' Pythons: PyO3
+# takes CPython 3.13's configuration from PYO3_CROSS_PYTHON_VERSION, and
+# clippy links nothing.
 # One cargo run for all of them shares the host's build scripts and proc
 # macros; --workspace (not -p) resolves the dependencies' features as the
 # runs above do, so their builds are reused.
-UNIX_TARGETS := x86_64-apple-darwin aarch64-apple-darwin
+UNIX_TARGETS := x86_64-apple-darwin aarch64-apple-darwin x86_64-unknown-freebsd
 
 lint: $(PY)
 	cargo clippy --workspace --all-targets -- -D warnings
