@@ -120,8 +120,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("name", info["name"]),
         ("kind", "file mapping" if info["kind"] == "file" else "block of shared memory"),
         *([("file", info["file"])] if info["file"] is not None else []),
-        ("shm object", shm),
-        ("path", f"/dev/shm{shm}" if sys.platform.startswith("linux") else "-"),
+        ("shm object", shm or "-"),
+        ("path", info["path"] or "-"),
         ("size", f"{info['size']} bytes"),
         ("holders", _holders(info)),
         ("owner", f"{_owner(info['owner'])} (uid {info['owner']})"),
@@ -164,10 +164,12 @@ def cmd_dump(args: argparse.Namespace) -> int:
 def cmd_rm(args: argparse.Namespace) -> int:
     info = _call(_mmapfile._block_info, args.name)
     holders = info["holders"]
-    _call(_mmapfile._remove_block, args.name)
-    if holders:
+    # Where holders cannot be counted, removing finds out whether any remain.
+    held = _call(_mmapfile._remove_block, args.name)
+    if holders or held:
+        by = f"{holders} mapping(s)" if holders else "live mappings"
         print(
-            f"{PROG}: warning: {info['name']} was held by {holders} mapping(s); they keep "
+            f"{PROG}: warning: {info['name']} was held by {by}; they keep "
             "their memory, but the name now opens a new block",
             file=sys.stderr,
         )

@@ -29,6 +29,7 @@ __all__ = [
     "ACCESS_WRITE",
     "ACCESS_COPY",
     "__version__",
+    "_backend",
 ]
 
 if sys.platform != "win32":
@@ -51,6 +52,11 @@ if sys.platform == "linux":
 
 __version__: str
 """The package version."""
+
+_backend: str
+"""How this build keeps named blocks: ``"linux"``, ``"windows"``,
+``"portable"`` (macOS and the BSDs) or ``"portable-simulated"`` (the
+portable backend on Linux with macOS's limits imposed, for testing)."""
 
 PAGESIZE: int
 """The size of a memory page in bytes."""
@@ -470,7 +476,7 @@ class mmapfile:
 def _list_blocks() -> list[dict[str, Any]]: ...
 def _block_info(name: str) -> dict[str, Any]: ...
 def _read_block(name: str, offset: int = 0, length: int | None = None) -> bytes: ...
-def _remove_block(name: str) -> None: ...
+def _remove_block(name: str) -> bool | None: ...
 def _collect_garbage() -> list[str]: ...
 
 if sys.platform != "win32":

@@ -13,6 +13,7 @@ fn info_dict<'py>(py: Python<'py>, info: &BlockInfo) -> PyResult<Bound<'py, PyDi
     let d = PyDict::new(py);
     d.set_item("name", &info.name)?;
     d.set_item("shm_name", &info.shm_name)?;
+    d.set_item("path", info.path.as_ref().map(|p| p.as_os_str()))?;
     d.set_item("size", info.size)?;
     d.set_item("kind", if info.file.is_some() { "file" } else { "block" })?;
     // Decoded as os.fsdecode would, so it round-trips to the OS path.
@@ -57,9 +58,10 @@ fn _read_block<'py>(
     Ok(PyBytes::new(py, &data))
 }
 
-/// _remove_block(name): removes the name whatever its holders do.
+/// _remove_block(name) -> bool | None: removes the name whatever its
+/// holders do; whether holders remained, where found out on the way.
 #[pyfunction]
-fn _remove_block(py: Python<'_>, name: &str) -> PyResult<()> {
+fn _remove_block(py: Python<'_>, name: &str) -> PyResult<Option<bool>> {
     py.detach(|| blocks::remove(name)).py_err(py)
 }
 

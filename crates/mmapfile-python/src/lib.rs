@@ -29,6 +29,8 @@ fn _mmapfile(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add(name, value)?;
     }
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // For tests and bug reports: how this build keeps named blocks.
+    m.add("_backend", mmapfile::blocks::BACKEND)?;
     blocks::register(m)?;
     #[cfg(not(windows))]
     m.add_function(wrap_pyfunction!(errors::_winerror_of, m)?)?;

@@ -19,6 +19,13 @@ use crate::error::Result;
 use crate::name::BlockName;
 use crate::os;
 
+/// How this build keeps named blocks: `"windows"` (the kernel's sections),
+/// `"linux"` (shared-memory objects held by open-file-description locks),
+/// `"portable"` (macOS and the BSDs: a record file per name in
+/// `/var/tmp/mmapfile`, held by `flock`), or `"portable-simulated"` (the
+/// portable backend on Linux with macOS's limits imposed, for testing).
+pub const BACKEND: &str = os::NAMED_BACKEND;
+
 /// What is known about one named block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -26,10 +33,15 @@ pub struct BlockInfo {
     /// The block's name (without a namespace prefix).
     pub name: String,
     /// The name of the POSIX shared-memory object that holds the bytes
-    /// (`/mmapfile.<name>`), for `shm_open` or
+    /// (Linux: `/mmapfile.<name>`, or a digest of a long name; macOS and
+    /// the BSDs: a random name per block), for `shm_open` or
     /// `multiprocessing.shared_memory.SharedMemory(name=...)` (without the
-    /// leading slash there).
+    /// leading slash there). Empty for a file mapping on macOS and the BSDs,
+    /// which has no such object.
     pub shm_name: String,
+    /// Where the name lives in the file system: the block's object in
+    /// `/dev/shm` (Linux), or its record file (macOS and the BSDs).
+    pub path: Option<std::path::PathBuf>,
     /// Size in bytes: the block's, or for a file mapping the mapping's.
     pub size: u64,
     /// For a named file mapping (created with a file and a name): the
@@ -56,7 +68,6 @@ impl BlockInfo {
 }
 
 /// Every named block that belongs to the calling user, sorted by name.
-/// Linux only (other systems cannot list shared-memory objects).
 pub fn list() -> Result<Vec<BlockInfo>> {
     os::list_blocks()
 }
@@ -76,9 +87,13 @@ pub fn read(name: &str, offset: u64, len: Option<u64>) -> Result<Vec<u8>> {
 
 /// Removes the name `name` at once, whatever its holders do. They keep their
 /// mappings (of a block nobody else can open any more); the next open of the
-/// name creates a new block. A named file mapping's file is not touched. Use it to clear a block that is stuck, not as
-/// the normal way to end one: closing the last holder does that.
-pub fn remove(name: &str) -> Result<()> {
+/// name creates a new block. A named file mapping's file is not touched.
+/// Use it to clear a block that is stuck, not as the normal way to end one:
+/// closing the last holder does that.
+///
+/// Returns whether holders remained, where this is found out on the way
+/// (the portable backend); `None` elsewhere ([`info`] counts them on Linux).
+pub fn remove(name: &str) -> Result<Option<bool>> {
     os::remove_block(BlockName::new(name)?.base())
 }
 
@@ -86,6 +101,8 @@ pub fn remove(name: &str) -> Result<()> {
 /// exited without closing it) and returns their names. Live blocks are
 /// never touched, even if a holder joins while this runs.
 pub fn collect_garbage() -> Result<Vec<String>> {
+    // What creators that died while creating left (where any is left).
+    os::collect_leftovers()?;
     let mut removed = Vec::new();
     for block in list()? {
         if os::collect_block(&block.name)? {

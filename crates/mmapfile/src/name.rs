@@ -1,7 +1,13 @@
 //! Names of shared blocks: Windows namespace prefixes and validation.
 
 use crate::error::{Error, Result};
-use crate::os;
+
+/// The longest name, in UTF-16 code units with its prefix, as on Windows
+/// (`MAX_PATH`, the documented limit of kernel object names). Every OS
+/// takes names up to this length: where its own limit on shared-memory
+/// names is shorter, the OS backend derives a shorter object name from the
+/// full one (`os/unix/names.rs`).
+pub const MAX_NAME: usize = 260;
 
 /// A validated block name: the part after an optional `Local\` or `Global\`
 /// prefix, which is what identifies the block on POSIX systems.
@@ -17,8 +23,8 @@ impl BlockName {
     /// `Local\` and `Global\` prefixes (matched case-insensitively, as on
     /// Windows) are accepted; on POSIX both mean "this machine", so
     /// `Local\x`, `Global\x` and `x` all name one block. The remaining part
-    /// must be non-empty, must not contain `/` or NUL, and must fit the OS's
-    /// limit on shared-memory names.
+    /// must be non-empty and must not contain `/` or NUL; the whole name may
+    /// be up to [`MAX_NAME`] UTF-16 code units long, on every OS.
     pub fn new(name: &str) -> Result<Self> {
         let base_start = ["local\\", "global\\"]
             .iter()
@@ -41,11 +47,11 @@ impl BlockName {
         if base.contains('/') {
             return Err(Error::InvalidName(format!("{name:?} contains '/'")));
         }
-        if base.len() > os::NAME_MAX {
+        let units = name.encode_utf16().count();
+        if units > MAX_NAME {
             return Err(Error::InvalidName(format!(
-                "name is {} bytes long; this OS allows at most {} (after any Local\\ or Global\\ prefix)",
-                base.len(),
-                os::NAME_MAX
+                "name is {units} characters long (UTF-16 code units, prefix included); \
+                 names may be at most {MAX_NAME}, as on Windows"
             )));
         }
         Ok(BlockName {
@@ -83,12 +89,18 @@ mod tests {
             let err = BlockName::new(bad).unwrap_err();
             assert!(matches!(err, Error::InvalidName(_)), "{bad:?}: {err}");
         }
-        let long = "x".repeat(os::NAME_MAX + 1);
+        let long = "x".repeat(MAX_NAME + 1);
         assert!(BlockName::new(&long)
             .unwrap_err()
             .to_string()
             .contains("at most"));
-        assert!(BlockName::new(&"x".repeat(os::NAME_MAX)).is_ok());
+        assert!(BlockName::new(&"x".repeat(MAX_NAME)).is_ok());
+        // Counted as Windows counts: the prefix is part of the name, and a
+        // character outside the BMP takes two code units.
+        assert!(BlockName::new(&format!("Local\\{}", "x".repeat(MAX_NAME - 6))).is_ok());
+        assert!(BlockName::new(&format!("Local\\{}", "x".repeat(MAX_NAME - 5))).is_err());
+        assert!(BlockName::new(&"\u{1F600}".repeat(MAX_NAME / 2)).is_ok());
+        assert!(BlockName::new(&"\u{1F600}".repeat(MAX_NAME / 2 + 1)).is_err());
     }
 
     #[test]

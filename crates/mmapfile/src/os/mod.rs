@@ -33,8 +33,9 @@
 //!   size of the huge pages that advice on fresh anonymous memory brings
 //!   (None where it would change nothing: not Linux, or THP not in `madvise`
 //!   mode), and that advice, for a range aligned to that size.
-//! - `NAME_MAX`: the longest name (in bytes, after the namespace prefix is
-//!   removed) that the OS accepts for a named block.
+//! - `list_blocks`, `block_info`, `read_block`, `remove_block`,
+//!   `collect_block` and `collect_leftovers`: named blocks seen from outside
+//!   (`crate::blocks`).
 
 #[cfg(unix)]
 mod unix;

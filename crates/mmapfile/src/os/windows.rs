@@ -37,9 +37,8 @@ use crate::error::{Error, Result};
 use crate::mem::Vanished;
 use crate::name::BlockName;
 
-/// Longest name in bytes after a `Local\` or `Global\` prefix (kernel object
-/// names are limited to MAX_PATH characters).
-pub(crate) const NAME_MAX: usize = 240;
+/// How named blocks live here (see [`crate::blocks::BACKEND`]).
+pub(crate) const NAMED_BACKEND: &str = "windows";
 
 /// The error for a name that is taken (`create=True` on an existing name).
 pub(crate) fn name_taken() -> Error {
@@ -702,11 +701,15 @@ pub(crate) fn read_block(_base: &str, _offset: u64, _len: Option<u64>) -> Result
     blocks_unsupported()
 }
 
-pub(crate) fn remove_block(_base: &str) -> Result<()> {
+pub(crate) fn remove_block(_base: &str) -> Result<Option<bool>> {
     blocks_unsupported()
 }
 
 pub(crate) fn collect_block(_base: &str) -> Result<bool> {
+    blocks_unsupported()
+}
+
+pub(crate) fn collect_leftovers() -> Result<()> {
     blocks_unsupported()
 }
 

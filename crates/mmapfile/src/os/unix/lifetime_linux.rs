@@ -23,16 +23,15 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{fchmod, fstat, shm_open, shm_unlink, Init, SHM_DIR};
+use super::names::{is_digested, shm_name};
+use super::record::{FileRecord, MARK};
+use super::{cstring, fchmod, fstat, shm_open, shm_unlink, Held, Init, Joined, New, SHM_DIR};
 use crate::access::CreateMode;
 use crate::error::{Error, Result};
 
 /// The byte whose lock marks a holder. Byte 1 and up are free for
 /// user-level locks, which must never touch byte 0.
 pub(crate) const LIVENESS_BYTE: libc::off_t = 0;
-
-/// Whether this platform runs the lifetime protocol (it does on Linux).
-pub(crate) const TRACKS_HOLDERS: bool = true;
 
 fn ofd_lock(fd: RawFd, cmd: libc::c_int, ty: libc::c_int) -> io::Result<()> {
     // SAFETY: an all-zero `flock` is a valid value of this plain C struct;
@@ -243,11 +242,131 @@ fn examine(fd: &OwnedFd, shm: &CString, lockable: bool, hold: bool) -> Result<Fo
     })
 }
 
+/// The shared-memory name of the name `base`: the key the rest of the
+/// backend passes around.
+pub(crate) fn key(base: &str) -> Result<CString> {
+    cstring("shm_open", shm_name(base).as_bytes())
+}
+
+/// The extended attribute that keeps a digested name's full name.
+const LABEL: &std::ffi::CStr = c"user.mmapfile.name";
+
+/// Writes the full name `base` on the new object `fd`, where tmpfs keeps
+/// user extended attributes (Linux 6.6 and later); elsewhere `ls` shows
+/// the digest.
+fn label(fd: &OwnedFd, base: &str) -> Result<()> {
+    // SAFETY: `fd` is open; the name is NUL-terminated and the value is
+    // `base.len()` readable bytes.
+    let ret = unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            LABEL.as_ptr(),
+            base.as_ptr().cast(),
+            base.len(),
+            0,
+        )
+    };
+    if ret != 0 {
+        let err = io::Error::last_os_error();
+        if !matches!(err.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EPERM)) {
+            return Err(Error::io("fsetxattr", err));
+        }
+    }
+    Ok(())
+}
+
+/// The full name kept on the object `fd` ([`label`]), if any.
+pub(crate) fn label_of(fd: &OwnedFd) -> Option<String> {
+    let mut buf = vec![0u8; 1024];
+    // SAFETY: `fd` is open; the name is NUL-terminated and `buf` is
+    // writable memory of its length.
+    let n = unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            LABEL.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    let n = usize::try_from(n).ok()?;
+    buf.truncate(n);
+    String::from_utf8(buf).ok()
+}
+
+/// Opens or creates the name `key` (of the name `base`) and joins it as a
+/// holder; `new` is what a creating call makes (none: the name must exist).
+pub(crate) fn join(
+    key: &CString,
+    base: &str,
+    new: Option<New<'_>>,
+    create: CreateMode,
+    writable: bool,
+    mode: u32,
+    allow_other_owner: bool,
+) -> Result<Joined> {
+    let digested = is_digested(base);
+    let (init, mode, file): (Option<Init<'_>>, u32, Option<&FileRecord>) = match new {
+        Some(New::Block { init, .. }) => (Some(init), mode, None),
+        Some(New::File(record)) => (None, mode | MARK, Some(record)),
+        None => (None, mode, None),
+    };
+    let fill = |fd: &OwnedFd| {
+        match (init, file) {
+            (Some(init), _) => init(fd)?,
+            (None, Some(record)) => drop(record.write(fd)?),
+            (None, None) => {}
+        }
+        if digested {
+            label(fd, base)?;
+        }
+        Ok(())
+    };
+    let making = init.is_some() || file.is_some();
+    let (fd, lockable, created) = open(
+        key,
+        making.then_some(&fill as Init<'_>),
+        create,
+        writable,
+        mode,
+        allow_other_owner,
+    )?;
+    if digested && !created {
+        if let Some(other) = label_of(&fd).filter(|other| other != base) {
+            let _ = release(&fd, key, lockable);
+            return Err(Error::InvalidName(format!(
+                "{base:?} and {other:?} have the same digest"
+            )));
+        }
+    }
+    // An object with the mark is the record of a file mapping with this
+    // name (a new object is what we asked for).
+    let what = match file {
+        Some(record) if created => Held::File(record.clone()),
+        _ if created => Held::Block { size: None },
+        // mode_t is u32 on Linux, and this file is built for Linux only.
+        _ if fstat(&fd)?.st_mode & MARK != 0 => match FileRecord::read(&fd) {
+            Ok(record) => Held::File(record),
+            Err(e) => {
+                let _ = release(&fd, key, lockable);
+                return Err(e);
+            }
+        },
+        _ => Held::Block { size: None },
+    };
+    Ok(Joined {
+        held: fd,
+        memory: None,
+        what,
+        lockable,
+        created,
+    })
+}
+
 /// Opens or creates the named object `shm` and joins it as a holder; `new`
 /// fills an object this call creates (none: the name must exist).
 /// Returns the descriptor, whether it was opened read-write (only those can
 /// end the object's life on close), and whether this call created it.
-pub(crate) fn open(
+fn open(
     shm: &CString,
     new: Option<Init<'_>>,
     create: CreateMode,
@@ -324,10 +443,20 @@ pub(crate) fn release(fd: &OwnedFd, shm: &CString, lockable: bool) -> Result<()>
     Ok(())
 }
 
+/// Replaces the file mapping record in the object `held` with `record` if
+/// this is its only holder. Returns whether it did.
+pub(crate) fn rewrite_file_record(
+    held: &mut OwnedFd,
+    _key: &CString,
+    record: &FileRecord,
+) -> Result<bool> {
+    change_if_sole_holder(held, &|fd| record.rewrite(fd))
+}
+
 /// Runs `change` on the object `fd` if this is its only holder, with the
 /// exclusive lock held (so nobody joins, or reads what joining reads,
 /// meanwhile), and keeps holding it afterwards. Returns whether it ran.
-pub(crate) fn change_if_sole_holder(fd: &OwnedFd, change: Init<'_>) -> Result<bool> {
+fn change_if_sole_holder(fd: &OwnedFd, change: Init<'_>) -> Result<bool> {
     if !try_exclusive(fd)? {
         return Ok(false);
     }

@@ -2,21 +2,32 @@
 //! blocks, `memfd_create` (or an unlinked `shm_open` object) for unnamed ones.
 //!
 //! The lifetime of named blocks (a block lives while some process holds it)
-//! is in `lifetime_linux.rs`; other POSIX systems get `lifetime_other.rs`.
-//! `blocks.rs` lists, inspects and removes blocks from outside;
-//! `huge_pages.rs` asks for huge pages for fresh buffers.
+//! is in `lifetime_linux.rs`; macOS and the BSDs, which cannot lock
+//! shared-memory objects, get `lifetime_portable.rs` (so does Linux built
+//! with the `simulate-macos` feature, see `build.rs`). `names.rs` says what a
+//! name becomes at the OS level; `blocks.rs` lists, inspects and removes
+//! blocks from outside; `huge_pages.rs` asks for huge pages for fresh buffers.
 
 mod blocks;
 mod fault;
 mod huge_pages;
-#[cfg_attr(target_os = "linux", path = "lifetime_linux.rs")]
-#[cfg_attr(not(target_os = "linux"), path = "lifetime_other.rs")]
+#[cfg_attr(not(portable_lifetime), path = "lifetime_linux.rs")]
+#[cfg_attr(portable_lifetime, path = "lifetime_portable.rs")]
 mod lifetime;
+#[cfg_attr(not(portable_lifetime), path = "lock_linux.rs")]
+#[cfg_attr(portable_lifetime, path = "lock_portable.rs")]
+mod lock;
+mod names;
 mod record;
+#[cfg(simulated)]
+mod simulated;
 mod space;
 
-pub(crate) use blocks::{block_info, collect_block, list_blocks, read_block, remove_block};
+pub(crate) use blocks::{
+    block_info, collect_block, collect_leftovers, list_blocks, read_block, remove_block,
+};
 pub(crate) use huge_pages::{advisable_huge_page_size, advise_huge_pages};
+pub(crate) use lock::{LockDesc, LockTarget};
 
 use std::ffi::CString;
 use std::io;
@@ -38,19 +49,51 @@ use space::{make_room, Purpose};
 /// size, or a file mapping's record.
 pub(crate) type Init<'a> = &'a dyn Fn(&OwnedFd) -> Result<()>;
 
-/// Prefix of every POSIX shared-memory name this crate creates, so that its
-/// blocks can be told apart from other programs' in `/dev/shm`.
-pub(crate) const SHM_PREFIX: &str = "/mmapfile.";
+/// What a creating open makes under a name.
+pub(crate) enum New<'a> {
+    /// A block of `size` bytes; `init` sizes its new object. (Linux reads
+    /// the size back from the object, which the portable backend cannot.)
+    Block {
+        #[cfg_attr(not(portable_lifetime), allow(dead_code))]
+        size: u64,
+        init: Init<'a>,
+    },
+    /// A file mapping, described by its record.
+    File(&'a FileRecord),
+}
+
+/// What the name leads to, once joined.
+pub(crate) enum Held {
+    /// A block; `size` where the OS cannot tell it exactly (macOS rounds an
+    /// object's size up to whole pages), else the object's size is it.
+    Block { size: Option<u64> },
+    /// A named file mapping.
+    File(FileRecord),
+}
+
+/// A name joined as a holder (`lifetime::join`).
+pub(crate) struct Joined {
+    /// The descriptor whose lock makes us a holder.
+    pub(crate) held: OwnedFd,
+    /// A block's memory, where it is another object than `held`.
+    pub(crate) memory: Option<OwnedFd>,
+    pub(crate) what: Held,
+    /// Whether this holder can end the block's life (see `Kind::Named`).
+    pub(crate) lockable: bool,
+    pub(crate) created: bool,
+}
+
+/// How named blocks live here (see [`crate::blocks::BACKEND`]).
+#[cfg(not(portable_lifetime))]
+pub(crate) const NAMED_BACKEND: &str = "linux";
+#[cfg(all(portable_lifetime, not(simulated)))]
+pub(crate) const NAMED_BACKEND: &str = "portable";
+#[cfg(simulated)]
+pub(crate) const NAMED_BACKEND: &str = "portable-simulated";
 
 /// Where Linux C libraries keep POSIX shared-memory objects.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+#[cfg_attr(portable_lifetime, allow(dead_code))]
 pub(crate) const SHM_DIR: &str = "/dev/shm";
-
-/// Longest name (bytes, after a `Local\` or `Global\` prefix is removed).
-#[cfg(target_os = "macos")]
-pub(crate) const NAME_MAX: usize = 31 - SHM_PREFIX.len();
-#[cfg(not(target_os = "macos"))]
-pub(crate) const NAME_MAX: usize = 255 - SHM_PREFIX.len() + 1;
 
 /// The index of the first `byte` in `hay`. The C library's `memchr` (glibc's
 /// is hand-written for each vector extension) starts faster than the
@@ -93,11 +136,6 @@ pub(crate) fn name_taken() -> Error {
     Error::io("shm_open", io::Error::from_raw_os_error(libc::EEXIST))
 }
 
-/// The POSIX shared-memory object name for a validated block name.
-pub(crate) fn shm_name(name: &str) -> String {
-    format!("{SHM_PREFIX}{name}")
-}
-
 fn cstring(op: &'static str, bytes: &[u8]) -> Result<CString> {
     // A bad argument, not an OS failure (Python's open() says the same).
     CString::new(bytes).map_err(|_| Error::InvalidArgument(format!("{op}: embedded null byte")))
@@ -119,12 +157,17 @@ fn fstat(fd: &OwnedFd) -> Result<libc::stat> {
         libc::fstat(fd.as_raw_fd(), st.as_mut_ptr())
     })?;
     // SAFETY: fstat returned 0, so it filled `st`.
-    Ok(unsafe { st.assume_init() })
+    let st = unsafe { st.assume_init() };
+    #[cfg(simulated)]
+    let st = simulated::round_size(st);
+    Ok(st)
 }
 
 fn ftruncate(fd: &OwnedFd, len: u64) -> Result<()> {
     let len = libc::off_t::try_from(len)
         .map_err(|_| Error::io("ftruncate", io::Error::from_raw_os_error(libc::EFBIG)))?;
+    #[cfg(simulated)]
+    simulated::check_truncate(fd)?;
     loop {
         // SAFETY: `fd` is an open descriptor.
         let ret = unsafe { libc::ftruncate(fd.as_raw_fd(), len) };
@@ -162,9 +205,14 @@ fn open_path(path: &CString, flags: libc::c_int, mode: libc::c_uint) -> io::Resu
 }
 
 fn shm_open(name: &CString, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+    #[cfg(simulated)]
+    simulated::check_object_name(name)?;
+    // Apple declares shm_open variadic, so the mode goes as the promoted
+    // c_uint; Linux and FreeBSD take a mode_t.
+    #[cfg(target_vendor = "apple")]
+    let mode = libc::c_uint::from(mode);
     // SAFETY: `name` is a NUL-terminated string that outlives the call.
-    let fd =
-        unsafe { libc::shm_open(name.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) };
+    let fd = unsafe { libc::shm_open(name.as_ptr(), flags | libc::O_CLOEXEC, mode) };
     if fd >= 0 {
         // SAFETY: shm_open returned a fresh descriptor that nothing else owns.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -190,13 +238,17 @@ enum Kind {
     /// A named block of POSIX shared memory, or a named file mapping, held
     /// by this object.
     Named {
-        shm: CString,
-        /// For a named file mapping: the name's object (holding its record),
-        /// which is what this object holds; `fd` is then the file. For a
-        /// block, `fd` is the name's object itself.
-        file: Option<NamedFile>,
-        /// Opened read-write, so able to take the exclusive lock that ends
-        /// the block's life (see `lifetime_linux.rs`).
+        /// What the lifetime protocol calls the name (`lifetime::key`).
+        key: CString,
+        /// The descriptor whose lock makes this object a holder, where it
+        /// is not `fd` itself: a file mapping's record, or (portable
+        /// backend) a block's record file.
+        held: Option<OwnedFd>,
+        /// For a named file mapping: the file. `fd` is then the file.
+        /// (Boxed: it keeps a `Backing` small enough to travel in errors.)
+        file: Option<Box<NamedFile>>,
+        /// Able to end the block's life: on Linux, opened read-write, so
+        /// able to take the exclusive lock (see `lifetime_linux.rs`).
         lockable: bool,
         /// The process that joined. A forked child shares our open file
         /// description, hence our lock: it must not end the block's life.
@@ -211,8 +263,6 @@ enum Kind {
 /// The file side of a named file mapping.
 #[derive(Debug)]
 struct NamedFile {
-    /// The name's object, whose holder lock this object keeps.
-    record_fd: OwnedFd,
     /// The file's path; `created` too if this call created the file, so
     /// that a failed open can remove it again.
     path: PathBuf,
@@ -227,6 +277,9 @@ pub(crate) struct Backing {
     fd: OwnedFd,
     kind: Kind,
     writable: bool,
+    /// The object's size where `fd`'s is not exact: macOS reports a
+    /// shared-memory object's size rounded up to whole pages.
+    exact_len: Option<u64>,
 }
 
 impl Backing {
@@ -244,6 +297,7 @@ impl Backing {
                     created: false,
                 },
                 writable,
+                exact_len: None,
             };
             return Ok((backing, false));
         }
@@ -257,6 +311,7 @@ impl Backing {
                             created: false,
                         },
                         writable,
+                        exact_len: None,
                     };
                     return Ok((backing, false));
                 }
@@ -269,7 +324,13 @@ impl Backing {
                         path: path.to_path_buf(),
                         created: true,
                     };
-                    return Ok((Backing { fd, kind, writable }, true));
+                    let backing = Backing {
+                        fd,
+                        kind,
+                        writable,
+                        exact_len: None,
+                    };
+                    return Ok((backing, true));
                 }
                 // Someone else created it between our two calls: open theirs.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -294,12 +355,12 @@ impl Backing {
         allow_other_owner: bool,
         space: Space,
     ) -> Result<(Backing, bool)> {
-        let shm = cstring("shm_open", shm_name(name.base()).as_bytes())?;
         if create == CreateMode::CreateOnly && size == 0 {
             return Err(Error::InvalidArgument(
                 "creating a named block needs a MaximumSize greater than 0".into(),
             ));
         }
+        let key = lifetime::key(name.base())?;
         let writable = access.writes_backing();
         // A block that `space` finds no room for is refused before it has a
         // name, so a refusal leaves nothing behind.
@@ -307,38 +368,52 @@ impl Backing {
             make_room(fd.as_fd(), 0, size, Purpose::NamedBlock, space)?;
             ftruncate(fd, size)
         };
-        let new = (size > 0).then_some(&init as Init<'_>);
-        let (fd, lockable, created) =
-            lifetime::open(&shm, new, create, writable, mode, allow_other_owner)?;
-        // An object with the mark is the record of a file mapping with this
-        // name: map the file it names instead (a new object is a block).
-        let marked = !created && fstat(&fd)?.st_mode as u32 & record::MARK != 0;
-        let mut backing = Backing {
+        let new = (size > 0).then_some(New::Block { size, init: &init });
+        let joined = lifetime::join(
+            &key,
+            name.base(),
+            new,
+            create,
+            writable,
+            mode,
+            allow_other_owner,
+        )?;
+        let created = joined.created;
+        let (fd, held, block_size, file) = match joined.what {
+            Held::Block { size } => match joined.memory {
+                Some(memory) => (memory, Some(joined.held), size, None),
+                None => (joined.held, None, size, None),
+            },
+            Held::File(record) => {
+                let file = match record.open_file(writable, name.as_str()) {
+                    Ok(file) => file,
+                    Err(e) => {
+                        let _ = lifetime::release(&joined.held, &key, joined.lockable);
+                        return Err(e);
+                    }
+                };
+                let named_file = NamedFile {
+                    path: record.path,
+                    created: false,
+                    size: record.size,
+                };
+                (file, Some(joined.held), None, Some(Box::new(named_file)))
+            }
+        };
+        let backing = Backing {
             fd,
             kind: Kind::Named {
-                shm,
-                file: None,
-                lockable,
+                key,
+                held,
+                file,
+                lockable: joined.lockable,
                 // SAFETY: getpid has no preconditions.
                 pid: unsafe { libc::getpid() },
                 released: false,
             },
             writable,
+            exact_len: block_size,
         };
-        if marked {
-            // On failure `backing` drops, which leaves the name as a holder.
-            let record = FileRecord::read(&backing.fd)?;
-            let file = record.open_file(writable, name.as_str())?;
-            let record_fd = std::mem::replace(&mut backing.fd, file);
-            if let Kind::Named { file, .. } = &mut backing.kind {
-                *file = Some(NamedFile {
-                    record_fd,
-                    path: record.path,
-                    created: false,
-                    size: record.size,
-                });
-            }
-        }
         Ok((backing, created))
     }
 
@@ -353,18 +428,17 @@ impl Backing {
             ));
         };
         let record = FileRecord::new(&self.fd, path, size)?;
-        let shm = cstring("shm_open", shm_name(name.base()).as_bytes())?;
-        let init = |fd: &OwnedFd| record.write(fd).map(drop);
-        let opened = lifetime::open(
-            &shm,
-            Some(&init),
+        let key = lifetime::key(name.base())?;
+        let joined = match lifetime::join(
+            &key,
+            name.base(),
+            Some(New::File(&record)),
             CreateMode::CreateOnly,
             true,
-            mode | record::MARK,
+            mode,
             false,
-        );
-        let (record_fd, lockable) = match opened {
-            Ok((fd, lockable, _)) => (fd, lockable),
+        ) {
+            Ok(joined) => joined,
             Err(err) if err.raw_os_error() == Some(libc::EEXIST) => return Ok(false),
             Err(err) => return Err(err),
         };
@@ -373,14 +447,14 @@ impl Backing {
             unreachable!("checked above")
         };
         self.kind = Kind::Named {
-            shm,
-            file: Some(NamedFile {
-                record_fd,
+            key,
+            held: Some(joined.held),
+            file: Some(Box::new(NamedFile {
                 path,
                 created,
                 size,
-            }),
-            lockable,
+            })),
+            lockable: joined.lockable,
             // SAFETY: getpid has no preconditions.
             pid: unsafe { libc::getpid() },
             released: false,
@@ -406,6 +480,7 @@ impl Backing {
             fd,
             kind: Kind::Anonymous,
             writable: true,
+            exact_len: cfg!(macos_limits).then_some(size),
         };
         make_room(backing.fd.as_fd(), 0, size, Purpose::UnnamedBlock, space)?;
         ftruncate(&backing.fd, size)?;
@@ -421,6 +496,9 @@ impl Backing {
         {
             return Ok(file.size);
         }
+        if let Some(len) = self.exact_len {
+            return Ok(len);
+        }
         let st = fstat(&self.fd)?;
         Ok(st.st_size.max(0) as u64)
     }
@@ -433,6 +511,17 @@ impl Backing {
         }
         if !self.writable {
             return Err(Error::ReadOnly);
+        }
+        if let (Kind::Named { file: None, .. }, Some(_)) = (&self.kind, self.exact_len) {
+            return Err(Error::InvalidArgument(format!(
+                "a named block cannot grow on this OS (it is {} bytes): a shared-memory \
+                 object is sized once here, and a section on Windows",
+                self.len()?
+            )));
+        }
+        #[cfg(macos_limits)]
+        if let Kind::Anonymous = self.kind {
+            return self.regrow_anonymous(len, space);
         }
         // A named file mapping's file may already be longer than the mapping.
         let current = fstat(&self.fd)?.st_size.max(0) as u64;
@@ -447,6 +536,8 @@ impl Backing {
         }
         if let Kind::Named {
             file: Some(file),
+            held: Some(held),
+            key,
             lockable,
             ..
         } = &mut self.kind
@@ -456,12 +547,8 @@ impl Backing {
             // mapping anew at the new size: rewrite the record, which openers
             // read only while holding, so never while it is rewritten.
             if *lockable {
-                let record = FileRecord::read(&file.record_fd)?;
-                let grown = FileRecord {
-                    size: len,
-                    ..record
-                };
-                lifetime::change_if_sole_holder(&file.record_fd, &|fd| grown.rewrite(fd))?;
+                let grown = FileRecord::new(&self.fd, &file.path, len)?;
+                lifetime::rewrite_file_record(held, key, &grown)?;
             }
         }
         Ok(())
@@ -513,6 +600,22 @@ impl Backing {
         Ok(())
     }
 
+    /// Grows an unnamed block where a shared-memory object is sized once
+    /// (macOS): a new object of `len` bytes with the old bytes copied in.
+    /// A forked child's views stay with the old object.
+    #[cfg(macos_limits)]
+    fn regrow_anonymous(&mut self, len: u64, space: Space) -> Result<()> {
+        let old_len = self.len()?;
+        let new = anonymous_fd()?;
+        make_room(new.as_fd(), 0, len, Purpose::UnnamedBlock, space)?;
+        ftruncate(&new, len)?;
+        copy_object(&self.fd, &new, old_len.min(len))?;
+        let old = std::mem::replace(&mut self.fd, new);
+        self.move_lock(&old)?;
+        self.exact_len = Some(len);
+        Ok(())
+    }
+
     /// Whether the mapped object is a file (named or not).
     fn is_file(&self) -> bool {
         matches!(
@@ -526,11 +629,12 @@ impl Backing {
     /// for other objects, twice, or in a forked child.
     fn release(&mut self) -> Result<()> {
         if let Kind::Named {
-            shm,
-            file,
+            key,
+            held,
             lockable,
             pid,
             released,
+            ..
         } = &mut self.kind
         {
             // SAFETY: getpid has no preconditions.
@@ -538,14 +642,14 @@ impl Backing {
                 return Ok(());
             }
             *released = true;
-            let held = file.as_ref().map_or(&self.fd, |f| &f.record_fd);
-            return lifetime::release(held, shm, *lockable);
+            return lifetime::release(held.as_ref().unwrap_or(&self.fd), key, *lockable);
         }
         Ok(())
     }
 
     /// Closes the object and reports errors.
     pub(crate) fn close(mut self) -> Result<()> {
+        self.forget_lock();
         let released = self.release();
         // What is left is the descriptor, closed by hand to see close's
         // error. Drop must not run (it would close it again), and after this
@@ -563,11 +667,6 @@ impl Backing {
     /// created. A named block is left like a holder leaves it: removed if
     /// nobody else joined in the meantime.
     pub(crate) fn abandon(mut self) {
-        if !lifetime::TRACKS_HOLDERS {
-            if let Kind::Named { shm, .. } = &self.kind {
-                let _ = shm_unlink(shm);
-            }
-        }
         // Nothing useful can be done if these fail: the open's error is the
         // one the caller needs to see. The name goes first, so that no
         // opener by name finds a file that is about to be removed.
@@ -578,14 +677,8 @@ impl Backing {
                 created: true,
             } => Some(path),
             Kind::Named {
-                file:
-                    Some(NamedFile {
-                        path,
-                        created: true,
-                        ..
-                    }),
-                ..
-            } => Some(path),
+                file: Some(file), ..
+            } if file.created => Some(&file.path),
             _ => None,
         };
         if let Some(path) = created {
@@ -596,13 +689,67 @@ impl Backing {
 
 impl Drop for Backing {
     fn drop(&mut self) {
+        self.forget_lock();
         // An error cannot be reported from drop; the worst outcome is a dead
         // block left under its name, which the next open or `gc` removes.
         let _ = self.release();
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+/// Copies the first `len` bytes of the object `from` into `to`, through
+/// mappings (macOS cannot `read` or `write` shared-memory objects).
+#[cfg(macos_limits)]
+fn copy_object(from: &OwnedFd, to: &OwnedFd, len: u64) -> Result<()> {
+    let Ok(len) = usize::try_from(len) else {
+        return Err(Error::io(
+            "mmap",
+            io::Error::from_raw_os_error(libc::ENOMEM),
+        ));
+    };
+    if len == 0 {
+        return Ok(());
+    }
+    let source = Backing::raw_map(from, len, libc::PROT_READ)?;
+    let target = Backing::raw_map(to, len, libc::PROT_READ | libc::PROT_WRITE)?;
+    // SAFETY: both mappings are `len` bytes long, distinct, and unmapped
+    // only below; the source is our own block's object, which no one else
+    // shrinks (a forked child could, as with any shared mapping).
+    unsafe { std::ptr::copy_nonoverlapping(source.cast::<u8>(), target.cast::<u8>(), len) };
+    // SAFETY: each address and length come from a successful mmap above.
+    unsafe {
+        libc::munmap(source, len);
+        libc::munmap(target, len);
+    }
+    Ok(())
+}
+
+#[cfg(macos_limits)]
+impl Backing {
+    /// A shared mapping of the first `len` bytes of `fd`.
+    fn raw_map(fd: &OwnedFd, len: usize, prot: libc::c_int) -> Result<*mut libc::c_void> {
+        // SAFETY: a fresh mapping at an address the kernel chooses overlaps
+        // nothing; `fd` is open; the result is checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(Error::last_os("mmap"));
+        }
+        Ok(ptr)
+    }
+}
+
+#[cfg(all(
+    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+    not(macos_limits)
+))]
 fn anonymous_fd() -> Result<OwnedFd> {
     let name = c"mmapfile-unnamed";
     // SAFETY: `name` is a NUL-terminated string.
@@ -614,7 +761,10 @@ fn anonymous_fd() -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+#[cfg(any(
+    not(any(target_os = "linux", target_os = "android", target_os = "freebsd")),
+    macos_limits
+))]
 fn anonymous_fd() -> Result<OwnedFd> {
     // No memfd: create a uniquely named object and unlink it at once.
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -814,201 +964,5 @@ impl RawView {
             libc::madvise(self.ptr.add(start).cast(), offset + len - start, advice)
         })?;
         Ok(())
-    }
-}
-
-/// Where a mapping's lock lives: the backing object, reached through a
-/// descriptor of our own so that the lock outlives `close()` of the view.
-///
-/// On Linux the lock is an open-file-description (OFD) write lock on one
-/// byte of the backing object. Such locks belong to an open file
-/// description, so every acquisition opens a fresh one: two threads, or a
-/// forked child, then contend like two processes do, and the kernel drops the
-/// lock when its holder dies.
-#[derive(Debug)]
-// Only Linux has the open-file-description locks this uses; elsewhere the
-// lock reports Unsupported and the fields go unread.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-pub(crate) struct LockTarget {
-    /// Never locked itself: it is reopened for each acquisition and used to
-    /// ask whether anyone holds the lock.
-    fd: OwnedFd,
-    /// The locked byte. Files use an offset far past any real data, so the
-    /// lock does not clash with byte-range locks a program takes on its own
-    /// file; blocks use byte 1 (byte 0 is kept for the liveness protocol of
-    /// named blocks).
-    start: libc::off_t,
-}
-
-/// One held acquisition of a [`LockTarget`]: closing it releases the lock.
-#[derive(Debug)]
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-pub(crate) struct LockDesc {
-    fd: OwnedFd,
-    start: libc::off_t,
-    /// The process that opened it: a forked child inherits the descriptor
-    /// but not the ownership.
-    pid: u32,
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-mod ofd {
-    use super::*;
-
-    /// The path that reopens `fd` as a new open file description.
-    fn proc_path(fd: &OwnedFd) -> Result<CString> {
-        cstring(
-            "open",
-            format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes(),
-        )
-    }
-
-    fn flock(start: libc::off_t, kind: libc::c_int) -> libc::flock {
-        // SAFETY: `flock` is a plain C struct for which all-zero bytes is a
-        // valid value (it also zeroes l_pid, which OFD locks require).
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = kind as _;
-        fl.l_whence = libc::SEEK_SET as _;
-        fl.l_start = start;
-        fl.l_len = 1;
-        fl
-    }
-
-    /// `fcntl(fd, cmd, &fl)`; returns the filled-in `fl`.
-    fn fcntl_lock(fd: &OwnedFd, cmd: libc::c_int, mut fl: libc::flock) -> io::Result<libc::flock> {
-        // SAFETY: `fd` is open and `fl` is a valid, writable flock for the
-        // duration of the call.
-        if unsafe { libc::fcntl(fd.as_raw_fd(), cmd, &mut fl) } == -1 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(fl)
-        }
-    }
-
-    impl Backing {
-        /// The lock of this backing object. Needs permission to open it for
-        /// writing: a write lock can only be taken through a writable
-        /// descriptor.
-        pub(crate) fn lock_target(&self) -> Result<LockTarget> {
-            let start = match self.kind {
-                // A named file mapping locks its file, as every other
-                // mapping of the same file does.
-                _ if self.is_file() => libc::off_t::MAX - 1,
-                Kind::File { .. } | Kind::Named { .. } | Kind::Anonymous => 1,
-            };
-            let fd = open_path(&proc_path(&self.fd)?, libc::O_RDWR, 0)
-                .map_err(|e| Error::io("open", e))?;
-            Ok(LockTarget { fd, start })
-        }
-    }
-
-    impl LockTarget {
-        /// A fresh open file description to acquire the lock through.
-        pub(crate) fn description(&self) -> Result<LockDesc> {
-            let fd = open_path(&proc_path(&self.fd)?, libc::O_RDWR, 0)
-                .map_err(|e| Error::io("open", e))?;
-            Ok(LockDesc {
-                fd,
-                start: self.start,
-                pid: std::process::id(),
-            })
-        }
-
-        /// Whether any open file description (in any process) holds the lock.
-        pub(crate) fn is_locked(&self) -> Result<bool> {
-            let fl = fcntl_lock(
-                &self.fd,
-                libc::F_OFD_GETLK,
-                flock(self.start, libc::F_WRLCK),
-            )
-            .map_err(|e| Error::io("fcntl", e))?;
-            Ok(i32::from(fl.l_type) != libc::F_UNLCK)
-        }
-    }
-
-    impl LockDesc {
-        /// Takes the lock if it is free; returns whether it did.
-        pub(crate) fn try_lock(&self) -> Result<bool> {
-            match fcntl_lock(
-                &self.fd,
-                libc::F_OFD_SETLK,
-                flock(self.start, libc::F_WRLCK),
-            ) {
-                Ok(_) => Ok(true),
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {
-                    Ok(false)
-                }
-                Err(e) => Err(Error::io("fcntl", e)),
-            }
-        }
-
-        /// Waits for the lock. A signal interrupts the wait with an error of
-        /// kind [`io::ErrorKind::Interrupted`], so that the caller can run
-        /// its signal handlers and call again.
-        pub(crate) fn lock(&self) -> Result<()> {
-            fcntl_lock(
-                &self.fd,
-                libc::F_OFD_SETLKW,
-                flock(self.start, libc::F_WRLCK),
-            )
-            .map(drop)
-            .map_err(|e| Error::io("fcntl", e))
-        }
-
-        /// Releases the lock, reporting errors (dropping also releases it).
-        pub(crate) fn unlock(self) -> Result<()> {
-            fcntl_lock(
-                &self.fd,
-                libc::F_OFD_SETLK,
-                flock(self.start, libc::F_UNLCK),
-            )
-            .map(drop)
-            .map_err(|e| Error::io("fcntl", e))
-        }
-    }
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-mod ofd {
-    use super::*;
-
-    const UNSUPPORTED: &str = "mapping locks need open-file-description locks, which this OS lacks";
-
-    impl Backing {
-        pub(crate) fn lock_target(&self) -> Result<LockTarget> {
-            Err(Error::Unsupported(UNSUPPORTED))
-        }
-    }
-
-    impl LockTarget {
-        pub(crate) fn description(&self) -> Result<LockDesc> {
-            Err(Error::Unsupported(UNSUPPORTED))
-        }
-
-        pub(crate) fn is_locked(&self) -> Result<bool> {
-            Err(Error::Unsupported(UNSUPPORTED))
-        }
-    }
-
-    impl LockDesc {
-        pub(crate) fn try_lock(&self) -> Result<bool> {
-            Err(Error::Unsupported(UNSUPPORTED))
-        }
-
-        pub(crate) fn lock(&self) -> Result<()> {
-            Err(Error::Unsupported(UNSUPPORTED))
-        }
-
-        pub(crate) fn unlock(self) -> Result<()> {
-            Err(Error::Unsupported(UNSUPPORTED))
-        }
-    }
-}
-
-impl LockDesc {
-    /// Whether this process opened it (false in a forked child, which only
-    /// inherited a copy of the descriptor).
-    pub(crate) fn belongs_to_this_process(&self) -> bool {
-        self.pid == std::process::id()
     }
 }

@@ -43,7 +43,9 @@ use std::path::{Path, PathBuf};
 use super::{cstring, fstat, open_path};
 use crate::error::{Error, Result};
 
-/// The mode bit that marks an object as a file mapping's record.
+/// The mode bit that marks an object as a file mapping's record (Linux: the
+/// portable backend's record files say what they are).
+#[cfg(not(portable_lifetime))]
 // mode_t is u32 on Linux and u16 on macOS.
 #[allow(clippy::unnecessary_cast)]
 pub(crate) const MARK: u32 = libc::S_ISVTX as u32;
@@ -224,69 +226,22 @@ impl FileRecord {
         })
     }
 
+    #[cfg(not(portable_lifetime))]
     /// Reads the record from the object `fd`.
     pub(crate) fn read(fd: &OwnedFd) -> Result<FileRecord> {
-        let len = fstat(fd)?.st_size.max(0) as u64;
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|&l| l <= MAX_LEN)
-            .ok_or_else(|| Error::io("read", io::Error::from_raw_os_error(libc::EFBIG)))?;
-        let mut buf = vec![0u8; len];
-        let mut done = 0;
-        while done < len {
-            // SAFETY: `fd` is open and `buf[done..]` is writable memory of
-            // `len - done` bytes.
-            let n = unsafe {
-                libc::pread(
-                    fd.as_raw_fd(),
-                    buf[done..].as_mut_ptr().cast(),
-                    len - done,
-                    done as libc::off_t,
-                )
-            };
-            match n {
-                0 => break,
-                n if n > 0 => done += n as usize,
-                _ => {
-                    let err = io::Error::last_os_error();
-                    if err.kind() != io::ErrorKind::Interrupted {
-                        return Err(Error::io("pread", err));
-                    }
-                }
-            }
-        }
-        buf.truncate(done);
-        Self::decode(&buf)
+        Self::decode(&read_small(fd)?)
     }
 
+    #[cfg(not(portable_lifetime))]
     /// Writes the record into the new, still unnamed object `fd`.
     /// Returns the record's length.
     pub(crate) fn write(&self, fd: &OwnedFd) -> Result<u64> {
         let bytes = self.encode();
-        let mut done = 0;
-        while done < bytes.len() {
-            // SAFETY: `fd` is open and `bytes[done..]` is readable memory of
-            // `bytes.len() - done` bytes.
-            let n = unsafe {
-                libc::pwrite(
-                    fd.as_raw_fd(),
-                    bytes[done..].as_ptr().cast(),
-                    bytes.len() - done,
-                    done as libc::off_t,
-                )
-            };
-            if n > 0 {
-                done += n as usize;
-                continue;
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(Error::io("pwrite", err));
-            }
-        }
+        write_all(fd, &bytes)?;
         Ok(bytes.len() as u64)
     }
 
+    #[cfg(not(portable_lifetime))]
     /// Replaces the record in the object `fd`, whose other holders must be
     /// kept out meanwhile (see `lifetime::change_if_sole_holder`).
     pub(crate) fn rewrite(&self, fd: &OwnedFd) -> Result<()> {
@@ -328,6 +283,67 @@ impl FileRecord {
         }
         Ok(fd)
     }
+}
+
+/// The whole contents of the small file or object `fd` (a record).
+pub(crate) fn read_small(fd: &OwnedFd) -> Result<Vec<u8>> {
+    let len = fstat(fd)?.st_size.max(0) as u64;
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&l| l <= MAX_LEN)
+        .ok_or_else(|| Error::io("read", io::Error::from_raw_os_error(libc::EFBIG)))?;
+    let mut buf = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        // SAFETY: `fd` is open and `buf[done..]` is writable memory of
+        // `len - done` bytes.
+        let n = unsafe {
+            libc::pread(
+                fd.as_raw_fd(),
+                buf[done..].as_mut_ptr().cast(),
+                len - done,
+                done as libc::off_t,
+            )
+        };
+        match n {
+            0 => break,
+            n if n > 0 => done += n as usize,
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(Error::io("pread", err));
+                }
+            }
+        }
+    }
+    buf.truncate(done);
+    Ok(buf)
+}
+
+/// Writes `bytes` at the start of `fd`.
+pub(crate) fn write_all(fd: &OwnedFd, bytes: &[u8]) -> Result<()> {
+    let mut done = 0;
+    while done < bytes.len() {
+        // SAFETY: `fd` is open and `bytes[done..]` is readable memory of
+        // `bytes.len() - done` bytes.
+        let n = unsafe {
+            libc::pwrite(
+                fd.as_raw_fd(),
+                bytes[done..].as_ptr().cast(),
+                bytes.len() - done,
+                done as libc::off_t,
+            )
+        };
+        if n > 0 {
+            done += n as usize;
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(Error::io("pwrite", err));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

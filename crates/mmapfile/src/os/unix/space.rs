@@ -174,7 +174,7 @@ fn memory_and_swap() -> Option<u64> {
 }
 
 /// Allocates `from..to` now; the object is `to` bytes long afterwards.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(all(any(target_os = "linux", target_os = "android"), not(macos_limits)))]
 fn reserve(fd: BorrowedFd<'_>, from: u64, to: u64, purpose: Purpose) -> Result<()> {
     let (Ok(offset), Ok(len)) = (
         libc::off_t::try_from(from),
@@ -213,7 +213,7 @@ fn reserve(fd: BorrowedFd<'_>, from: u64, to: u64, purpose: Purpose) -> Result<(
 }
 
 /// Gives a failed reservation back: the object is `len` bytes long again.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(all(any(target_os = "linux", target_os = "android"), not(macos_limits)))]
 fn truncate_to(fd: BorrowedFd<'_>, len: libc::off_t) -> std::io::Result<()> {
     // SAFETY: `fd` is open.
     if unsafe { libc::ftruncate(fd.as_raw_fd(), len) } == 0 {
@@ -224,7 +224,7 @@ fn truncate_to(fd: BorrowedFd<'_>, len: libc::off_t) -> std::io::Result<()> {
 }
 
 /// No way to allocate ahead here (macOS has no `fallocate`): check instead.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(any(not(any(target_os = "linux", target_os = "android")), macos_limits))]
 fn reserve(fd: BorrowedFd<'_>, from: u64, to: u64, purpose: Purpose) -> Result<()> {
     check(fd, to - from, to, purpose)
 }

@@ -1,0 +1,105 @@
+//! macOS's limits on shared-memory objects, imposed on a Linux build with
+//! the `simulate-macos` feature, so that the test suite shows on Linux what
+//! the portable backend does under them:
+//!
+//! - an object name is at most 31 bytes with its slash (`PSHMNAMLEN`):
+//!   longer ones fail with `ENAMETOOLONG`;
+//! - an object is sized once: a second `ftruncate` fails with `EINVAL`;
+//! - objects cannot be locked: `flock` on one fails with `EOPNOTSUPP`;
+//! - `fstat` reports an object's size rounded up to whole pages.
+//!
+//! An object is told by its device: the one `/dev/shm` is on.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+
+/// macOS's `PSHMNAMLEN`: the longest object name, slash included.
+const PSHMNAMLEN: usize = 31;
+
+fn shm_device() -> Option<libc::dev_t> {
+    static DEV: OnceLock<Option<libc::dev_t>> = OnceLock::new();
+    *DEV.get_or_init(|| {
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: the path is NUL-terminated and `st` writable memory for
+        // one stat.
+        if unsafe { libc::stat(c"/dev/shm".as_ptr(), st.as_mut_ptr()) } != 0 {
+            return None;
+        }
+        // SAFETY: stat returned 0, so it filled `st`.
+        Some(unsafe { st.assume_init() }.st_dev)
+    })
+}
+
+fn is_object(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFREG && Some(st.st_dev) == shm_device()
+}
+
+fn raw_fstat(fd: &OwnedFd) -> Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fd` is open and `st` writable memory for one stat.
+    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return Err(Error::last_os("fstat"));
+    }
+    // SAFETY: fstat returned 0, so it filled `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
+fn refused(op: &'static str, code: libc::c_int) -> Error {
+    Error::io(op, io::Error::from_raw_os_error(code))
+}
+
+pub(crate) fn check_object_name(name: &CString) -> io::Result<()> {
+    if name.as_bytes().len() > PSHMNAMLEN {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_truncate(fd: &OwnedFd) -> Result<()> {
+    let st = raw_fstat(fd)?;
+    if is_object(&st) && st.st_size != 0 {
+        return Err(refused("ftruncate", libc::EINVAL));
+    }
+    Ok(())
+}
+
+pub(crate) fn refuse_lock_on_shm(fd: &OwnedFd) -> Result<()> {
+    if is_object(&raw_fstat(fd)?) {
+        return Err(refused("flock", libc::EOPNOTSUPP));
+    }
+    Ok(())
+}
+
+pub(crate) fn round_size(mut st: libc::stat) -> libc::stat {
+    if is_object(&st) {
+        let page = super::page_size() as libc::off_t;
+        st.st_size = (st.st_size + page - 1) / page * page;
+    }
+    st
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limits_are_imposed() {
+        let long = CString::new(format!("/{}", "x".repeat(PSHMNAMLEN))).unwrap();
+        let err = super::super::shm_open(&long, libc::O_RDWR | libc::O_CREAT, 0o600).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENAMETOOLONG));
+        let name = CString::new(format!("/mmapfile=sim{}", std::process::id())).unwrap();
+        let fd = super::super::shm_open(&name, libc::O_RDWR | libc::O_CREAT, 0o600).unwrap();
+        super::super::shm_unlink(&name).unwrap();
+        super::super::ftruncate(&fd, 100).unwrap();
+        let page = super::super::page_size() as libc::off_t;
+        assert_eq!(super::super::fstat(&fd).unwrap().st_size, page);
+        let again = super::super::ftruncate(&fd, 200).unwrap_err();
+        assert_eq!(again.raw_os_error(), Some(libc::EINVAL));
+        let lock = refuse_lock_on_shm(&fd).unwrap_err();
+        assert_eq!(lock.raw_os_error(), Some(libc::EOPNOTSUPP));
+    }
+}
