@@ -1,17 +1,37 @@
 """Shared fixtures: unique block names, and a check that the run leaves
-nothing behind in /dev/shm."""
+nothing behind in /dev/shm (and, for the portable backend, in its state
+directory)."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
+import re
 import sys
 from pathlib import Path
 
 import mmapfile
 import pytest
+from mmapfile import _mmapfile
 
 SHM_DIR = Path("/dev/shm")
+# How this build keeps named blocks: "linux", "windows", "portable" (macOS,
+# the BSDs) or "portable-simulated" (the portable backend on Linux with
+# macOS's limits imposed: `make test-portable`).
+BACKEND = _mmapfile._backend
+PORTABLE = BACKEND.startswith("portable")
+SIMULATED = BACKEND == "portable-simulated"
+# The portable backend's record files, one per name.
+STATE_DIR = Path("/var/tmp/mmapfile")
+# Linux counts a block's holders (in /proc/locks); the portable backend can
+# only tell, by removing it, that a block is dead.
+HOLDERS_COUNTED = not PORTABLE
+_expected = os.environ.get("MMAPFILE_EXPECT_BACKEND")
+if _expected and _expected != BACKEND:
+    raise pytest.UsageError(
+        f"MMAPFILE_EXPECT_BACKEND={_expected} but {mmapfile.__file__} is built for {BACKEND}"
+    )
 # Every block a test makes starts with this, so the leftover check below
 # (and only it) can tell this run's blocks from anything else on the machine.
 RUN_PREFIX = f"pytest-{os.getpid()}-"
@@ -22,9 +42,25 @@ def new_block_name() -> str:
     return f"{RUN_PREFIX}{next(_counter)}"
 
 
+def _digest(name: str) -> str:
+    return "=" + hashlib.sha256(name.encode()).hexdigest()
+
+
 def shm_path(name: str) -> Path:
-    """Where Linux keeps the bytes of the named block ``name``."""
+    """Where the name ``name`` lives as a file: the Linux block's object, or
+    the portable backend's record file. (The naming rules of
+    crates/mmapfile/src/os/unix/names.rs, written out again to check them.)"""
+    if PORTABLE:
+        plain = re.fullmatch(r"[a-z0-9_.-]{1,200}", name) and not name.startswith(".")
+        return STATE_DIR / (name if plain else _digest(name))
+    if len("mmapfile.") + len(name.encode()) > 255 or name.startswith("="):
+        return SHM_DIR / f"mmapfile.{_digest(name)}"
     return SHM_DIR / f"mmapfile.{name}"
+
+
+def object_path(name: str) -> Path:
+    """Where the bytes of the block ``name`` are on Linux (simulated or not)."""
+    return SHM_DIR / mmapfile._mmapfile._block_info(name)["shm_name"].lstrip("/")
 
 
 def open_fds() -> set[str]:
@@ -36,7 +72,8 @@ LINUX = sys.platform.startswith("linux")
 WINDOWS = sys.platform == "win32"
 # The OS calls that errors name when a file or an existing block is missing.
 OPEN_FILE_FUNC = "CreateFile" if WINDOWS else "open"
-OPEN_BLOCK_FUNC = "OpenFileMapping" if WINDOWS else "shm_open"
+# (The portable backend opens the name's record file first.)
+OPEN_BLOCK_FUNC = "OpenFileMapping" if WINDOWS else "open" if PORTABLE else "shm_open"
 
 
 def opened_size(size: int) -> int:
@@ -65,7 +102,24 @@ no_madvise = pytest.mark.skipif(WINDOWS, reason="Windows has no madvise")
 IS_ROOT = getattr(os, "geteuid", lambda: -1)() == 0
 
 
+def _portable_entries() -> set[Path]:
+    """The portable backend's files: record files (and drafts, and records
+    moved aside) in its state directory, and block objects in /dev/shm."""
+    found = set()
+    if STATE_DIR.is_dir():
+        found |= set(STATE_DIR.iterdir())
+    if SIMULATED:
+        found |= {SHM_DIR / e for e in os.listdir(SHM_DIR) if e.startswith("mmapfile=")}
+    return found
+
+
+# What was there before this run (another program's, or an earlier run's).
+_FOREIGN = _portable_entries() if PORTABLE else set()
+
+
 def leftovers() -> list[str]:
+    if PORTABLE:
+        return sorted(str(p) for p in _portable_entries() - _FOREIGN)
     # Under Wine, /dev/shm resolves to the Linux host's: only look on Linux.
     if not LINUX or not SHM_DIR.is_dir():
         return []
@@ -99,7 +153,7 @@ def path(tmp_path: Path) -> Path:
 def _remove(entries: list[str]) -> None:
     for entry in entries:
         try:
-            os.unlink(SHM_DIR / entry)
+            os.unlink(SHM_DIR / entry)  # an absolute path stays as it is
         except FileNotFoundError:  # a holder closing now removed it first
             pass
 

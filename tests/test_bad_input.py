@@ -11,6 +11,7 @@ import sys
 
 import mmapfile
 import pytest
+from conftest import shm_path
 
 ORIGINAL = bytes(range(256)) * 2
 START_POS = 10
@@ -302,7 +303,7 @@ NAME = f"bad-input-{os.getpid()}"
 def shm_entries():
     # Only the names these cases use: other test runs on the machine make
     # and remove blocks of their own meanwhile.
-    return sorted(glob.glob(f"/dev/shm/mmapfile.{NAME}*"))
+    return sorted(glob.glob(f"{shm_path(NAME)}*"))
 
 
 CONSTRUCTOR_CASES = [

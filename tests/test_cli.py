@@ -12,7 +12,7 @@ from pathlib import Path
 import mmapfile
 import pytest
 from _other_user import CLI_AS_NOBODY, as_nobody, python_command
-from conftest import IS_ROOT, linux_only, shm_path
+from conftest import HOLDERS_COUNTED, IS_ROOT, linux_only, shm_path
 
 pytestmark = linux_only
 
@@ -49,7 +49,7 @@ def test_ls_lists_the_block_with_size_holders_and_owner(held):
     assert result.returncode == 0, result.stderr
     (line,) = [ln for ln in result.stdout.splitlines() if ln.split()[0] == held]
     name, kind, size, holders, owner, age, file = line.split()
-    assert (kind, size, holders, file) == ("block", "4096", "1", "-")
+    assert (kind, size, holders, file) == ("block", "4096", "1" if HOLDERS_COUNTED else "?", "-")
     assert owner == ("root" if os.geteuid() == 0 else owner)
     assert age.endswith(("s", "m"))
 
@@ -60,8 +60,14 @@ def test_ls_json_counts_every_holder(held):
     other.close()
     assert result.returncode == 0, result.stderr
     (entry,) = [b for b in json.loads(result.stdout) if b["name"] == held]
-    assert entry["holders"] == 2
-    assert entry["shm_name"] == f"/mmapfile.{held}"
+    if HOLDERS_COUNTED:
+        assert entry["holders"] == 2
+        assert entry["shm_name"] == f"/mmapfile.{held}"
+    else:
+        # A fresh random object per block, within macOS's 31 bytes.
+        assert entry["holders"] is None
+        assert entry["shm_name"].startswith("/mmapfile=") and len(entry["shm_name"]) == 31
+    assert entry["path"] == str(shm_path(held))
     assert entry["owner"] == os.geteuid()
 
 
@@ -72,7 +78,7 @@ def test_info_describes_one_block(held):
     assert fields["name"].strip() == held
     assert fields["path"].strip() == str(shm_path(held))
     assert fields["size"].strip() == "4096 bytes"
-    assert fields["holders"].strip() == "1"
+    assert fields["holders"].strip() == ("1" if HOLDERS_COUNTED else "?")
     assert fields["mode"].strip() == "0o600"
 
 
@@ -123,7 +129,9 @@ def test_rm_removes_a_held_block_with_a_warning(block_name):
     m = mmapfile.mmapfile(None, block_name, 4096)
     result = cli("rm", block_name)
     assert result.returncode == 0, result.stderr
-    assert "warning" in result.stderr and "1 mapping" in result.stderr
+    # Where holders are not counted, removing finds out that one remained.
+    held_by = "1 mapping" if HOLDERS_COUNTED else "live mappings"
+    assert "warning" in result.stderr and held_by in result.stderr
     assert not os.path.exists(shm_path(block_name))
     fresh = mmapfile.mmapfile(None, block_name, 4096)
     assert fresh.created, "after rm the name opens a new block"

@@ -10,6 +10,7 @@ import sys
 import mmapfile
 import pytest
 from _child import describe, run_child
+from conftest import shm_path
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses SIGKILL")
 
@@ -73,7 +74,7 @@ def test_named_block_write_survives_the_writer_being_sigkilled():
         assert reader.read(10) == b"still here"
     finally:
         reader.close()
-    assert not os.path.exists("/dev/shm/mmapfile." + name)
+    assert not shm_path(name).exists()
 
 
 def test_flush_then_sigkill_keeps_data_and_flush_reports_success(tmp_path):

@@ -10,11 +10,8 @@ import uuid
 
 import mmapfile
 import pytest
+from conftest import PORTABLE, STATE_DIR
 
-pytestmark = pytest.mark.skipif(
-    sys.platform not in ("linux", "win32"),
-    reason="mapping locks need Linux OFD locks or Windows mutexes",
-)
 WINDOWS = sys.platform == "win32"
 
 
@@ -295,6 +292,15 @@ sys.exit(1)
 """
 
 
+def lock_file(name):
+    """The file whose lock is the block's mapping lock: the block's object on
+    Linux, its lock file in the portable backend."""
+    if PORTABLE:
+        obj = mmapfile._mmapfile._block_info(name)["shm_name"]
+        return STATE_DIR / (".lock-" + obj.removeprefix("/mmapfile="))
+    return f"/dev/shm/mmapfile.{name}"
+
+
 def blocked_lock_waiters(path):
     """How many lock requests on the file at ``path`` are blocked in the
     kernel, from /proc/locks (a waiter's line has ``->``)."""
@@ -314,9 +320,8 @@ def interrupt_child(block_name, delay):
     try:
         assert child.stdout.readline() == b"waiting\n"
         if delay is None:
-            shm = f"/dev/shm/mmapfile.{block_name}"
             deadline = time.monotonic() + 30
-            while blocked_lock_waiters(shm) == 0:
+            while blocked_lock_waiters(lock_file(block_name)) == 0:
                 assert time.monotonic() < deadline, "the child never blocked on the lock"
                 time.sleep(0.01)
         else:

@@ -9,7 +9,7 @@ import os
 import tempfile
 
 import mmapfile
-from conftest import WINDOWS, opened_size
+from conftest import PORTABLE, WINDOWS, opened_size
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -254,9 +254,10 @@ class MappingMatchesModel(RuleBasedStateMachine):
             self.cleanup.append(writer.close)
             self.m = mmapfile.mmapfile(None, name, 0, offset, length, access=access)
             # Windows: the opener sees the block in whole pages, zeros after
-            # `initial`, and a section cannot grow.
+            # `initial`, and a section cannot grow (nor can a shared-memory
+            # object on macOS).
             initial += bytes(opened_size(len(initial)) - len(initial))
-            growable = not WINDOWS
+            growable = not (WINDOWS or PORTABLE)
         else:
             self.m = mmapfile.mmapfile(None, None, len(initial), offset, length, access=access)
             # An unnamed block starts zeroed, whatever `initial` held.

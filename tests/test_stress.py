@@ -16,6 +16,7 @@ from pathlib import Path
 
 import mmapfile
 import pytest
+from conftest import shm_path
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /dev/shm")
 
@@ -70,7 +71,7 @@ def test_four_processes_writing_disjoint_regions_lose_nothing():
             assert zlib.crc32(data[:-4]).to_bytes(4, "little") == data[-4:]
     finally:
         block.close()
-    assert not os.path.exists("/dev/shm/mmapfile." + name), "the last close removes the block"
+    assert not shm_path(name).exists(), "the last close removes the block"
 
 
 def test_four_processes_sharing_one_region_under_lock_never_see_it_torn():
@@ -87,4 +88,4 @@ def test_four_processes_sharing_one_region_under_lock_never_see_it_torn():
         assert counter == sum(r["increments"] for r in results), "an increment was lost"
     finally:
         block.close()
-    assert not os.path.exists("/dev/shm/mmapfile." + name), "the last close removes the block"
+    assert not shm_path(name).exists(), "the last close removes the block"

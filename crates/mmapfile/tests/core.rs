@@ -120,7 +120,7 @@ fn named_block_is_shared_and_keeps_its_first_size() {
     let third = MapOptions::new().name(block.name()).open().unwrap();
     assert_eq!(third.len().unwrap(), common::opened_block_len(100));
     if cfg!(target_os = "linux") {
-        assert_eq!(std::fs::metadata(block.shm_path()).unwrap().len(), 100);
+        assert_eq!(mmapfile::blocks::info(block.name()).unwrap().size, 100);
     }
 }
 

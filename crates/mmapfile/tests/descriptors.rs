@@ -52,7 +52,9 @@ fn failed_and_closed_mappings_leave_no_descriptor_open() {
         .open()
         .unwrap();
     let base = open_fds().unwrap();
-    assert_eq!(base, start + 1, "the open block holds one descriptor");
+    // The portable backend holds the name's record file and the object.
+    let per_block = if cfg!(portable_lifetime) { 2 } else { 1 };
+    assert_eq!(base, start + per_block, "the open block's descriptors");
 
     let failures: Vec<(&str, MapOptions)> = vec![
         ("new empty file", MapOptions::new().file(dir.path("new"))),

@@ -19,9 +19,12 @@ fn unique(tag: &str) -> String {
 /// The OS call an error names when a file cannot be opened.
 pub const OPEN_FILE_OP: &str = if cfg!(windows) { "CreateFile" } else { "open" };
 
-/// The OS call an error names when a named block to open does not exist.
+/// The OS call an error names when a named block to open does not exist
+/// (the portable backend's name is its record file).
 pub const OPEN_BLOCK_OP: &str = if cfg!(windows) {
     "OpenFileMapping"
+} else if cfg!(portable_lifetime) {
+    "open"
 } else {
     "shm_open"
 };
@@ -85,9 +88,15 @@ impl Block {
         &self.0
     }
 
-    /// Where the block lives on Linux.
+    /// Where the block's name lives as a file on Linux: the object itself,
+    /// or the portable backend's record file (test names are used as they
+    /// are).
     pub fn shm_path(&self) -> PathBuf {
-        PathBuf::from(format!("/dev/shm/mmapfile.{}", self.0))
+        if cfg!(portable_lifetime) {
+            PathBuf::from(format!("/var/tmp/mmapfile/{}", self.0))
+        } else {
+            PathBuf::from(format!("/dev/shm/mmapfile.{}", self.0))
+        }
     }
 }
 
