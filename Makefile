@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP_TOOLS := maturin pytest hypothesis numpy ruff mypy
 
-.PHONY: all venv develop demo fmt fmt-check lint test-rust test-python stubtest test-windows docs test bench bench-chart bench-rust bench-calls wheel-tools wheels test-wheels ci-wheels lint-free-threaded
+.PHONY: all venv develop demo fmt fmt-check lint test-rust test-python test-portable stubtest test-windows docs test bench bench-chart bench-rust bench-calls wheel-tools wheels test-wheels ci-wheels lint-free-threaded
 
 # Windows: cross-built with mingw, run under Wine (ci/windows/windows-env.sh).
 WIN_TARGET := x86_64-pc-windows-gnu
@@ -62,6 +62,7 @@ lint: $(PY)
 	rustup target add $(WIN_TARGET) $(UNIX_TARGETS)
 	PYO3_CROSS_PYTHON_VERSION=3.13 cargo clippy --workspace --all-targets --target $(WIN_TARGET) -- -D warnings
 	PYO3_CROSS_PYTHON_VERSION=3.13 cargo clippy --workspace --all-targets $(addprefix --target ,$(UNIX_TARGETS)) -- -D warnings
+	cargo clippy --workspace --all-targets --features mmapfile/simulate-macos -- -D warnings
 	$(VENV)/bin/ruff check python tests benches examples docs ci
 
 # The binding's free-threaded code (Py_GIL_DISABLED), compiled and linted for
@@ -79,6 +80,20 @@ test-rust:
 
 test-python: develop
 	$(PY) -m pytest -q tests
+
+# The portable POSIX backend of macOS and the BSDs, on Linux with macOS's
+# limits imposed (the `simulate-macos` feature, crates/mmapfile/build.rs):
+# the core's tests and the whole pytest suite again, against a wheel built
+# that way and put first on the path (the venv keeps the Linux build).
+PORTABLE_WHEELS := target/wheels-portable
+PORTABLE_SITE := target/portable-site
+test-portable: $(PY)
+	cargo test -p mmapfile --features simulate-macos --lib --tests
+	rm -rf $(PORTABLE_WHEELS) $(PORTABLE_SITE)
+	$(VENV)/bin/maturin build --release --features simulate-macos -i $(PY) -o $(PORTABLE_WHEELS) -q
+	$(PY) -m pip install -q --no-deps --target $(PORTABLE_SITE) $(PORTABLE_WHEELS)/*.whl
+	MMAPFILE_EXPECT_BACKEND=portable-simulated PYTHONPATH=$(abspath $(PORTABLE_SITE)) \
+		$(PY) -m pytest -q -p no:cacheprovider tests
 
 stubtest: develop
 	$(PY) -m mypy.stubtest mmapfile --allowlist stubtest-allowlist.txt
@@ -110,7 +125,7 @@ docs: develop $(DOCS_TOOLS)
 	$(PY) -m sphinx -W --keep-going -n -q -b html docs target/docs/html
 	$(PY) docs/check_links.py target/docs/html
 
-test: fmt-check lint test-rust test-python stubtest docs test-windows
+test: fmt-check lint test-rust test-python test-portable stubtest docs test-windows
 
 # Python-level ratios against CPython's mmap (docs/performance.md).
 bench: develop
