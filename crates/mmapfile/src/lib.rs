@@ -5,16 +5,17 @@
 //! - a **file** on disk ([`MapOptions::file`]): created if missing, grown
 //!   when a larger size is asked for, never padded otherwise;
 //! - a **named block** of shared memory ([`MapOptions::name`]): any process
-//!   that opens the same name sees the same bytes. On POSIX systems it is the
-//!   shared-memory object `/mmapfile.<name>` (so `/dev/shm/mmapfile.<name>`
-//!   on Linux), with a `Local\` or `Global\` prefix removed;
+//!   that opens the same name sees the same bytes. On Linux it is the
+//!   shared-memory object `/mmapfile.<name>` (so `/dev/shm/mmapfile.<name>`),
+//!   with a `Local\` or `Global\` prefix removed; on macOS and the BSDs an
+//!   object recorded under the name in `/var/tmp/mmapfile`;
 //! - an **unnamed block** (neither): shared with forked children only.
 //!
 //! A named block lives as on Windows: while at least one mapping object
 //! holds it, in any process. When the last holder closes it, exits or is
 //! killed, the name is free again and the next open creates a fresh,
-//! zero-filled block (on Linux; see `docs/named-blocks.md` for how, and for
-//! what other systems can offer). [`blocks`] lists and inspects blocks.
+//! zero-filled block (see `docs/named-blocks.md` for how, on each OS).
+//! [`blocks`] lists and inspects blocks.
 //!
 //! [`MapFile`] then offers pywin32's `mmapfile` operations — `read`,
 //! `write`, `seek`, `find`, `move`, `flush`, `resize`, … — with every bound
@@ -53,7 +54,7 @@ pub use error::{Error, Result, StorageError};
 pub use huge_pages::{advise_copy_destination, HUGE_PAGES_ENV, HUGE_PAGE_COPY_MIN};
 pub use lock::MapLock;
 pub use mapping::{MapFile, MapOptions, Partial, Source};
-pub use name::BlockName;
+pub use name::{BlockName, MAX_NAME};
 
 /// The size of a memory page.
 pub fn page_size() -> usize {

@@ -37,7 +37,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::names::{fresh_object_suffix, record_file_name, OBJECT_PREFIX};
 use super::record::{read_small, write_all, FileRecord};
-use super::{cstring, fchmod, fstat, open_path, shm_open, shm_unlink, Held, Joined, New};
+use super::{
+    cstring, fchmod, fchmod_object, fstat, open_path, shm_open, shm_unlink, Held, Joined, New,
+};
 use crate::access::CreateMode;
 use crate::error::{Error, Result};
 
@@ -369,10 +371,11 @@ fn create(key: &CString, base: &str, new: &New<'_>, mode: u32) -> Result<Option<
             let object = format!("{OBJECT_PREFIX}{suffix}");
             let cobject = cstring("shm_open", object.as_bytes())?;
             let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL;
-            let fd = shm_open(&cobject, flags, 0o600).map_err(|e| Error::io("shm_open", e))?;
+            let fd = shm_open(&cobject, flags, mode as libc::mode_t)
+                .map_err(|e| Error::io("shm_open", e))?;
             draft.cleanup.object = Some(cobject);
             init(&fd)?;
-            fchmod(&fd, mode)?;
+            fchmod_object(&fd, mode)?;
             let stored = Stored::Block {
                 object,
                 size: *size,

@@ -182,6 +182,8 @@ fn ftruncate(fd: &OwnedFd, len: u64) -> Result<()> {
 }
 
 fn fchmod(fd: &OwnedFd, mode: u32) -> Result<()> {
+    #[cfg(simulated)]
+    simulated::check_fchmod(fd)?;
     // SAFETY: `fd` is an open descriptor.
     cvt("fchmod", unsafe {
         libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t)
@@ -204,21 +206,52 @@ fn open_path(path: &CString, flags: libc::c_int, mode: libc::c_uint) -> io::Resu
     }
 }
 
+/// `shm_open`, close-on-exec. A new object gets `mode` minus the umask on
+/// Linux (then `fchmod` sets it exactly), and `mode` exactly on macOS, which
+/// cannot `fchmod` one.
 fn shm_open(name: &CString, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+    // macOS 26.4 refuses O_CLOEXEC in shm_open's flags (POSIX lists only
+    // O_RDONLY, O_RDWR, O_CREAT, O_EXCL and O_TRUNC): set it afterwards.
+    let flags = if cfg!(macos_limits) {
+        flags
+    } else {
+        flags | libc::O_CLOEXEC
+    };
     #[cfg(simulated)]
-    simulated::check_object_name(name)?;
+    simulated::check_shm_open(name, flags)?;
+    #[cfg(simulated)]
+    let created = flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL;
     // Apple declares shm_open variadic, so the mode goes as the promoted
     // c_uint; Linux and FreeBSD take a mode_t.
     #[cfg(target_vendor = "apple")]
     let mode = libc::c_uint::from(mode);
     // SAFETY: `name` is a NUL-terminated string that outlives the call.
-    let fd = unsafe { libc::shm_open(name.as_ptr(), flags | libc::O_CLOEXEC, mode) };
-    if fd >= 0 {
-        // SAFETY: shm_open returned a fresh descriptor that nothing else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    } else {
-        Err(io::Error::last_os_error())
+    let fd = unsafe { libc::shm_open(name.as_ptr(), flags, mode) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
     }
+    // SAFETY: shm_open returned a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    #[cfg(simulated)]
+    if created {
+        simulated::created_with(&fd, mode)?;
+    }
+    #[cfg(macos_limits)]
+    // SAFETY: `fd` is open; FD_CLOEXEC is the only descriptor flag.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// Gives a new shared-memory object the mode `mode` exactly. macOS has no
+/// `fchmod` for them, and needs none: `shm_open` gave it that mode.
+#[cfg(portable_lifetime)]
+fn fchmod_object(fd: &OwnedFd, mode: u32) -> Result<()> {
+    if cfg!(macos_limits) {
+        return Ok(());
+    }
+    fchmod(fd, mode)
 }
 
 fn shm_unlink(name: &CString) -> io::Result<()> {
@@ -557,6 +590,11 @@ impl Backing {
     /// Maps `len` bytes at `offset` (a multiple of
     /// [`allocation_granularity`]).
     pub(crate) fn map(&self, offset: u64, len: usize, access: Access) -> Result<RawView> {
+        // macOS maps a shared-memory object only shared.
+        #[cfg(macos_limits)]
+        if access == Access::Copy && !self.is_file() {
+            return self.map_copy(offset, len);
+        }
         let (prot, flags) = match access {
             Access::Write => (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED),
             Access::Read => (libc::PROT_READ, libc::MAP_SHARED),
@@ -565,6 +603,8 @@ impl Backing {
         let start = offset;
         let offset = libc::off_t::try_from(offset)
             .map_err(|_| Error::io("mmap", io::Error::from_raw_os_error(libc::EOVERFLOW)))?;
+        #[cfg(simulated)]
+        simulated::check_mmap(&self.fd, flags)?;
         // SAFETY: a fresh mapping at an address the kernel chooses overlaps
         // nothing; `fd` is open; the result is checked below.
         let ptr = unsafe {
@@ -586,6 +626,59 @@ impl Backing {
             watch: Watch::new(ptr.cast(), len),
             fd: self.fd.as_raw_fd(),
             offset: start,
+            vanished: OnceLock::new(),
+        })
+    }
+
+    /// A copy-on-write view of a shared-memory object where the OS maps one
+    /// only shared (macOS): private memory holding a copy of its `len` bytes
+    /// at `offset`, taken now (later writes by others are not seen, where
+    /// Linux shows them in the pages not yet written to).
+    #[cfg(macos_limits)]
+    fn map_copy(&self, offset: u64, len: usize) -> Result<RawView> {
+        let file_offset = libc::off_t::try_from(offset)
+            .map_err(|_| Error::io("mmap", io::Error::from_raw_os_error(libc::EOVERFLOW)))?;
+        // SAFETY: fresh mappings at addresses the kernel chooses overlap
+        // nothing; `fd` is open; both results are checked.
+        let (copy, source) = unsafe {
+            let copy = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANON,
+                -1,
+                0,
+            );
+            if copy == libc::MAP_FAILED {
+                return Err(Error::last_os("mmap"));
+            }
+            let source = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                self.fd.as_raw_fd(),
+                file_offset,
+            );
+            if source == libc::MAP_FAILED {
+                let err = Error::last_os("mmap");
+                libc::munmap(copy, len);
+                return Err(err);
+            }
+            (copy, source)
+        };
+        // SAFETY: both mappings are `len` bytes long and distinct; the source
+        // lies within the object (the caller checked the window).
+        unsafe {
+            std::ptr::copy_nonoverlapping(source.cast::<u8>(), copy.cast::<u8>(), len);
+            libc::munmap(source, len);
+        }
+        Ok(RawView {
+            ptr: copy.cast(),
+            len,
+            watch: Watch::new(copy.cast(), len),
+            fd: self.fd.as_raw_fd(),
+            offset,
             vanished: OnceLock::new(),
         })
     }

@@ -6,7 +6,12 @@
 //!   longer ones fail with `ENAMETOOLONG`;
 //! - an object is sized once: a second `ftruncate` fails with `EINVAL`;
 //! - objects cannot be locked: `flock` on one fails with `EOPNOTSUPP`;
-//! - `fstat` reports an object's size rounded up to whole pages.
+//! - `fstat` reports an object's size rounded up to whole pages;
+//! - `fchmod` and `fstatvfs` of an object fail with `EINVAL` (XNU has no
+//!   such operations for them); a new object gets `shm_open`'s mode exactly
+//!   (XNU does not apply the umask);
+//! - an object is mapped only shared: `MAP_PRIVATE` fails with `EINVAL`;
+//! - `shm_open` refuses `O_CLOEXEC` with `EINVAL` (macOS 26.4 and later).
 //!
 //! An object is told by its device: the one `/dev/shm` is on.
 
@@ -52,9 +57,50 @@ fn refused(op: &'static str, code: libc::c_int) -> Error {
     Error::io(op, io::Error::from_raw_os_error(code))
 }
 
-pub(crate) fn check_object_name(name: &CString) -> io::Result<()> {
+pub(crate) fn check_shm_open(name: &CString, flags: libc::c_int) -> io::Result<()> {
     if name.as_bytes().len() > PSHMNAMLEN {
         return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    if flags & libc::O_CLOEXEC != 0 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    Ok(())
+}
+
+/// What XNU gives a new object: `mode`, without the umask.
+pub(crate) fn created_with(fd: &OwnedFd, mode: libc::mode_t) -> io::Result<()> {
+    // SAFETY: `fd` is open.
+    if unsafe { libc::fchmod(fd.as_raw_fd(), mode & 0o777) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `mmap` of an object: only shared.
+pub(crate) fn check_mmap(fd: &OwnedFd, flags: libc::c_int) -> Result<()> {
+    if flags & libc::MAP_SHARED == 0 && is_object(&raw_fstat(fd)?) {
+        return Err(refused("mmap", libc::EINVAL));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_fchmod(fd: &OwnedFd) -> Result<()> {
+    if is_object(&raw_fstat(fd)?) {
+        return Err(refused("fchmod", libc::EINVAL));
+    }
+    Ok(())
+}
+
+/// `fstatvfs` needs a file system, which an object has none of on macOS.
+pub(crate) fn check_statvfs(fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fd` is open and `st` writable memory for one stat.
+    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return Err(Error::last_os("fstat"));
+    }
+    // SAFETY: fstat returned 0, so it filled `st`.
+    if is_object(&unsafe { st.assume_init() }) {
+        return Err(refused("fstatvfs", libc::EINVAL));
     }
     Ok(())
 }
@@ -92,7 +138,14 @@ mod tests {
         let err = super::super::shm_open(&long, libc::O_RDWR | libc::O_CREAT, 0o600).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENAMETOOLONG));
         let name = CString::new(format!("/mmapfile=sim{}", std::process::id())).unwrap();
-        let fd = super::super::shm_open(&name, libc::O_RDWR | libc::O_CREAT, 0o600).unwrap();
+        // SAFETY: umask has no preconditions; the old mask is put back.
+        let old = unsafe { libc::umask(0o077) };
+        let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL;
+        let fd = super::super::shm_open(&name, flags, 0o664).unwrap();
+        // SAFETY: as above.
+        unsafe { libc::umask(old) };
+        // No umask on macOS: the mode given, exactly.
+        assert_eq!(raw_fstat(&fd).unwrap().st_mode & 0o777, 0o664);
         super::super::shm_unlink(&name).unwrap();
         super::super::ftruncate(&fd, 100).unwrap();
         let page = super::super::page_size() as libc::off_t;
@@ -101,5 +154,15 @@ mod tests {
         assert_eq!(again.raw_os_error(), Some(libc::EINVAL));
         let lock = refuse_lock_on_shm(&fd).unwrap_err();
         assert_eq!(lock.raw_os_error(), Some(libc::EOPNOTSUPP));
+        let chmod = super::super::fchmod(&fd, 0o644).unwrap_err();
+        assert_eq!(chmod.raw_os_error(), Some(libc::EINVAL));
+        use std::os::fd::AsFd;
+        let statvfs = check_statvfs(fd.as_fd()).unwrap_err();
+        assert_eq!(statvfs.raw_os_error(), Some(libc::EINVAL));
+        let cloexec = check_shm_open(&name, libc::O_RDWR | libc::O_CLOEXEC).unwrap_err();
+        assert_eq!(cloexec.raw_os_error(), Some(libc::EINVAL));
+        let private = check_mmap(&fd, libc::MAP_PRIVATE).unwrap_err();
+        assert_eq!(private.raw_os_error(), Some(libc::EINVAL));
+        check_mmap(&fd, libc::MAP_SHARED).unwrap();
     }
 }

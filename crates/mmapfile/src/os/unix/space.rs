@@ -88,9 +88,18 @@ pub(crate) struct Free {
 #[allow(clippy::useless_conversion)]
 pub(crate) fn free_space(fd: BorrowedFd<'_>) -> Result<Option<Free>> {
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    #[cfg(simulated)]
+    let refused = super::simulated::check_statvfs(fd).is_err();
+    #[cfg(not(simulated))]
+    let refused = false;
     // SAFETY: `fd` is open and `st` is writable memory for one statvfs,
     // which fstatvfs fills on success.
-    if unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+    if refused || unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        // A shared-memory object on macOS lives in no file system: its
+        // space cannot be asked (memory and swap are still checked).
+        if cfg!(macos_limits) {
+            return Ok(None);
+        }
         return Err(Error::last_os("fstatvfs"));
     }
     // SAFETY: fstatvfs returned 0, so it filled `st`.
