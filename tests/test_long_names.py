@@ -5,7 +5,6 @@ the slash; Linux: 255), and two different names never share a block."""
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import os
 import struct
@@ -109,6 +108,8 @@ def test_a_long_name_is_listed_by_its_full_name(block_name):
 def _hold_with_ofd_lock(fd: int) -> None:
     """Takes the holder lock of the Linux protocol (a shared OFD lock on
     byte 0) on ``fd``, as a holder of the block would."""
+    import fcntl  # POSIX only
+
     flock = struct.pack("hhqqi4x", fcntl.F_RDLCK, os.SEEK_SET, 0, 1, 0)
     fcntl.fcntl(fd, fcntl.F_OFD_SETLK, flock)
 

@@ -301,8 +301,9 @@ def test_mode_sets_the_exact_permission_bits(block_name):
     finally:
         os.umask(old)
     if PORTABLE:
-        # The record file is written by its owner only; the object and the
-        # record say the mode.
+        # The record file is written by its owner only; the record and the
+        # object (which macOS creates with shm_open's mode, no umask) say
+        # the mode.
         assert mmapfile._mmapfile._block_info(block_name)["mode"] == 0o660
         assert stat.S_IMODE(os.stat(shm_path(block_name)).st_mode) == 0o640
         assert stat.S_IMODE(os.stat(object_path(block_name)).st_mode) == 0o660

@@ -100,6 +100,10 @@ def run_small(files: Path, code: str) -> str:
 
 
 @needs_namespace
+@pytest.mark.skipif(
+    PORTABLE,
+    reason="macOS's shared memory is in no file system of a size: memory and swap are checked",
+)
 def test_block_bigger_than_dev_shm_fails_at_creation_and_leaves_nothing(tmp_path):
     run_small(
         tmp_path,
