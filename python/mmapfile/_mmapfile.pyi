@@ -161,7 +161,9 @@ class MapLock:
 
     On Linux it needs permission to open the file or block for writing, even
     for an ``ACCESS_READ`` map (:exc:`mmapfile.error` with ``EACCES``
-    otherwise).
+    otherwise). On macOS and the BSDs it is a ``flock``: on the mapped file
+    itself (so a program's own ``flock`` on that file contends with it), or
+    on a lock file of the block.
 
     ``with m.lock():`` acquires it (waiting for ever, or for the timeout given
     to :meth:`mmapfile.lock`, raising :exc:`TimeoutError` when that runs out)
@@ -216,8 +218,9 @@ class mmapfile:
     - ``Name`` without ``File`` opens the named mapping ``Name`` (a named block,
       or a named file mapping, below) at its own size, or creates a named block
       of shared memory of ``MaximumSize`` bytes that any process can open by the
-      same name (on POSIX the shared-memory object ``/mmapfile.<Name>``; a
-      ``Local\\`` or ``Global\\`` prefix is removed).
+      same name (on Linux the shared-memory object ``/mmapfile.<Name>``; on
+      POSIX a ``Local\\`` or ``Global\\`` prefix is removed). A name may be up
+      to 260 UTF-16 code units long on every OS, as on Windows.
     - ``File`` and ``Name``: a *named file mapping*, as Windows'
       ``CreateFileMapping`` makes it. The file is mapped (as above) and the
       mapping gets the name, so that any process of the same user can then
@@ -253,7 +256,7 @@ class mmapfile:
       ``resize``), does about the storage it needs. ``"check"`` (the
       default) refuses, with ``mmapfile.error`` and ``errno`` ``ENOSPC``,
       what does not fit in the free space now (``/dev/shm`` for named
-      blocks), and blocks larger than memory plus swap (``ENOMEM``).
+      blocks on Linux), and blocks larger than memory plus swap (``ENOMEM``).
       ``"reserve"`` allocates the storage at once (``fallocate``), so no
       later write can find it missing: cheap for a file on ext4 or xfs, but
       a block is then in memory from the start. ``"sparse"`` does neither,
