@@ -14,6 +14,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mmapfile
@@ -383,6 +384,53 @@ def test_shared_memory_attaches_to_the_same_bytes(block_name):
 
 
 # --- the race -----------------------------------------------------------------
+
+
+RACING_CREATOR = """
+    import os, sys, time, mmapfile
+    name, slot, go, exclusive = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    try:
+        m = mmapfile.mmapfile(None, name, 4096, create=True if exclusive else None)
+    except mmapfile.error as exc:
+        print("refused", exc.errno, flush=True)
+        sys.exit(0)
+    if m.created:
+        m.write(slot.encode())
+    print("created" if m.created else "opened", flush=True)
+    sys.stdin.readline()
+    m.seek(0)
+    print(m.read(8).rstrip(b"\\0").decode(), flush=True)
+    m.close()
+"""
+
+
+def test_racing_creators_make_one_block_and_everyone_else_sees_it(block_name, tmp_path):
+    # Half ask for create=True (exactly one may win, the others get EEXIST),
+    # half for create-or-open (they join the winner's block).
+    go = tmp_path / "go"
+    racers = [
+        start_python(RACING_CREATOR, block_name, str(i), str(go), str(i % 2)) for i in range(8)
+    ]
+    time.sleep(0.2)  # let them all start waiting
+    go.touch()
+    outcomes = [proc.stdout.readline().split() for proc in racers]
+    created = [i for i, o in enumerate(outcomes) if o == ["created"]]
+    assert len(created) == 1, outcomes
+    for i, outcome in enumerate(outcomes):
+        if i in created:
+            continue
+        if i % 2:  # create=True lost the race
+            assert outcome == ["refused", str(errno.EEXIST)], outcome
+        else:
+            assert outcome == ["opened"], outcome
+    for i, proc in enumerate(racers):
+        out, err = proc.communicate("go\n", timeout=60)
+        assert proc.returncode == 0, err
+        if outcomes[i][0] != "refused":
+            assert out.strip() == str(created[0]), "a holder sees another block than the winner's"
+    assert not os.path.exists(shm_path(block_name))
 
 
 def test_many_processes_opening_and_closing_never_see_a_destroyed_or_foreign_block(
