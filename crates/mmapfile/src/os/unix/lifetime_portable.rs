@@ -60,7 +60,7 @@ const REMOVED_PREFIX: &str = ".removed-";
 
 /// Prefix of a block's lock file (with its object's suffix): the mapping
 /// lock of `lock_portable.rs`, made by the first holder that asks for it.
-pub(crate) const LOCK_PREFIX: &str = ".lock-";
+const LOCK_PREFIX: &str = ".lock-";
 
 fn errno(op: &'static str, code: libc::c_int) -> Error {
     Error::io(op, io::Error::from_raw_os_error(code))
@@ -158,7 +158,10 @@ impl Record {
 }
 
 /// `flock(fd, op)`; `Ok(false)` if a non-blocking request was refused.
-fn flock(fd: &OwnedFd, op: libc::c_int) -> Result<bool> {
+/// A signal's `EINTR` is returned (an error of kind `Interrupted`) only when
+/// `interruptible`; otherwise the call is made again. (The mapping lock of
+/// `lock_portable.rs` uses it too.)
+pub(crate) fn flock(fd: &OwnedFd, op: libc::c_int, interruptible: bool) -> Result<bool> {
     #[cfg(simulated)]
     super::simulated::refuse_lock_on_shm(fd)?;
     loop {
@@ -168,7 +171,7 @@ fn flock(fd: &OwnedFd, op: libc::c_int) -> Result<bool> {
         }
         let err = io::Error::last_os_error();
         match err.raw_os_error() {
-            Some(libc::EINTR) => continue,
+            Some(libc::EINTR) if !interruptible => continue,
             Some(libc::EWOULDBLOCK) => return Ok(false),
             _ => return Err(Error::io("flock", err)),
         }
@@ -176,21 +179,21 @@ fn flock(fd: &OwnedFd, op: libc::c_int) -> Result<bool> {
 }
 
 fn try_exclusive(fd: &OwnedFd) -> Result<bool> {
-    flock(fd, libc::LOCK_EX | libc::LOCK_NB)
+    flock(fd, libc::LOCK_EX | libc::LOCK_NB, false)
 }
 
 fn try_shared(fd: &OwnedFd) -> Result<bool> {
-    flock(fd, libc::LOCK_SH | libc::LOCK_NB)
+    flock(fd, libc::LOCK_SH | libc::LOCK_NB, false)
 }
 
 /// Waits for a shared lock. Nobody waits while holding the exclusive lock,
 /// so this cannot deadlock.
 fn wait_shared(fd: &OwnedFd) -> Result<()> {
-    flock(fd, libc::LOCK_SH).map(drop)
+    flock(fd, libc::LOCK_SH, false).map(drop)
 }
 
 fn unlock(fd: &OwnedFd) -> Result<()> {
-    flock(fd, libc::LOCK_UN).map(drop)
+    flock(fd, libc::LOCK_UN, false).map(drop)
 }
 
 fn lstat(path: &CString) -> io::Result<libc::stat> {
@@ -213,7 +216,7 @@ fn at_path(fd: &OwnedFd, path: &CString) -> Result<bool> {
     }
 }
 
-fn unlink(path: &CString) -> io::Result<()> {
+pub(crate) fn unlink(path: &CString) -> io::Result<()> {
     // SAFETY: `path` is a NUL-terminated string that outlives the call.
     if unsafe { libc::unlink(path.as_ptr()) } == 0 {
         Ok(())
@@ -224,6 +227,33 @@ fn unlink(path: &CString) -> io::Result<()> {
 
 fn in_dir(file: &str) -> Result<CString> {
     cstring("open", format!("{STATE_DIR}/{file}").as_bytes())
+}
+
+/// Opens a file of the state directory to read or lock it, never through a
+/// symbolic link.
+fn open_record(path: &CString) -> io::Result<OwnedFd> {
+    open_path(path, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
+}
+
+/// The shared-memory object named by the suffix `suffix` (of a draft or a
+/// lock file).
+fn object_of(suffix: &[u8]) -> Result<CString> {
+    let mut object = OBJECT_PREFIX.as_bytes().to_vec();
+    object.extend_from_slice(suffix);
+    cstring("shm_unlink", &object)
+}
+
+/// The lock file of the block whose object is `object`.
+fn lock_path_of(object: &str) -> Result<CString> {
+    let suffix = object.strip_prefix(OBJECT_PREFIX).unwrap_or(object);
+    in_dir(&format!("{LOCK_PREFIX}{suffix}"))
+}
+
+/// A record file's (or lock file's) mode for a block of mode `mode`:
+/// readable by those the block's mode lets in, since holding it and
+/// locking it take no more; written only by its owner.
+fn record_file_mode(mode: u32) -> u32 {
+    (mode & 0o444) | 0o600
 }
 
 /// The record file's path for the name `base`: the key the rest of the
@@ -322,9 +352,7 @@ impl Draft {
                         },
                     };
                     wait_shared(&draft.fd)?;
-                    // Readable by those the block's mode lets in, so that
-                    // they can hold it; written only by its owner.
-                    fchmod(&draft.fd, (mode & 0o444) | 0o600)?;
+                    fchmod(&draft.fd, record_file_mode(mode))?;
                     return Ok((draft, suffix));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -416,9 +444,7 @@ fn remove_held(fd: &OwnedFd, key: &CString) -> Result<()> {
     }) = Record::read(fd)
     {
         let _ = shm_unlink(&cstring("shm_unlink", object.as_bytes())?);
-        if let Some(lock) = object.strip_prefix(OBJECT_PREFIX) {
-            let _ = unlink(&in_dir(&format!("{LOCK_PREFIX}{lock}"))?);
-        }
+        let _ = unlink(&lock_path_of(&object)?);
     }
     match unlink(key) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("unlink", e)),
@@ -500,7 +526,7 @@ pub(crate) fn join(
                 return Ok(joined);
             }
         }
-        let fd = match open_path(key, libc::O_RDONLY | libc::O_NOFOLLOW, 0) {
+        let fd = match open_record(key) {
             Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let (true, Some(new)) = (may_create, &new) else {
@@ -646,7 +672,7 @@ pub(crate) fn rewrite_file_record(
 /// Removes the dead block at `key` (no holder at all) and returns whether
 /// it did. Live blocks are left alone.
 pub(crate) fn collect(key: &CString) -> Result<bool> {
-    let fd = match open_path(key, libc::O_RDONLY | libc::O_NOFOLLOW, 0) {
+    let fd = match open_record(key) {
         Ok(fd) => fd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io("open", e)),
@@ -662,8 +688,7 @@ pub(crate) fn collect(key: &CString) -> Result<bool> {
 /// aside, and the block goes with it now, or with its last holder (who
 /// alone can still reach it). Returns whether holders remained.
 pub(crate) fn remove(key: &CString) -> Result<bool> {
-    let fd =
-        open_path(key, libc::O_RDONLY | libc::O_NOFOLLOW, 0).map_err(|e| Error::io("open", e))?;
+    let fd = open_record(key).map_err(|e| Error::io("open", e))?;
     let aside = removed_path(&fd)?;
     // SAFETY: both paths are NUL-terminated strings that outlive the call.
     if unsafe { libc::rename(key.as_ptr(), aside.as_ptr()) } != 0 {
@@ -689,8 +714,7 @@ pub(crate) struct Listed {
 /// Reads the record of `base` without holding it.
 pub(crate) fn look(base: &str) -> Result<Listed> {
     let key = key(base)?;
-    let fd =
-        open_path(&key, libc::O_RDONLY | libc::O_NOFOLLOW, 0).map_err(|e| Error::io("open", e))?;
+    let fd = open_record(&key).map_err(|e| Error::io("open", e))?;
     let record = Record::read(&fd)?;
     if record.name != base {
         return Err(errno("open", libc::ENOENT));
@@ -715,7 +739,7 @@ pub(crate) fn list(me: libc::uid_t) -> Result<(Vec<Listed>, Vec<CString>)> {
     for entry in dir {
         let entry = entry.map_err(|e| Error::io("readdir", e))?;
         let path = cstring("open", entry.path().as_os_str().as_bytes())?;
-        let Ok(fd) = open_path(&path, libc::O_RDONLY | libc::O_NOFOLLOW, 0) else {
+        let Ok(fd) = open_record(&path) else {
             continue; // removed while we listed, or not ours to read
         };
         let st = fstat(&fd)?;
@@ -756,9 +780,7 @@ fn is_stale(fd: &OwnedFd, file: &[u8], st: &libc::stat) -> Result<bool> {
         return try_exclusive(fd);
     }
     if let Some(suffix) = file.strip_prefix(LOCK_PREFIX.as_bytes()) {
-        let mut object = OBJECT_PREFIX.as_bytes().to_vec();
-        object.extend_from_slice(suffix);
-        return match shm_open(&cstring("shm_open", &object)?, libc::O_RDONLY, 0) {
+        return match shm_open(&object_of(suffix)?, libc::O_RDONLY, 0) {
             Err(e) => Ok(e.kind() == io::ErrorKind::NotFound),
             Ok(_) => Ok(false),
         };
@@ -780,7 +802,7 @@ fn is_stale(fd: &OwnedFd, file: &[u8], st: &libc::stat) -> Result<bool> {
 /// Removes a leftover that [`list`] found (with its block's object), if it
 /// is still stale.
 pub(crate) fn remove_stale(path: &CString) -> Result<bool> {
-    let Ok(fd) = open_path(path, libc::O_RDONLY | libc::O_NOFOLLOW, 0) else {
+    let Ok(fd) = open_record(path) else {
         return Ok(false);
     };
     let file = path.as_bytes().rsplit(|&b| b == b'/').next().unwrap_or(b"");
@@ -790,9 +812,7 @@ pub(crate) fn remove_stale(path: &CString) -> Result<bool> {
     if let Some(suffix) = file.strip_prefix(NEW_PREFIX.as_bytes()) {
         // A draft is named after its object, and may have died before it
         // wrote its record.
-        let mut object = OBJECT_PREFIX.as_bytes().to_vec();
-        object.extend_from_slice(suffix);
-        let _ = shm_unlink(&cstring("shm_unlink", &object)?);
+        let _ = shm_unlink(&object_of(suffix)?);
     } else if file.starts_with(REMOVED_PREFIX.as_bytes()) {
         remove_held(&fd, path)?;
         return Ok(true);
@@ -811,12 +831,11 @@ pub(crate) fn lock_file(held: &OwnedFd) -> Result<CString> {
             "a file mapping locks its file".into(),
         ));
     };
-    let suffix = object.strip_prefix(OBJECT_PREFIX).unwrap_or(object);
-    let path = in_dir(&format!("{LOCK_PREFIX}{suffix}"))?;
+    let path = lock_path_of(object)?;
     let flags = libc::O_RDONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
     match open_path(&path, flags, 0o600) {
         // Explicitly, so that the umask does not keep other holders out.
-        Ok(fd) => fchmod(&fd, (record.mode & 0o444) | 0o600)?,
+        Ok(fd) => fchmod(&fd, record_file_mode(record.mode))?,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(Error::io("open", e)),
     }

@@ -16,13 +16,13 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
-use super::lifetime::{self, STATE_DIR};
+use super::lifetime::{self, flock, STATE_DIR};
 use super::{cstring, fstat, open_path, Backing, Kind};
 use crate::error::{Error, Result};
 
@@ -95,8 +95,7 @@ fn let_go(id: Identity) {
         .windows(mine.len())
         .any(|w| w == mine.as_bytes())
     {
-        // SAFETY: `path` is a NUL-terminated string.
-        unsafe { libc::unlink(path.as_ptr()) };
+        let _ = lifetime::unlink(path);
     }
     table.remove(&id);
 }
@@ -198,24 +197,6 @@ fn anonymous_lock(id: Identity) -> Result<CString> {
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(Error::io("open", e)),
-        }
-    }
-}
-
-/// `flock(fd, op)`; `Ok(false)` if a non-blocking request was refused.
-/// `EINTR` is returned (as an error of kind `Interrupted`) only when
-/// `interruptible`.
-fn flock(fd: &OwnedFd, op: libc::c_int, interruptible: bool) -> Result<bool> {
-    loop {
-        // SAFETY: `fd` is an open descriptor.
-        if unsafe { libc::flock(fd.as_raw_fd(), op) } == 0 {
-            return Ok(true);
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) if !interruptible => continue,
-            Some(libc::EWOULDBLOCK) => return Ok(false),
-            _ => return Err(Error::io("flock", err)),
         }
     }
 }

@@ -630,42 +630,14 @@ impl Backing {
     fn map_copy(&self, offset: u64, len: usize) -> Result<RawView> {
         let file_offset = libc::off_t::try_from(offset)
             .map_err(|_| Error::io("mmap", io::Error::from_raw_os_error(libc::EOVERFLOW)))?;
-        // SAFETY: fresh mappings at addresses the kernel chooses overlap
-        // nothing; `fd` is open; both results are checked.
-        let (copy, source) = unsafe {
-            let copy = libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANON,
-                -1,
-                0,
-            );
-            if copy == libc::MAP_FAILED {
-                return Err(Error::last_os("mmap"));
-            }
-            let source = libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                self.fd.as_raw_fd(),
-                file_offset,
-            );
-            if source == libc::MAP_FAILED {
-                let err = Error::last_os("mmap");
-                libc::munmap(copy, len);
-                return Err(err);
-            }
-            (copy, source)
-        };
+        let copy = Scratch::private(len)?;
+        let source = Scratch::shared(&self.fd, len, libc::PROT_READ, file_offset)?;
         // SAFETY: both mappings are `len` bytes long and distinct; the source
         // lies within the object (the caller checked the window).
         unsafe {
-            std::ptr::copy_nonoverlapping(source.cast::<u8>(), copy.cast::<u8>(), len);
-            libc::munmap(source, len);
-        }
-        Ok(RawView::new(copy.cast(), len, self.fd.as_raw_fd(), offset))
+            std::ptr::copy_nonoverlapping(source.ptr.cast::<u8>(), copy.ptr.cast::<u8>(), len)
+        };
+        Ok(RawView::new(copy.keep(), len, self.fd.as_raw_fd(), offset))
     }
 
     /// Makes data written through views durable on the storage device (files
@@ -787,40 +759,66 @@ fn copy_object(from: &OwnedFd, to: &OwnedFd, len: u64) -> Result<()> {
     if len == 0 {
         return Ok(());
     }
-    let source = Backing::raw_map(from, len, libc::PROT_READ)?;
-    let target = Backing::raw_map(to, len, libc::PROT_READ | libc::PROT_WRITE)?;
-    // SAFETY: both mappings are `len` bytes long, distinct, and unmapped
-    // only below; the source is our own block's object, which no one else
-    // shrinks (a forked child could, as with any shared mapping).
-    unsafe { std::ptr::copy_nonoverlapping(source.cast::<u8>(), target.cast::<u8>(), len) };
-    // SAFETY: each address and length come from a successful mmap above.
-    unsafe {
-        libc::munmap(source, len);
-        libc::munmap(target, len);
-    }
+    let source = Scratch::shared(from, len, libc::PROT_READ, 0)?;
+    let target = Scratch::shared(to, len, libc::PROT_READ | libc::PROT_WRITE, 0)?;
+    // SAFETY: both mappings are `len` bytes long and distinct; the source is
+    // our own block's object, which no one else shrinks (a forked child
+    // could, as with any shared mapping).
+    unsafe { std::ptr::copy_nonoverlapping(source.ptr.cast::<u8>(), target.ptr.cast::<u8>(), len) };
     Ok(())
 }
 
+/// A mapping made to copy through, unmapped when dropped (so an error on
+/// the way leaves none behind).
 #[cfg(macos_limits)]
-impl Backing {
-    /// A shared mapping of the first `len` bytes of `fd`.
-    fn raw_map(fd: &OwnedFd, len: usize, prot: libc::c_int) -> Result<*mut libc::c_void> {
+struct Scratch {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+#[cfg(macos_limits)]
+impl Scratch {
+    /// `mmap(NULL, len, prot, flags, fd, offset)`.
+    fn map(
+        fd: libc::c_int,
+        len: usize,
+        prot: libc::c_int,
+        flags: libc::c_int,
+        offset: libc::off_t,
+    ) -> Result<Scratch> {
         // SAFETY: a fresh mapping at an address the kernel chooses overlaps
-        // nothing; `fd` is open; the result is checked below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                prot,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
+        // nothing; `fd` is open (or -1 for anonymous memory); the result is
+        // checked below.
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, offset) };
         if ptr == libc::MAP_FAILED {
             return Err(Error::last_os("mmap"));
         }
-        Ok(ptr)
+        Ok(Scratch { ptr, len })
+    }
+
+    /// A shared mapping of `len` bytes of `fd` at `offset`.
+    fn shared(fd: &OwnedFd, len: usize, prot: libc::c_int, offset: libc::off_t) -> Result<Scratch> {
+        Scratch::map(fd.as_raw_fd(), len, prot, libc::MAP_SHARED, offset)
+    }
+
+    /// Private, zero-filled memory of `len` bytes.
+    fn private(len: usize) -> Result<Scratch> {
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANON;
+        Scratch::map(-1, len, libc::PROT_READ | libc::PROT_WRITE, flags, 0)
+    }
+
+    /// Keeps the mapping: the caller unmaps it.
+    fn keep(self) -> *mut u8 {
+        std::mem::ManuallyDrop::new(self).ptr.cast()
+    }
+}
+
+#[cfg(macos_limits)]
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` come from a successful mmap and are unmapped
+        // once; a failure could only leak address space.
+        unsafe { libc::munmap(self.ptr, self.len) };
     }
 }
 

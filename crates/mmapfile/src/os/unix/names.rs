@@ -44,19 +44,19 @@ fn digest(base: &str) -> String {
 #[cfg(not(portable_lifetime))]
 /// The POSIX shared-memory name of the Linux block `base`.
 pub(crate) fn shm_name(base: &str) -> String {
-    let fits = SHM_PREFIX.len() - 1 + base.len() <= FILE_NAME_MAX;
-    if fits && !base.starts_with(DIGEST_MARK) {
-        format!("{SHM_PREFIX}{base}")
-    } else {
+    if is_digested(base) {
         format!("{SHM_PREFIX}{DIGEST_MARK}{}", digest(base))
+    } else {
+        format!("{SHM_PREFIX}{base}")
     }
 }
 
 #[cfg(not(portable_lifetime))]
-/// Whether `shm_name(base)` is a digest, so that the full name must be
-/// kept elsewhere.
+/// Whether `shm_name(base)` is a digest (the name does not fit a file name
+/// in `/dev/shm`, or could pass for a digest), so that the full name must
+/// be kept elsewhere.
 pub(crate) fn is_digested(base: &str) -> bool {
-    !shm_name(base).ends_with(base)
+    SHM_PREFIX.len() - 1 + base.len() > FILE_NAME_MAX || base.starts_with(DIGEST_MARK)
 }
 
 /// The name of the record file of `base` in the portable backend's state

@@ -17,7 +17,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
@@ -43,7 +43,8 @@ fn is_object(st: &libc::stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFREG && Some(st.st_dev) == shm_device()
 }
 
-fn raw_fstat(fd: &OwnedFd) -> Result<libc::stat> {
+/// `fstat` as the kernel answers it (not rounded as `super::fstat` does here).
+fn raw_fstat(fd: BorrowedFd<'_>) -> Result<libc::stat> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `fd` is open and `st` writable memory for one stat.
     if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
@@ -78,35 +79,29 @@ pub(crate) fn created_with(fd: &OwnedFd, mode: libc::mode_t) -> io::Result<()> {
 
 /// `mmap` of an object: only shared.
 pub(crate) fn check_mmap(fd: &OwnedFd, flags: libc::c_int) -> Result<()> {
-    if flags & libc::MAP_SHARED == 0 && is_object(&raw_fstat(fd)?) {
+    if flags & libc::MAP_SHARED == 0 && is_object(&raw_fstat(fd.as_fd())?) {
         return Err(refused("mmap", libc::EINVAL));
     }
     Ok(())
 }
 
 pub(crate) fn check_fchmod(fd: &OwnedFd) -> Result<()> {
-    if is_object(&raw_fstat(fd)?) {
+    if is_object(&raw_fstat(fd.as_fd())?) {
         return Err(refused("fchmod", libc::EINVAL));
     }
     Ok(())
 }
 
 /// `fstatvfs` needs a file system, which an object has none of on macOS.
-pub(crate) fn check_statvfs(fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `fd` is open and `st` writable memory for one stat.
-    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
-        return Err(Error::last_os("fstat"));
-    }
-    // SAFETY: fstat returned 0, so it filled `st`.
-    if is_object(&unsafe { st.assume_init() }) {
+pub(crate) fn check_statvfs(fd: BorrowedFd<'_>) -> Result<()> {
+    if is_object(&raw_fstat(fd)?) {
         return Err(refused("fstatvfs", libc::EINVAL));
     }
     Ok(())
 }
 
 pub(crate) fn check_truncate(fd: &OwnedFd) -> Result<()> {
-    let st = raw_fstat(fd)?;
+    let st = raw_fstat(fd.as_fd())?;
     if is_object(&st) && st.st_size != 0 {
         return Err(refused("ftruncate", libc::EINVAL));
     }
@@ -114,7 +109,7 @@ pub(crate) fn check_truncate(fd: &OwnedFd) -> Result<()> {
 }
 
 pub(crate) fn refuse_lock_on_shm(fd: &OwnedFd) -> Result<()> {
-    if is_object(&raw_fstat(fd)?) {
+    if is_object(&raw_fstat(fd.as_fd())?) {
         return Err(refused("flock", libc::EOPNOTSUPP));
     }
     Ok(())
@@ -145,7 +140,7 @@ mod tests {
         // SAFETY: as above.
         unsafe { libc::umask(old) };
         // No umask on macOS: the mode given, exactly.
-        assert_eq!(raw_fstat(&fd).unwrap().st_mode & 0o777, 0o664);
+        assert_eq!(raw_fstat(fd.as_fd()).unwrap().st_mode & 0o777, 0o664);
         super::super::shm_unlink(&name).unwrap();
         super::super::ftruncate(&fd, 100).unwrap();
         let page = super::super::page_size() as libc::off_t;
@@ -156,7 +151,6 @@ mod tests {
         assert_eq!(lock.raw_os_error(), Some(libc::EOPNOTSUPP));
         let chmod = super::super::fchmod(&fd, 0o644).unwrap_err();
         assert_eq!(chmod.raw_os_error(), Some(libc::EINVAL));
-        use std::os::fd::AsFd;
         let statvfs = check_statvfs(fd.as_fd()).unwrap_err();
         assert_eq!(statvfs.raw_os_error(), Some(libc::EINVAL));
         let cloexec = check_shm_open(&name, libc::O_RDWR | libc::O_CLOEXEC).unwrap_err();
