@@ -1,158 +1,33 @@
-//! Windows backend: `CreateFileW`, `CreateFileMappingW`/`OpenFileMappingW`,
-//! `MapViewOfFile`, `FlushViewOfFile`, `UnmapViewOfFile`, `VirtualQuery`.
-//!
-//! Named blocks are pagefile-backed sections whose name goes to Windows
-//! unchanged, so `Local\` and `Global\` keep their Windows meaning and a
-//! pywin32 program can share a block with this crate by name. Their lifetime
-//! is the kernel's: a section lives while any handle or view holds it.
+//! `Backing` on Windows: a file (its sections made per view), a named or
+//! unnamed pagefile-backed section, or a file mapping with a name.
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::windows::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use windows_sys::Win32::Foundation::{
-    CloseHandle, GetLastError, ERROR_ALREADY_EXISTS, GENERIC_READ, GENERIC_WRITE, HANDLE,
-    INVALID_HANDLE_VALUE, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT,
+    GetLastError, ERROR_ALREADY_EXISTS, GENERIC_READ, GENERIC_WRITE, INVALID_HANDLE_VALUE,
 };
 use windows_sys::Win32::Storage::FileSystem::{
-    CreateFileW, DeleteFileW, FlushFileBuffers, GetFileInformationByHandle, GetFileSizeEx,
-    BY_HANDLE_FILE_INFORMATION, CREATE_NEW, FILE_ATTRIBUTE_NORMAL, FILE_SHARE_DELETE,
-    FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING,
+    CreateFileW, DeleteFileW, FlushFileBuffers, GetFileSizeEx, CREATE_NEW, FILE_ATTRIBUTE_NORMAL,
+    FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING,
 };
 use windows_sys::Win32::System::Memory::{
-    CreateFileMappingW, FlushViewOfFile, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile,
-    VirtualQuery, FILE_MAP_COPY, FILE_MAP_READ, FILE_MAP_WRITE, MEMORY_BASIC_INFORMATION,
-    MEMORY_MAPPED_VIEW_ADDRESS, PAGE_READONLY, PAGE_READWRITE, PAGE_WRITECOPY,
-};
-use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
-use windows_sys::Win32::System::Threading::{
-    CreateMutexW, ReleaseMutex, WaitForSingleObject, INFINITE,
+    CreateFileMappingW, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile, VirtualQuery,
+    FILE_MAP_COPY, FILE_MAP_READ, FILE_MAP_WRITE, MEMORY_BASIC_INFORMATION, PAGE_READONLY,
+    PAGE_READWRITE, PAGE_WRITECOPY,
 };
 
+use super::sys::{check, split, wide, Handle};
+use super::view::{map_raw, RawView};
 use crate::access::{Access, CreateMode, Space};
 use crate::error::{Error, Result};
-use crate::mem::Vanished;
 use crate::name::BlockName;
 
-/// How named blocks live here (see [`crate::blocks::BACKEND`]).
-pub(crate) const NAMED_BACKEND: &str = "windows";
-
-/// The error for a name that is taken (`create=True` on an existing name).
-pub(crate) fn name_taken() -> Error {
-    Error::io(
-        "CreateFileMapping",
-        io::Error::from_raw_os_error(ERROR_ALREADY_EXISTS as i32),
-    )
-}
-
-/// (page size, allocation granularity), read once.
-fn system_info() -> (usize, usize) {
-    static INFO: OnceLock<(usize, usize)> = OnceLock::new();
-    *INFO.get_or_init(|| {
-        // SAFETY: SYSTEM_INFO is plain data for which all-zero is valid, and
-        // GetSystemInfo fills it and cannot fail.
-        let info = unsafe {
-            let mut info: SYSTEM_INFO = std::mem::zeroed();
-            GetSystemInfo(&mut info);
-            info
-        };
-        (
-            info.dwPageSize as usize,
-            info.dwAllocationGranularity as usize,
-        )
-    })
-}
-
-/// The memory page size.
-/// The index of the first `byte` in `hay`.
-#[inline]
-pub(crate) fn find_byte(byte: u8, hay: &[u8]) -> Option<usize> {
-    memchr::memchr(byte, hay)
-}
-
-pub(crate) fn page_size() -> usize {
-    system_info().0
-}
-
-/// The alignment a view's offset must have (64 KiB on current Windows).
-pub(crate) fn allocation_granularity() -> usize {
-    system_info().1
-}
-
-/// None: Windows has no advice that brings large pages to memory already
-/// allocated. Large pages come only from `VirtualAlloc(MEM_LARGE_PAGES)`,
-/// which needs the `SeLockMemoryPrivilege` that ordinary accounts lack, and
-/// the buffers this is for are allocated by the caller (Python's allocator).
-pub(crate) fn advisable_huge_page_size() -> Option<usize> {
-    None
-}
-
-/// Never called (see `advisable_huge_page_size`); does nothing.
-///
-/// # Safety
-/// As on Linux: the range must lie inside memory the caller owns.
-pub(crate) unsafe fn advise_huge_pages(_ptr: *mut u8, _len: usize) -> bool {
-    false
-}
-
-fn wide(s: &OsStr) -> Vec<u16> {
-    s.encode_wide().chain(Some(0)).collect()
-}
-
-fn check(op: &'static str, ok: i32) -> Result<()> {
-    if ok == 0 {
-        Err(Error::last_os(op))
-    } else {
-        Ok(())
-    }
-}
-
-/// An owned kernel handle, closed on drop.
 #[derive(Debug)]
-struct Handle(HANDLE);
-
-// SAFETY: a kernel handle may be used and closed from any thread.
-unsafe impl Send for Handle {}
-// SAFETY: the functions called with `&Handle` are thread-safe kernel calls.
-unsafe impl Sync for Handle {}
-
-impl Handle {
-    /// Wraps the result of a handle-returning call; `invalid` is that call's
-    /// failure value (NULL or INVALID_HANDLE_VALUE).
-    fn new(op: &'static str, raw: HANDLE, invalid: HANDLE) -> Result<Handle> {
-        if raw == invalid || raw.is_null() {
-            Err(Error::last_os(op))
-        } else {
-            Ok(Handle(raw))
-        }
-    }
-
-    fn close(self) -> Result<()> {
-        let raw = std::mem::ManuallyDrop::new(self).0;
-        // SAFETY: we own the handle and close it exactly once (Drop will not run).
-        check("CloseHandle", unsafe { CloseHandle(raw) })
-    }
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        // SAFETY: we own the handle and close it exactly once. A failure to
-        // close cannot be reported from drop; `close` reports it.
-        unsafe {
-            CloseHandle(self.0);
-        }
-    }
-}
-
-fn split(size: u64) -> (u32, u32) {
-    ((size >> 32) as u32, size as u32)
-}
-
-#[derive(Debug)]
-enum Kind {
+pub(super) enum Kind {
     /// A file; the section is made per view (`CreateFileMappingW` with size 0
     /// covers the whole file), unless the mapping has a name: then `named`
     /// holds the named section. `created` holds the path if this call made it.
@@ -175,17 +50,17 @@ enum Kind {
 
 /// The section of a named file mapping, which any process can open by its
 /// name while a handle or view of it is open anywhere.
-#[derive(Debug)]
 ///
 /// This object's own views come from sections of the whole file, as for an
 /// unnamed file mapping (they see the same pages), so that the named section
 /// is held by its handle alone: a `resize` by its only holder can then
 /// replace it with a larger one under the same name, as pywin32's does.
-struct NamedSection {
+#[derive(Debug)]
+pub(super) struct NamedSection {
     section: Handle,
     /// The name as given (prefix included), for the mapping's lock and for
     /// the section that replaces this one.
-    name: String,
+    pub(super) name: String,
     /// This object's mapping size: the named section's size, or what a
     /// `resize` grew the file to.
     size: u64,
@@ -194,7 +69,7 @@ struct NamedSection {
 /// An open object that views can be mapped from.
 #[derive(Debug)]
 pub(crate) struct Backing {
-    kind: Kind,
+    pub(super) kind: Kind,
     writable: bool,
 }
 
@@ -603,405 +478,5 @@ impl Backing {
             unsafe { DeleteFileW(wpath.as_ptr()) };
         }
         // A section this call created vanishes with its last handle.
-    }
-}
-
-fn map_raw(section: &Handle, offset: u64, len: usize, access: u32) -> Result<RawView> {
-    let (hi, lo) = split(offset);
-    // SAFETY: `section` is an open section handle; the system chooses the
-    // address; the result is checked.
-    let view = unsafe { MapViewOfFile(section.0, access, hi, lo, len) };
-    if view.Value.is_null() {
-        return Err(Error::last_os("MapViewOfFile"));
-    }
-    Ok(RawView {
-        ptr: view.Value.cast(),
-        len,
-    })
-}
-
-/// One mapped view. Unmapped on drop.
-#[derive(Debug)]
-pub(crate) struct RawView {
-    ptr: *mut u8,
-    len: usize,
-}
-
-// SAFETY: a RawView is an address range owned by this value; nothing in it is
-// tied to the thread that created it.
-unsafe impl Send for RawView {}
-// SAFETY: `&self` methods only read the fields or call FlushViewOfFile, which
-// is thread-safe; memory access goes through raw pointers whose users
-// synchronise.
-unsafe impl Sync for RawView {}
-
-impl RawView {
-    pub(crate) fn as_ptr(&self) -> *mut u8 {
-        self.ptr
-    }
-
-    /// Writes `offset..offset + len` of the view back to the file
-    /// (`FlushViewOfFile`; `Backing::sync` then flushes the file's buffers).
-    pub(crate) fn flush(&self, offset: usize, len: usize) -> Result<()> {
-        debug_assert!(offset.checked_add(len).is_some_and(|end| end <= self.len));
-        if len == 0 {
-            return Ok(());
-        }
-        // SAFETY: the range lies inside the view, which is mapped.
-        check("FlushViewOfFile", unsafe {
-            FlushViewOfFile(self.ptr.add(offset).cast(), len)
-        })
-    }
-
-    /// Unmaps the view and reports errors.
-    pub(crate) fn unmap(self) -> Result<()> {
-        let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `ptr` came from MapViewOfFile and is unmapped exactly once
-        // (Drop will not run).
-        check("UnmapViewOfFile", unsafe {
-            UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS {
-                Value: this.ptr.cast(),
-            })
-        })
-    }
-}
-
-impl Drop for RawView {
-    fn drop(&mut self) {
-        // SAFETY: `ptr` came from MapViewOfFile and is unmapped exactly once;
-        // an error cannot be reported from drop (`unmap` reports it).
-        unsafe {
-            UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS {
-                Value: self.ptr.cast(),
-            });
-        }
-    }
-}
-
-/// Listing and inspecting named blocks from outside needs the object
-/// manager's directory API, which this backend does not use: the kernel
-/// already frees a section with its last handle, so there is nothing to
-/// collect. These report that plainly.
-fn blocks_unsupported<T>() -> Result<T> {
-    Err(Error::Unsupported(
-        "looking at named blocks from outside is not supported on Windows \
-         (the kernel frees a block with its last handle, so none can be left behind)",
-    ))
-}
-
-pub(crate) fn list_blocks() -> Result<Vec<crate::blocks::BlockInfo>> {
-    blocks_unsupported()
-}
-
-pub(crate) fn block_info(_base: &str) -> Result<crate::blocks::BlockInfo> {
-    blocks_unsupported()
-}
-
-pub(crate) fn read_block(_base: &str, _offset: u64, _len: Option<u64>) -> Result<Vec<u8>> {
-    blocks_unsupported()
-}
-
-pub(crate) fn remove_block(_base: &str) -> Result<Option<bool>> {
-    blocks_unsupported()
-}
-
-pub(crate) fn collect_block(_base: &str) -> Result<bool> {
-    blocks_unsupported()
-}
-
-pub(crate) fn collect_leftovers() -> Result<()> {
-    blocks_unsupported()
-}
-
-/// Windows has no `madvise`: no advice values are offered, so
-/// `MapFile::madvise` reports [`Error::Unsupported`] before reaching
-/// [`RawView::advise`]. (`PrefetchVirtualMemory` and `DiscardVirtualMemory`
-/// cover parts of it, with different semantics; they are not offered under
-/// `madvise`'s name.)
-pub(crate) const ADVICE: &[(&str, i32)] = &[];
-
-impl RawView {
-    /// Always None: Windows needs no guard for the case the POSIX one exists
-    /// for. A file cannot be truncated below a mapped view there
-    /// (`SetEndOfFile` fails with `ERROR_USER_MAPPED_FILE`), and a
-    /// pagefile-backed section never shrinks, so no page of a view can vanish
-    /// under an access.
-    ///
-    /// What remains is storage failing under a file view (a network share or
-    /// removable media going away, a full disk under a sparse file), which
-    /// Windows raises as `EXCEPTION_IN_PAGE_ERROR`; like CPython's `mmap`,
-    /// this crate does not catch that. A vectored exception handler would
-    /// see it, with the cause (`ExceptionInformation[2]`, e.g.
-    /// `STATUS_DISK_FULL`), but cannot recover the way the POSIX guard does:
-    /// part of a view cannot be unmapped, so replacing its missing pages
-    /// means unmapping the whole view and putting fresh memory at the same
-    /// addresses. Between the two, another thread may be given that address
-    /// range (and the re-run instruction would write into its memory), or,
-    /// with placeholders (`UnmapViewOfFile2` + `VirtualAlloc2`, Windows 10
-    /// 1803 and later) keeping the range, a thread touching the still-valid
-    /// part of the view faults on the placeholder and needs handling too.
-    /// Not attempted without a real Windows machine to test it on.
-    #[inline(always)]
-    pub(crate) fn fault(&self) -> Option<usize> {
-        None
-    }
-
-    /// Never called: [`RawView::fault`] never reports a page.
-    #[cold]
-    pub(crate) fn vanished(&self, _addr: usize) -> Vanished {
-        Vanished::Shrank
-    }
-
-    /// Never reached with a valid advice value (there are none on Windows).
-    pub(crate) fn advise(&self, _offset: usize, _len: usize, _advice: i32) -> Result<()> {
-        Err(Error::Unsupported("madvise is not available on Windows"))
-    }
-}
-
-/// Where a mapping's lock lives: a kernel mutex derived from the mapping,
-/// so that every process mapping the same file or named block finds it.
-///
-/// - named block `N`: the mutex `N.mmapfile-lock` (same namespace prefix as
-///   the block, so `Local\` and `Global\` mean the same for both);
-/// - file: `Global\mmapfile-lock.<volume serial>.<file index>`, the file's
-///   identity as `GetFileInformationByHandle` reports it, so that every
-///   path to the file (and every session of the machine) finds the same
-///   mutex;
-/// - unnamed block: an unnamed mutex (Windows has no `fork` to share the
-///   block through, so only this process can take it).
-///
-/// A Windows mutex belongs to a thread and is recursive for it, while a
-/// [`LockDesc`] must contend with every other one, even in the same thread,
-/// and may be released from any thread. So each acquisition gets its own
-/// owner thread that waits for the mutex, holds it and releases it on
-/// request: the mutex is never taken twice by one thread, and the calling
-/// thread does not matter. When the process dies, its owner threads die with
-/// it and the kernel marks the mutex abandoned; the next waiter gets
-/// `WAIT_ABANDONED`, which is treated as acquiring it (the holder died).
-#[derive(Debug)]
-pub(crate) struct LockTarget {
-    mutex: Arc<Handle>,
-}
-
-/// One acquisition of a [`LockTarget`], with its owner thread: dropping it
-/// releases the lock (if held) and ends the thread.
-#[derive(Debug)]
-pub(crate) struct LockDesc {
-    /// `None` only while dropping (closing it tells the thread to stop).
-    commands: Option<mpsc::Sender<LockCommand>>,
-    replies: mpsc::Receiver<Result<bool>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum LockCommand {
-    /// Take the mutex if it is free; reply whether it was taken.
-    Try,
-    /// Wait for the mutex; reply `true` once held.
-    Wait,
-    /// Release the mutex; reply `true`.
-    Release,
-}
-
-/// The mutex name for a named block (`name` as given, prefix included).
-fn block_lock_name(name: &str) -> String {
-    format!("{name}.mmapfile-lock")
-}
-
-/// The mutex name for the open file `file`, from its identity.
-fn file_lock_name(file: &Handle) -> Result<String> {
-    // SAFETY: BY_HANDLE_FILE_INFORMATION is plain data for which all-zero is
-    // valid; `file` is an open handle and the struct is writable.
-    let info = unsafe {
-        let mut info: BY_HANDLE_FILE_INFORMATION = std::mem::zeroed();
-        check(
-            "GetFileInformationByHandle",
-            GetFileInformationByHandle(file.0, &mut info),
-        )?;
-        info
-    };
-    let index = (u64::from(info.nFileIndexHigh) << 32) | u64::from(info.nFileIndexLow);
-    Ok(format!(
-        "Global\\mmapfile-lock.{:08x}.{index:016x}",
-        info.dwVolumeSerialNumber
-    ))
-}
-
-impl Backing {
-    /// The lock of this mapping (see [`LockTarget`]).
-    pub(crate) fn lock_target(&self) -> Result<LockTarget> {
-        let name = match &self.kind {
-            // Openers by name cannot tell the file, so a named file
-            // mapping locks by its name, as a named block does.
-            Kind::File {
-                named: Some(named), ..
-            } => block_lock_name(&named.name),
-            Kind::File { file, .. } => file_lock_name(file)?,
-            Kind::Section {
-                name: Some(name), ..
-            } => block_lock_name(name),
-            Kind::Section {
-                name: None, mutex, ..
-            } => {
-                if let Some(mutex) = mutex.get() {
-                    return Ok(LockTarget {
-                        mutex: Arc::clone(mutex),
-                    });
-                }
-                // Two threads racing here both create a mutex; the loser's
-                // is dropped and both use the winner's.
-                let fresh = Arc::new(create_mutex(None)?);
-                return Ok(LockTarget {
-                    mutex: Arc::clone(mutex.get_or_init(|| fresh)),
-                });
-            }
-        };
-        let wname = wide(OsStr::new(&name));
-        Ok(LockTarget {
-            mutex: Arc::new(create_mutex(Some(&wname))?),
-        })
-    }
-}
-
-/// Creates (or opens, for an existing name) a mutex, initially unowned:
-/// owner threads take it.
-fn create_mutex(name: Option<&[u16]>) -> Result<Handle> {
-    let name_ptr = name.map_or(ptr::null(), |n| n.as_ptr());
-    // SAFETY: the name, if any, is NUL-terminated and outlives the call.
-    let raw = unsafe { CreateMutexW(ptr::null(), 0, name_ptr) };
-    Handle::new("CreateMutex", raw, ptr::null_mut())
-}
-
-/// Waits up to `millis` for `mutex` in the calling thread; returns whether
-/// the thread now owns it.
-fn wait_mutex(mutex: &Handle, millis: u32) -> Result<bool> {
-    // SAFETY: `mutex` is an open mutex handle.
-    match unsafe { WaitForSingleObject(mutex.0, millis) } {
-        // WAIT_ABANDONED: the holder exited without releasing; this thread
-        // owns the mutex now. The bytes it guards may be half-updated, which
-        // is the caller's to judge, as with a POSIX lock of a dead holder.
-        WAIT_OBJECT_0 | WAIT_ABANDONED => Ok(true),
-        WAIT_TIMEOUT => Ok(false),
-        _ => Err(Error::last_os("WaitForSingleObject")),
-    }
-}
-
-fn release_mutex(mutex: &Handle) -> Result<()> {
-    // SAFETY: `mutex` is an open mutex handle owned by the calling thread.
-    check("ReleaseMutex", unsafe { ReleaseMutex(mutex.0) })
-}
-
-/// The body of an owner thread: runs commands until the channel closes,
-/// then releases the mutex if it still holds it.
-fn own_mutex(
-    mutex: &Handle,
-    commands: mpsc::Receiver<LockCommand>,
-    replies: mpsc::Sender<Result<bool>>,
-) {
-    let mut held = false;
-    for command in commands {
-        let reply = match command {
-            LockCommand::Try | LockCommand::Wait if held => Ok(true),
-            LockCommand::Try => wait_mutex(mutex, 0),
-            LockCommand::Wait => wait_mutex(mutex, INFINITE),
-            LockCommand::Release if held => release_mutex(mutex).map(|()| false),
-            LockCommand::Release => Ok(false),
-        };
-        if let Ok(now_held) = reply {
-            held = now_held;
-        }
-        if replies.send(reply).is_err() {
-            break;
-        }
-    }
-    if held {
-        // Nobody is left to hear about a failure; the thread's exit then
-        // abandons the mutex, which frees it for the next waiter anyway.
-        let _ = release_mutex(mutex);
-    }
-}
-
-impl LockTarget {
-    /// A new acquisition with its own owner thread.
-    pub(crate) fn description(&self) -> Result<LockDesc> {
-        let (commands, thread_commands) = mpsc::channel();
-        let (thread_replies, replies) = mpsc::channel();
-        let mutex = Arc::clone(&self.mutex);
-        let thread = std::thread::Builder::new()
-            .name("mmapfile-lock".into())
-            .stack_size(64 * 1024)
-            .spawn(move || own_mutex(&mutex, thread_commands, thread_replies))
-            .map_err(|e| Error::io("CreateThread", e))?;
-        Ok(LockDesc {
-            commands: Some(commands),
-            replies,
-            thread: Some(thread),
-        })
-    }
-
-    /// Whether any thread, in any process, holds the lock. Windows cannot
-    /// ask a mutex for its state, so this takes it for an instant if it is
-    /// free (a `try_lock` elsewhere at that instant fails as if it were
-    /// held). The calling thread never owns the mutex otherwise (owner
-    /// threads do), so taking it here cannot be a recursive acquisition.
-    pub(crate) fn is_locked(&self) -> Result<bool> {
-        if wait_mutex(&self.mutex, 0)? {
-            release_mutex(&self.mutex)?;
-            Ok(false)
-        } else {
-            Ok(true)
-        }
-    }
-}
-
-impl LockDesc {
-    fn ask(&self, command: LockCommand) -> Result<bool> {
-        let gone = || {
-            Error::io(
-                "mmapfile-lock thread",
-                io::Error::other("the lock's owner thread ended unexpectedly"),
-            )
-        };
-        self.commands
-            .as_ref()
-            .ok_or_else(gone)?
-            .send(command)
-            .map_err(|_| gone())?;
-        self.replies.recv().map_err(|_| gone())?
-    }
-
-    /// Takes the lock if it is free; returns whether it did.
-    pub(crate) fn try_lock(&self) -> Result<bool> {
-        self.ask(LockCommand::Try)
-    }
-
-    /// Waits for the lock (not interruptible: Windows has no signals to
-    /// interrupt it with).
-    pub(crate) fn lock(&self) -> Result<()> {
-        self.ask(LockCommand::Wait).map(drop)
-    }
-
-    /// Releases the lock, reporting errors (dropping also releases it).
-    pub(crate) fn unlock(self) -> Result<()> {
-        self.ask(LockCommand::Release).map(drop)
-    }
-
-    /// Always true: Windows has no `fork`, so a description never reaches
-    /// another process.
-    pub(crate) fn belongs_to_this_process(&self) -> bool {
-        true
-    }
-}
-
-impl Drop for LockDesc {
-    fn drop(&mut self) {
-        // Closing the channel makes the owner thread release the mutex and
-        // end; waiting for it means the lock is free when drop returns.
-        drop(self.commands.take());
-        if let Some(thread) = self.thread.take() {
-            // The thread does not panic; if it did, the mutex is abandoned,
-            // which frees it all the same.
-            let _ = thread.join();
-        }
     }
 }
