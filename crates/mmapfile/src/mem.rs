@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use memchr::memmem;
 
 use crate::error::{Error, Result};
-use crate::os;
+use crate::os::{self, Vanished};
 
 /// A byte range of mapped memory: `ptr..ptr + len`, valid for the duration of
 /// the borrow that produced it.
@@ -384,22 +384,6 @@ pub(crate) unsafe fn copy_from_view(src: *const u8, dst: &mut [MaybeUninit<u8>])
     // SAFETY: forwarded from the caller; `dst` is a unique borrow, and
     // `copy` allows the ranges to overlap.
     unsafe { std::ptr::copy(src, dst.as_mut_ptr().cast(), dst.len()) }
-}
-
-/// Why a page of a view vanished under an access (see
-/// [`os::RawView::vanished`]). The `SIGBUS` is the same for all three.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-// Windows views never report a vanished page (see `os::RawView::fault`).
-#[cfg_attr(windows, allow(dead_code))]
-pub(crate) enum Vanished {
-    /// The file or block is now too short for the page.
-    Shrank,
-    /// The file or block is long enough, but its file system had no space
-    /// to allocate the page; `code` is the OS's code for that (`ENOSPC`).
-    NoSpace { code: i32 },
-    /// Long enough, and the file system has space: the page could not be
-    /// read or allocated for another reason; `code` says so (`EIO`).
-    Failed { code: i32 },
 }
 
 /// The error for a view whose pages vanished: `addr` is the lowest missing

@@ -15,8 +15,8 @@
 //!   checks afterwards; the page was replaced so the access could finish
 //!   instead of killing the process (Windows: always None; see
 //!   `windows::RawView::fault` for why no guard is needed there); and
-//!   `vanished`, why that page vanished (the object shrank, or its file
-//!   system had no space), asked after the access.
+//!   `vanished`, why that page vanished ([`Vanished`]: the object shrank,
+//!   or its file system had no space), asked after the access.
 //! - `ADVICE`: the `madvise` values this OS offers, as `(C name, value)`
 //!   pairs (empty where there is no such call).
 //! - `LockTarget` (`description`, `is_locked`) and `LockDesc` (`try_lock`,
@@ -46,3 +46,19 @@ pub(crate) use unix::*;
 mod windows;
 #[cfg(windows)]
 pub(crate) use windows::*;
+
+/// Why a page of a view vanished under an access (see
+/// `RawView::vanished`). The `SIGBUS` is the same for all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Windows views never report a vanished page (see `windows::RawView::fault`).
+#[cfg_attr(windows, allow(dead_code))]
+pub(crate) enum Vanished {
+    /// The file or block is now too short for the page.
+    Shrank,
+    /// The file or block is long enough, but its file system had no space
+    /// to allocate the page; `code` is the OS's code for that (`ENOSPC`).
+    NoSpace { code: i32 },
+    /// Long enough, and the file system has space: the page could not be
+    /// read or allocated for another reason; `code` says so (`EIO`).
+    Failed { code: i32 },
+}

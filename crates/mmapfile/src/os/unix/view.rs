@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use super::fault::Watch;
 use super::{cvt, page_size, space};
 use crate::error::Result;
-use crate::mem::Vanished;
+use crate::os::Vanished;
 
 /// A file system with less than this free is taken to be the reason a page
 /// could not be allocated: the kernel raises `SIGBUS` only once it has

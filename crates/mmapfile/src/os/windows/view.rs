@@ -7,7 +7,7 @@ use windows_sys::Win32::System::Memory::{
 
 use super::sys::{check, split, Handle};
 use crate::error::{Error, Result};
-use crate::mem::Vanished;
+use crate::os::Vanished;
 
 pub(super) fn map_raw(section: &Handle, offset: u64, len: usize, access: u32) -> Result<RawView> {
     let (hi, lo) = split(offset);
