@@ -18,8 +18,27 @@
 
 use sha2::{Digest, Sha256};
 
+use super::sys::errno;
+use crate::error::Error;
 #[cfg(portable_lifetime)]
-use crate::error::{Error, Result};
+use crate::error::Result;
+
+/// How named blocks live here (see [`crate::blocks::BACKEND`]).
+#[cfg(not(portable_lifetime))]
+pub(crate) const NAMED_BACKEND: &str = "linux";
+#[cfg(all(portable_lifetime, not(simulated)))]
+pub(crate) const NAMED_BACKEND: &str = "portable";
+#[cfg(simulated)]
+pub(crate) const NAMED_BACKEND: &str = "portable-simulated";
+
+/// Where Linux C libraries keep POSIX shared-memory objects.
+#[cfg_attr(portable_lifetime, allow(dead_code))]
+pub(crate) const SHM_DIR: &str = "/dev/shm";
+
+/// The error for a name that is taken (`create=True` on an existing name).
+pub(crate) fn name_taken() -> Error {
+    errno("shm_open", libc::EEXIST)
+}
 
 #[cfg(not(portable_lifetime))]
 /// Prefix of the shared-memory names of Linux blocks, so that they can be

@@ -43,7 +43,7 @@ fn is_object(st: &libc::stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFREG && Some(st.st_dev) == shm_device()
 }
 
-/// `fstat` as the kernel answers it (not rounded as `super::fstat` does here).
+/// `fstat` as the kernel answers it (not rounded as `sys::fstat` does here).
 fn raw_fstat(fd: BorrowedFd<'_>) -> Result<libc::stat> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `fd` is open and `st` writable memory for one stat.
@@ -130,26 +130,27 @@ mod tests {
     #[test]
     fn the_limits_are_imposed() {
         let long = CString::new(format!("/{}", "x".repeat(PSHMNAMLEN))).unwrap();
-        let err = super::super::shm_open(&long, libc::O_RDWR | libc::O_CREAT, 0o600).unwrap_err();
+        let err =
+            super::super::sys::shm_open(&long, libc::O_RDWR | libc::O_CREAT, 0o600).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENAMETOOLONG));
         let name = CString::new(format!("/mmapfile=sim{}", std::process::id())).unwrap();
         // SAFETY: umask has no preconditions; the old mask is put back.
         let old = unsafe { libc::umask(0o077) };
         let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL;
-        let fd = super::super::shm_open(&name, flags, 0o664).unwrap();
+        let fd = super::super::sys::shm_open(&name, flags, 0o664).unwrap();
         // SAFETY: as above.
         unsafe { libc::umask(old) };
         // No umask on macOS: the mode given, exactly.
         assert_eq!(raw_fstat(fd.as_fd()).unwrap().st_mode & 0o777, 0o664);
-        super::super::shm_unlink(&name).unwrap();
-        super::super::ftruncate(&fd, 100).unwrap();
-        let page = super::super::page_size() as libc::off_t;
-        assert_eq!(super::super::fstat(&fd).unwrap().st_size, page);
-        let again = super::super::ftruncate(&fd, 200).unwrap_err();
+        super::super::sys::shm_unlink(&name).unwrap();
+        super::super::sys::ftruncate(&fd, 100).unwrap();
+        let page = super::super::sys::page_size() as libc::off_t;
+        assert_eq!(super::super::sys::fstat(&fd).unwrap().st_size, page);
+        let again = super::super::sys::ftruncate(&fd, 200).unwrap_err();
         assert_eq!(again.raw_os_error(), Some(libc::EINVAL));
         let lock = refuse_lock_on_shm(&fd).unwrap_err();
         assert_eq!(lock.raw_os_error(), Some(libc::EOPNOTSUPP));
-        let chmod = super::super::fchmod(&fd, 0o644).unwrap_err();
+        let chmod = super::super::sys::fchmod(&fd, 0o644).unwrap_err();
         assert_eq!(chmod.raw_os_error(), Some(libc::EINVAL));
         let statvfs = check_statvfs(fd.as_fd()).unwrap_err();
         assert_eq!(statvfs.raw_os_error(), Some(libc::EINVAL));

@@ -8,12 +8,17 @@
 //! `SIGBUS`. Windows fails at creation instead; these functions make POSIX
 //! do the same, as far as the chosen policy goes.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::SHM_DIR;
+use super::names::SHM_DIR;
+use super::sys::fstatvfs;
 use crate::access::Space;
 use crate::error::{Error, Result};
+
+/// Whether a shared-memory object lives in no file system (macOS), so that
+/// its space cannot be asked (memory and swap are still checked).
+const OBJECTS_OUTSIDE_FILE_SYSTEMS: bool = cfg!(macos_limits);
 
 /// What the new storage is for, to word the error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,23 +92,11 @@ pub(crate) struct Free {
 // macOS), so the conversions that are no-ops here are kept.
 #[allow(clippy::useless_conversion)]
 pub(crate) fn free_space(fd: BorrowedFd<'_>) -> Result<Option<Free>> {
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    #[cfg(simulated)]
-    let refused = super::simulated::check_statvfs(fd).is_err();
-    #[cfg(not(simulated))]
-    let refused = false;
-    // SAFETY: `fd` is open and `st` is writable memory for one statvfs,
-    // which fstatvfs fills on success.
-    if refused || unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
-        // A shared-memory object on macOS lives in no file system: its
-        // space cannot be asked (memory and swap are still checked).
-        if cfg!(macos_limits) {
-            return Ok(None);
-        }
-        return Err(Error::last_os("fstatvfs"));
-    }
-    // SAFETY: fstatvfs returned 0, so it filled `st`.
-    let st = unsafe { st.assume_init() };
+    let st = match fstatvfs(fd) {
+        Ok(st) => st,
+        Err(_) if OBJECTS_OUTSIDE_FILE_SYSTEMS => return Ok(None),
+        Err(e) => return Err(e),
+    };
     if st.f_blocks == 0 {
         return Ok(None);
     }
@@ -185,6 +178,7 @@ fn memory_and_swap() -> Option<u64> {
 /// Allocates `from..to` now; the object is `to` bytes long afterwards.
 #[cfg(all(any(target_os = "linux", target_os = "android"), not(macos_limits)))]
 fn reserve(fd: BorrowedFd<'_>, from: u64, to: u64, purpose: Purpose) -> Result<()> {
+    use std::os::fd::AsRawFd;
     let (Ok(offset), Ok(len)) = (
         libc::off_t::try_from(from),
         libc::off_t::try_from(to - from),
@@ -224,6 +218,7 @@ fn reserve(fd: BorrowedFd<'_>, from: u64, to: u64, purpose: Purpose) -> Result<(
 /// Gives a failed reservation back: the object is `len` bytes long again.
 #[cfg(all(any(target_os = "linux", target_os = "android"), not(macos_limits)))]
 fn truncate_to(fd: BorrowedFd<'_>, len: libc::off_t) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
     // SAFETY: `fd` is open.
     if unsafe { libc::ftruncate(fd.as_raw_fd(), len) } == 0 {
         Ok(())

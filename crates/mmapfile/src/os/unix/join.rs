@@ -1,0 +1,46 @@
+//! What joining a name as a holder takes and gives: the contract between
+//! `Backing` and the lifetime backends (`lifetime_linux.rs`,
+//! `lifetime_portable.rs`).
+
+use std::os::fd::OwnedFd;
+
+use super::record::FileRecord;
+use crate::error::Result;
+
+/// Fills a new shared-memory object before it gets its name: a block's
+/// size, or a file mapping's record.
+pub(crate) type Init<'a> = &'a dyn Fn(&OwnedFd) -> Result<()>;
+
+/// What a creating open makes under a name.
+pub(crate) enum New<'a> {
+    /// A block of `size` bytes; `init` sizes its new object. (Linux reads
+    /// the size back from the object, which the portable backend cannot.)
+    Block {
+        #[cfg_attr(not(portable_lifetime), allow(dead_code))]
+        size: u64,
+        init: Init<'a>,
+    },
+    /// A file mapping, described by its record.
+    File(&'a FileRecord),
+}
+
+/// What the name leads to, once joined.
+pub(crate) enum Held {
+    /// A block; `size` where the OS cannot tell it exactly (macOS rounds an
+    /// object's size up to whole pages), else the object's size is it.
+    Block { size: Option<u64> },
+    /// A named file mapping.
+    File(FileRecord),
+}
+
+/// A name joined as a holder (`lifetime::join`).
+pub(crate) struct Joined {
+    /// The descriptor whose lock makes us a holder.
+    pub(crate) held: OwnedFd,
+    /// A block's memory, where it is another object than `held`.
+    pub(crate) memory: Option<OwnedFd>,
+    pub(crate) what: Held,
+    /// Whether this holder can end the block's life (see `Kind::Named`).
+    pub(crate) lockable: bool,
+    pub(crate) created: bool,
+}
