@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::names::{is_digested, shm_name};
 use super::record::{FileRecord, MARK};
+use super::sys::errno;
 use super::{cstring, fchmod, fstat, shm_open, shm_unlink, Held, Init, Joined, New, SHM_DIR};
 use crate::access::CreateMode;
 use crate::error::{Error, Result};
@@ -101,10 +102,6 @@ fn unlink_held(shm: &CString) -> Result<()> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("shm_unlink", e)),
         _ => Ok(()),
     }
-}
-
-fn errno(op: &'static str, code: libc::c_int) -> Error {
-    Error::io(op, io::Error::from_raw_os_error(code))
 }
 
 /// `/dev/shm/<name>` for a shared-memory name `/<name>`: where glibc and

@@ -37,6 +37,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::names::{fresh_object_suffix, record_file_name, OBJECT_PREFIX};
 use super::record::{read_small, write_all, FileRecord};
+use super::sys::errno;
 use super::{
     cstring, fchmod, fchmod_object, fstat, open_path, shm_open, shm_unlink, Held, Joined, New,
 };
@@ -61,10 +62,6 @@ const REMOVED_PREFIX: &str = ".removed-";
 /// Prefix of a block's lock file (with its object's suffix): the mapping
 /// lock of `lock_portable.rs`, made by the first holder that asks for it.
 const LOCK_PREFIX: &str = ".lock-";
-
-fn errno(op: &'static str, code: libc::c_int) -> Error {
-    Error::io(op, io::Error::from_raw_os_error(code))
-}
 
 /// What a record file says.
 #[derive(Debug, Clone, PartialEq, Eq)]
