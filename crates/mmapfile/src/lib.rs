@@ -48,6 +48,7 @@ mod mapping;
 mod mem;
 mod name;
 mod os;
+mod search;
 
 pub use access::{Access, CreateMode, Space};
 pub use error::{Error, Result, StorageError};
