@@ -142,22 +142,13 @@ impl MapOptions {
         }
         let (source, backing, created, size) = match (file, name) {
             (Some(path), None) => {
-                let (mut backing, created) = os::Backing::file(path, self.access)?;
-                match mapping_size(
-                    &mut backing,
-                    self.maximum_size,
-                    self.offset,
-                    self.len,
-                    self.access,
-                    self.space,
-                ) {
-                    Ok(size) => (Source::File(path.clone()), backing, created, size),
-                    Err(err) => return Err(abandon(backing, created, err)),
-                }
+                let (backing, created) = os::Backing::file(path, self.access)?;
+                let (backing, size) = self.sized(backing, created, self.maximum_size)?;
+                (Source::File(path.clone()), backing, created, size)
             }
             (Some(path), Some(name)) => self.open_named_file(path, name)?,
             (None, Some(name)) => {
-                let (mut backing, created) = os::Backing::named(
+                let (backing, created) = os::Backing::named(
                     &name,
                     self.maximum_size,
                     self.create,
@@ -169,17 +160,8 @@ impl MapOptions {
                 // An existing mapping keeps its size: MaximumSize only sizes a new one.
                 let requested = if created { self.maximum_size } else { 0 };
                 let source = opened_source(name, &backing);
-                match mapping_size(
-                    &mut backing,
-                    requested,
-                    self.offset,
-                    self.len,
-                    self.access,
-                    self.space,
-                ) {
-                    Ok(size) => (source, backing, created, size),
-                    Err(err) => return Err(abandon(backing, created, err)),
-                }
+                let (backing, size) = self.sized(backing, created, requested)?;
+                (source, backing, created, size)
             }
             (None, None) => {
                 if self.maximum_size == 0 {
@@ -187,15 +169,9 @@ impl MapOptions {
                         "an unnamed mapping needs a MaximumSize greater than 0".into(),
                     ));
                 }
-                let mut backing = os::Backing::anonymous(self.maximum_size, self.space)?;
-                let size = mapping_size(
-                    &mut backing,
-                    self.maximum_size,
-                    self.offset,
-                    self.len,
-                    self.access,
-                    self.space,
-                )?;
+                let backing = os::Backing::anonymous(self.maximum_size, self.space)?;
+                // Abandoning an unnamed block leaves nothing to remove.
+                let (backing, size) = self.sized(backing, true, self.maximum_size)?;
                 (Source::Anonymous, backing, true, size)
             }
         };
@@ -221,6 +197,28 @@ impl MapOptions {
         self.mode.unwrap_or(0o600)
     }
 
+    /// Sizes the mapping of a freshly opened `backing` for `requested`
+    /// (see [`mapping_size`]); on failure gives `backing` up, removing it
+    /// if this open `created` it, and returns the error.
+    fn sized(
+        &self,
+        mut backing: os::Backing,
+        created: bool,
+        requested: u64,
+    ) -> Result<(os::Backing, u64)> {
+        match mapping_size(
+            &mut backing,
+            requested,
+            self.offset,
+            self.len,
+            self.access,
+            self.space,
+        ) {
+            Ok(size) => Ok((backing, size)),
+            Err(err) => Err(abandon(backing, created, err)),
+        }
+    }
+
     /// Creates the named file mapping `name` of the file at `path`, or opens
     /// the mapping that has the name already (a block or another file's
     /// mapping: the name wins over the file, as on Windows, and the file is
@@ -243,18 +241,8 @@ impl MapOptions {
                     self.allow_other_owner,
                     self.space,
                 ) {
-                    Ok((mut backing, _)) => {
-                        let size = match mapping_size(
-                            &mut backing,
-                            0,
-                            self.offset,
-                            self.len,
-                            self.access,
-                            self.space,
-                        ) {
-                            Ok(size) => size,
-                            Err(err) => return Err(abandon(backing, false, err)),
-                        };
+                    Ok((backing, _)) => {
+                        let (backing, size) = self.sized(backing, false, 0)?;
                         let source = opened_source(name, &backing);
                         return Ok((source, backing, false, size));
                     }
@@ -264,18 +252,8 @@ impl MapOptions {
                     Err(_) => {}
                 }
             }
-            let (mut backing, file_created) = os::Backing::file(path, self.access)?;
-            let size = match mapping_size(
-                &mut backing,
-                self.maximum_size,
-                self.offset,
-                self.len,
-                self.access,
-                self.space,
-            ) {
-                Ok(size) => size,
-                Err(err) => return Err(abandon(backing, file_created, err)),
-            };
+            let (backing, file_created) = os::Backing::file(path, self.access)?;
+            let (mut backing, size) = self.sized(backing, file_created, self.maximum_size)?;
             match backing.publish_name(&name, size, mode) {
                 Ok(true) => {
                     let source = Source::NamedFile {
@@ -354,6 +332,12 @@ pub(super) fn mapping_size(
             return Err(Error::InvalidArgument(format!(
                 "MaximumSize {requested} is larger than the object ({current} bytes), \
                  which this access mode cannot grow"
+            )));
+        }
+        if !backing.can_grow() {
+            return Err(Error::InvalidArgument(format!(
+                "a named block cannot grow on this OS (it is {current} bytes): a \
+                 shared-memory object is sized once on macOS, and a section on Windows"
             )));
         }
         backing.grow(requested, space)?;

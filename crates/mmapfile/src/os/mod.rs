@@ -5,7 +5,9 @@
 //!
 //! - `Backing`: an open object that can be mapped (a file, a named block of
 //!   shared memory, or an unnamed block), with `file`, `named`, `anonymous`,
-//!   `len`, `grow`, `map`, `sync`, `close` and `lock_target`. Creating a
+//!   `len`, `can_grow`, `grow`, `map`, `sync`, `close` and `lock_target`
+//!   (what may grow, and the checks before, are decided above the slot, in
+//!   `mapping/options.rs`: a backend only grows). Creating a
 //!   block and growing a file take a [`crate::Space`] policy: what to check
 //!   or allocate so that the storage exists (Unix: `unix/space.rs`; Windows
 //!   allocates at creation whatever the policy).

@@ -68,7 +68,6 @@ pub(super) struct NamedFile {
 pub(crate) struct Backing {
     pub(super) fd: OwnedFd,
     pub(super) kind: Kind,
-    writable: bool,
     /// The object's size where `fd`'s is not exact: macOS reports a
     /// shared-memory object's size rounded up to whole pages.
     pub(super) exact_len: Option<u64>,
@@ -88,7 +87,6 @@ impl Backing {
                     path: path.to_path_buf(),
                     created: false,
                 },
-                writable,
                 exact_len: None,
             };
             return Ok((backing, false));
@@ -102,7 +100,6 @@ impl Backing {
                             path: path.to_path_buf(),
                             created: false,
                         },
-                        writable,
                         exact_len: None,
                     };
                     return Ok((backing, false));
@@ -119,7 +116,6 @@ impl Backing {
                     let backing = Backing {
                         fd,
                         kind,
-                        writable,
                         exact_len: None,
                     };
                     return Ok((backing, true));
@@ -202,7 +198,6 @@ impl Backing {
                 pid: getpid(),
                 released: false,
             },
-            writable,
             exact_len: block_size,
         };
         Ok((backing, created))
@@ -269,7 +264,6 @@ impl Backing {
         let backing = Backing {
             fd,
             kind: Kind::Anonymous,
-            writable: true,
             exact_len: SIZE_ROUNDED_UP.then_some(size),
         };
         make_room(backing.fd.as_fd(), 0, size, Purpose::UnnamedBlock, space)?;
@@ -293,22 +287,21 @@ impl Backing {
         Ok(st.st_size.max(0) as u64)
     }
 
-    /// Makes the mapping object at least `len` bytes long (zero-filled),
-    /// with room for the new bytes as `space` says.
+    /// Whether the object can be made longer: not a named block where a
+    /// shared-memory object is sized once (macOS, whose `fstat` does not
+    /// tell a block's exact size either).
+    pub(crate) fn can_grow(&self) -> bool {
+        !matches!(
+            (&self.kind, self.exact_len),
+            (Kind::Named { file: None, .. }, Some(_))
+        )
+    }
+
+    /// Makes the mapping object `len` bytes long (zero-filled), with room
+    /// for the new bytes as `space` says. The caller (`mapping_size`) has
+    /// checked the rules every OS shares: `len` is more than [`Backing::len`],
+    /// the object was opened for writing, and [`Backing::can_grow`].
     pub(crate) fn grow(&mut self, len: u64, space: Space) -> Result<()> {
-        if self.len()? >= len {
-            return Ok(());
-        }
-        if !self.writable {
-            return Err(Error::ReadOnly);
-        }
-        if let (Kind::Named { file: None, .. }, Some(_)) = (&self.kind, self.exact_len) {
-            return Err(Error::InvalidArgument(format!(
-                "a named block cannot grow on this OS (it is {} bytes): a shared-memory \
-                 object is sized once here, and a section on Windows",
-                self.len()?
-            )));
-        }
         if let Some(grown) = copy::grow_by_copy(self, len, space) {
             return grown;
         }

@@ -324,19 +324,21 @@ impl Backing {
         }
     }
 
-    /// Makes the backing object at least `len` bytes long (zero-filled). A
-    /// file grows through a section of the new size, which Windows fills
-    /// with zeros; an unnamed block is replaced by a larger copy; a named
-    /// block cannot grow (other processes hold the section as it is).
+    /// Whether the object can be made longer: not a named block (other
+    /// processes hold its section as it is).
+    pub(crate) fn can_grow(&self) -> bool {
+        !matches!(self.kind, Kind::Section { name: Some(_), .. })
+    }
+
+    /// Makes the backing object `len` bytes long (zero-filled). A file
+    /// grows through a section of the new size, which Windows fills with
+    /// zeros; an unnamed block is replaced by a larger copy. The caller
+    /// (`mapping_size`) has checked the rules every OS shares: `len` is more
+    /// than [`Backing::len`], the object was opened for writing, and
+    /// [`Backing::can_grow`].
     /// NTFS allocates the grown part when the section is created, whatever
     /// `_space` says (a file marked sparse is the exception, as on Windows).
     pub(crate) fn grow(&mut self, len: u64, _space: Space) -> Result<()> {
-        if self.len()? >= len {
-            return Ok(());
-        }
-        if !self.writable {
-            return Err(Error::ReadOnly);
-        }
         match &mut self.kind {
             Kind::File { file, named, .. } => {
                 let (hi, lo) = split(len);
@@ -377,13 +379,9 @@ impl Backing {
                 }
                 Ok(())
             }
-            Kind::Section {
-                name: Some(_),
-                size,
-                ..
-            } => Err(Error::InvalidArgument(format!(
-                "a named block cannot grow on Windows (it is {size} bytes)"
-            ))),
+            Kind::Section { name: Some(_), .. } => {
+                unreachable!("mapping_size grows only what can_grow allows")
+            }
             Kind::Section {
                 section,
                 size,
