@@ -41,8 +41,9 @@ use pyo3::types::{PyBytes, PyType};
 
 use mmapfile::Error;
 
+use crate::bytes::DETACH_THRESHOLD;
 use crate::errors::Failure;
-use crate::object::{PyMapFile, DETACH_THRESHOLD};
+use crate::object::PyMapFile;
 
 /// Runs the body of an entry point: returns what it returns, or raises its
 /// error or panic and returns `failed`.

@@ -6,10 +6,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod blocks;
+mod bytes;
 mod errors;
-mod fast;
 mod fastcall;
 mod object;
+mod pylock;
 
 use pyo3::prelude::*;
 

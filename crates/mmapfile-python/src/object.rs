@@ -15,11 +15,9 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PySlice, PyTuple};
 
+use crate::bytes::{new_bytes_uninit, DETACH_THRESHOLD};
 use crate::errors::{Failure, IntoPy};
-use crate::fast::{new_bytes_uninit, PyLock, PyLockGuard};
-
-/// Copies of at least this many bytes run with the GIL released.
-pub(crate) const DETACH_THRESHOLD: usize = 64 * 1024;
+use crate::pylock::{PyLock, PyLockGuard};
 
 pub(crate) const ACCESS_DEFAULT: u8 = 0;
 pub(crate) const ACCESS_READ: u8 = 1;
