@@ -357,19 +357,10 @@ unsafe fn simple_slice(key: *mut ffi::PyObject) -> Option<(ffi::Py_ssize_t, ffi:
 /// Resolves a step-1 slice against the view's length: `(start, count)`,
 /// as `PySlice_AdjustIndices` does for step 1.
 fn resolve(len: usize, (start, stop): (ffi::Py_ssize_t, ffi::Py_ssize_t)) -> (usize, usize) {
-    // The core never maps a view longer than isize::MAX.
-    let len = ffi::Py_ssize_t::try_from(len).unwrap_or(ffi::Py_ssize_t::MAX);
-    // Negative bounds count from the end; both end up in 0..=len. (A
-    // negative bound plus a length >= 0 cannot overflow.)
-    let clamp = |i: ffi::Py_ssize_t| {
-        if i < 0 {
-            (i + len).max(0)
-        } else {
-            i.min(len)
-        }
-    };
-    let (start, stop) = (clamp(start), clamp(stop));
-    (start as usize, (stop - start).max(0) as usize)
+    // Negative bounds count from the end; both end up in 0..=len.
+    let start = mmapfile::clamp_index(start as i64, len);
+    let stop = mmapfile::clamp_index(stop as i64, len);
+    (start, stop.saturating_sub(start))
 }
 
 unsafe extern "C" fn subscript(

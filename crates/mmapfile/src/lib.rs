@@ -54,7 +54,7 @@ pub use access::{Access, CreateMode, Space};
 pub use error::{Error, Result, StorageError};
 pub use huge_pages::{advise_copy_destination, HUGE_PAGES_ENV, HUGE_PAGE_COPY_MIN};
 pub use lock::MapLock;
-pub use mapping::{MapFile, MapOptions, Partial, Source};
+pub use mapping::{clamp_index, MapFile, MapOptions, Partial, Source};
 pub use name::{BlockName, MAX_NAME};
 
 /// The size of a memory page.

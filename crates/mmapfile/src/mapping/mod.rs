@@ -153,14 +153,28 @@ pub struct MapFile {
     space: Space,
 }
 
-/// Resolves a CPython-style slice bound: negative counts from the end, and
-/// the result is clamped to `0..=len`.
-fn clamp_index(index: Option<i64>, default: usize, len: usize) -> usize {
-    match index {
-        None => default,
-        Some(i) if i < 0 => len.saturating_sub(i.unsigned_abs().try_into().unwrap_or(usize::MAX)),
-        Some(i) => usize::try_from(i).map_or(len, |i| i.min(len)),
+/// Resolves a CPython-style slice bound against a length `len`: a negative
+/// `index` counts from the end, and the result is clamped to `0..=len`, as
+/// `PySlice_AdjustIndices` does for step 1. The one rule for every index
+/// that this crate and its Python binding clamp.
+///
+/// ```
+/// assert_eq!(mmapfile::clamp_index(-3, 10), 7);
+/// assert_eq!(mmapfile::clamp_index(-30, 10), 0);
+/// assert_eq!(mmapfile::clamp_index(30, 10), 10);
+/// ```
+#[inline]
+pub fn clamp_index(index: i64, len: usize) -> usize {
+    if index < 0 {
+        len.saturating_sub(usize::try_from(index.unsigned_abs()).unwrap_or(usize::MAX))
+    } else {
+        usize::try_from(index).map_or(len, |i| i.min(len))
     }
+}
+
+/// [`clamp_index`] for an optional bound: `default` where there is none.
+fn clamp_bound(index: Option<i64>, default: usize, len: usize) -> usize {
+    index.map_or(default, |i| clamp_index(i, len))
 }
 
 impl MapFile {

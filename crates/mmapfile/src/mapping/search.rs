@@ -5,7 +5,7 @@
 // See mod.rs: lazy error construction keeps success paths free of drop glue.
 #![allow(clippy::unnecessary_lazy_evaluations)]
 
-use super::{clamp_index, MapFile};
+use super::{clamp_bound, MapFile};
 use crate::error::Result;
 use crate::mem::Region;
 
@@ -31,8 +31,8 @@ impl MapFile {
         end: Option<i64>,
     ) -> Result<(Region<'_>, usize, usize)> {
         let region = self.region()?;
-        let start = clamp_index(start, self.pos, region.len);
-        let end = clamp_index(end, region.len, region.len);
+        let start = clamp_bound(start, self.pos, region.len);
+        let end = clamp_bound(end, region.len, region.len);
         Ok((region, start, end))
     }
 
