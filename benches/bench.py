@@ -6,12 +6,14 @@ round of each, so machine noise hits both alike. Prints a table: workload,
 ours, theirs, ratio (ours / theirs in time; below 1.0 means we are faster).
 Rows whose method the installed module lacks print "n/a (not implemented)".
 
-Usage: python benches/bench.py [--quick] [--chart DIR]
+Usage: python benches/bench.py [--quick] [--chart DIR [--max-load N]]
 (imports the installed module; builds nothing)
 
 --chart DIR also writes DIR/bench.txt (the table, with the machine, the date
 and the load) and DIR/bench.png (the ratios as a bar chart, with matplotlib)
-from the same run: what the documentation's performance page shows.
+from the same run: what the documentation's performance page shows. A chart
+is only taken on a quiet machine: with a 1-minute load average above
+--max-load (default 1.0) at the start, it refuses before measuring.
 """
 
 from __future__ import annotations
@@ -437,14 +439,21 @@ def machine() -> str:
     )
 
 
-def write_chart(rows, table: str, directory: str, started: datetime.datetime) -> None:
-    """DIR/bench.txt and DIR/bench.png from one run's rows and table."""
+def load_average() -> float:
+    """The 1-minute load average (NaN where the OS does not report one)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def write_chart(rows, table: str, directory: str, started: datetime.datetime, load: float) -> None:
+    """DIR/bench.txt and DIR/bench.png from one run's rows and table; `load`
+    is the load average when the run started."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     when = started.strftime("%Y-%m-%d %H:%M UTC")
     about = f"{machine()}\nmeasured {when}, load average {load:.1f} at the start"
     os.makedirs(directory, exist_ok=True)
@@ -455,7 +464,8 @@ def write_chart(rows, table: str, directory: str, started: datetime.datetime) ->
     labels = [r.name if r.vs == "mmap" else f"{r.name} (vs {r.vs})" for r in charted]
     ratios = [r.ours / r.theirs for r in charted]
     fig, ax = plt.subplots(figsize=(7.2, 0.26 * len(charted) + 1.5), dpi=130)
-    colors = ["#2a7f62" if x < 1.0 else "#c0602b" for x in ratios]
+    faster, slower = "#2a7f62", "#c0602b"
+    colors = [faster if x < 1.0 else slower for x in ratios]
     bars = ax.barh(range(len(charted)), ratios, color=colors, height=0.7)
     ax.set_yticks(range(len(charted)), labels, fontsize=8)
     ax.invert_yaxis()
@@ -465,14 +475,24 @@ def write_chart(rows, table: str, directory: str, started: datetime.datetime) ->
     ax.set_xlim(0, max(1.2, max(ratios) + 0.15))
     ax.tick_params(axis="x", labelsize=8)
     ax.set_xlabel(
-        "time with mmapfile / time with CPython's mmap or the side named"
-        " (below 1.0: mmapfile is faster)",
+        "time with mmapfile / time with CPython's mmap (or the side named)\n"
+        "below 1.0: mmapfile is faster",
         fontsize=8,
+    )
+    ax.legend(
+        handles=[
+            Patch(color=faster, label="mmapfile faster"),
+            Patch(color=slower, label="mmapfile slower or the same"),
+            Line2D([0], [0], color="black", linewidth=0.8, label="same time (1.0)"),
+        ],
+        fontsize=7,
+        loc="best",
     )
     ax.set_title(about, fontsize=6.5, loc="left", color="#444444")
     fig.suptitle("mmapfile against CPython's mmap, per workload", fontsize=10, x=0.02, ha="left")
     fig.tight_layout()
-    fig.savefig(os.path.join(directory, "bench.png"))
+    # "tight" grows the image to whatever the labels need, so none is cut.
+    fig.savefig(os.path.join(directory, "bench.png"), bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
 
 
@@ -484,8 +504,22 @@ def main() -> None:
     parser.add_argument(
         "--chart", metavar="DIR", help="also write DIR/bench.txt and DIR/bench.png (matplotlib)"
     )
+    parser.add_argument(
+        "--max-load",
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="with --chart: refuse to run above this 1-minute load average (default 1.0)",
+    )
     args = parser.parse_args()
     started = datetime.datetime.now(datetime.timezone.utc)
+    load = load_average()
+    print(f"load average at the start: {load:.2f}", flush=True)
+    if args.chart and not load <= args.max_load:
+        sys.exit(
+            f"bench.py: the load average is {load:.2f}, above --max-load {args.max_load}: "
+            "a chart for the documentation needs a quiet machine (or raise --max-load)"
+        )
     rounds = 3 if args.quick else 7
     number = (20_000 if args.quick else 200_000) // UNROLL
 
@@ -516,7 +550,7 @@ def main() -> None:
         print_table(rows, rounds, stream)
     print(out.getvalue(), end="")
     if args.chart:
-        write_chart(rows, out.getvalue(), args.chart, started)
+        write_chart(rows, out.getvalue(), args.chart, started, load)
 
 
 if __name__ == "__main__":
