@@ -20,7 +20,9 @@ import pytest
 RECORDS = os.environ.get("MMAPFILE_COMPAT_RECORDS")
 
 pytestmark = pytest.mark.skipif(
-    not RECORDS, reason="no records: run `make test-windows` (needs Wine)"
+    not RECORDS,
+    reason="compared in `make test-windows` (a stage of `make test`), once Wine has "
+    "recorded pywin32's answers; this run has no records",
 )
 
 
