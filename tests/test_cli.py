@@ -112,6 +112,19 @@ def test_dump_honours_offset_and_length(held):
     ]
 
 
+def test_dump_past_the_end_fails_with_exit_code_2_and_the_size(held):
+    result = cli("dump", held, "--offset", "4097")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "past the end" in result.stderr and "4096 bytes" in result.stderr
+
+
+def test_dump_at_the_end_prints_only_the_end_offset(held):
+    result = cli("dump", held, "--offset", "4096")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["00001000"]
+
+
 def test_dump_collapses_repeated_lines(held):
     result = cli("dump", held)
     assert result.returncode == 0, result.stderr

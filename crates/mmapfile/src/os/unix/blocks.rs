@@ -26,7 +26,12 @@ pub(crate) fn collect_block(base: &str) -> Result<bool> {
 /// before it is collected).
 pub(crate) fn read_block(base: &str, offset: u64, len: Option<u64>) -> Result<Vec<u8>> {
     let (fd, size) = source(base)?;
-    let start = offset.min(size);
+    if offset > size {
+        return Err(Error::InvalidArgument(format!(
+            "offset {offset} is past the end of the block ({size} bytes)"
+        )));
+    }
+    let start = offset;
     let end = match len {
         Some(len) => start.saturating_add(len).min(size),
         None => size,
