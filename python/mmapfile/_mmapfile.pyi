@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any, Literal
+from typing import Literal, TypedDict, type_check_only
 
 from typing_extensions import Buffer, Self, final
 
@@ -472,12 +472,24 @@ class mmapfile:
         unnamed block)."""
 
 # Helpers of ``python -m mmapfile`` (inspecting named blocks from outside).
-# Private: the command line is their interface. Each dict has the keys name,
-# shm_name, kind ("block" or "file"), file (the mapped file of a named file
-# mapping, else None), size (the block's or the mapping's), holders (None where
-# the OS cannot tell), owner, mode and changed (seconds since the epoch, or None).
-def _list_blocks() -> list[dict[str, Any]]: ...
-def _block_info(name: str) -> dict[str, Any]: ...
+# Private: the command line is their interface.
+@type_check_only
+class _BlockInfo(TypedDict):
+    # What _list_blocks and _block_info say of a named block (a plain dict at
+    # run time; mmapfile::blocks::BlockInfo in the core).
+    name: str
+    shm_name: str  # the POSIX object holding the bytes ("" if none)
+    path: str | None  # where the name lives: /dev/shm object or record file
+    size: int  # the block's, or the mapping's for a file mapping
+    kind: Literal["block", "file"]
+    file: str | None  # the mapped file of a named file mapping
+    holders: int | None  # None where the OS cannot tell; 0: dead
+    owner: int
+    mode: int
+    changed: float | None  # seconds since the epoch
+
+def _list_blocks() -> list[_BlockInfo]: ...
+def _block_info(name: str) -> _BlockInfo: ...
 def _read_block(name: str, offset: int = 0, length: int | None = None) -> bytes: ...
 def _remove_block(name: str) -> bool | None: ...
 def _collect_garbage() -> list[str]: ...
