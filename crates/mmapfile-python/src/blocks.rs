@@ -7,7 +7,7 @@ use mmapfile::blocks::{self, BlockInfo};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use crate::errors::IntoPy;
+use crate::errors::CoreResultExt;
 
 fn info_dict<'py>(py: Python<'py>, info: &BlockInfo) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);

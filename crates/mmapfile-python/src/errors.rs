@@ -159,12 +159,13 @@ impl Failure {
     }
 }
 
-/// Extension to turn core results into Python results.
-pub(crate) trait IntoPy<T> {
+/// `.py_err(py)`: a core result as a Python result, its error mapped by
+/// [`to_py`]. (Not PyO3's former `IntoPy` trait, whose name it had.)
+pub(crate) trait CoreResultExt<T> {
     fn py_err(self, py: Python<'_>) -> PyResult<T>;
 }
 
-impl<T> IntoPy<T> for Result<T, Error> {
+impl<T> CoreResultExt<T> for Result<T, Error> {
     #[inline]
     fn py_err(self, py: Python<'_>) -> PyResult<T> {
         self.map_err(|e| to_py(py, e))

@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PySlice, PyTuple};
 
 use crate::bytes::{new_bytes_uninit, DETACH_THRESHOLD};
-use crate::errors::{Failure, IntoPy};
+use crate::errors::{CoreResultExt, Failure};
 use crate::pylock::{PyLock, PyLockGuard};
 
 pub(crate) const ACCESS_DEFAULT: u8 = 0;

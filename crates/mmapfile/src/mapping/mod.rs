@@ -363,6 +363,24 @@ impl MapFile {
     /// object). The search and the copy are one guarded access. Advances the
     /// position past the line and returns the owner; an error from `alloc`
     /// leaves the position alone. At the end `alloc(0)` is called.
+    ///
+    /// The safe form of [`MapFile::readline_raw`], for storage that need
+    /// not be zeroed first:
+    ///
+    /// ```
+    /// let mut m = mmapfile::MapOptions::new().maximum_size(4096).open()?;
+    /// m.write(b"first\nsecond\n")?;
+    /// m.seek(0, 0)?;
+    /// let line = m.readline_with(
+    ///     |n| Ok::<_, mmapfile::Error>(Box::<[u8]>::new_uninit_slice(n)),
+    ///     |storage| &mut storage[..],
+    /// )?;
+    /// // SAFETY: readline_with initialised all the bytes it asked for.
+    /// let line = unsafe { line.assume_init() };
+    /// assert_eq!(&*line, b"first\n");
+    /// assert_eq!(m.tell()?, 6);
+    /// # Ok::<(), mmapfile::Error>(())
+    /// ```
     pub fn readline_with<B, E: From<Error>>(
         &mut self,
         alloc: impl FnOnce(usize) -> std::result::Result<B, E>,

@@ -23,11 +23,13 @@
 //!   pairs (empty where there is no such call).
 //! - `LockTarget` (`description`, `is_locked`) and `LockDesc` (`try_lock`,
 //!   `lock`, `unlock`, `belongs_to_this_process`): the cross-process lock of
-//!   a mapping. A `LockDesc` is one acquisition: whoever holds it holds the
-//!   lock, dropping it releases the lock, and the OS releases it when the
-//!   holding process dies. Each `description()` must contend with every
-//!   other one, in this process or another (Windows: a named mutex derived
-//!   from the mapping, one handle per acquisition).
+//!   a mapping. A `LockDesc` (a lock *description*: on Linux an open file
+//!   description) is one contender for the lock: it tries for it
+//!   (`try_lock`) or waits (`lock`) until it holds it; then whoever owns the
+//!   `LockDesc` holds the lock, until `unlock` or a drop releases it, or the
+//!   holding process dies and the OS does. Each `description()` must contend
+//!   with every other one, in this process or another (Windows: a named
+//!   mutex derived from the mapping, one owner thread per `LockDesc`).
 //! - `page_size()` and `allocation_granularity()`.
 //! - `find_byte(byte, hay)`: the fastest `memchr` for short haystacks that
 //!   the platform has.

@@ -23,7 +23,7 @@ use crate::name::BlockName;
 const SIZE_ROUNDED_UP: bool = cfg!(macos_limits);
 
 #[derive(Debug)]
-pub(super) enum Kind {
+pub(super) enum Source {
     /// A file on disk; `created` if this call created it, so that a failed
     /// open can remove it again.
     File { path: PathBuf, created: bool },
@@ -67,7 +67,7 @@ pub(super) struct NamedFile {
 #[derive(Debug)]
 pub(crate) struct Backing {
     pub(super) fd: OwnedFd,
-    pub(super) kind: Kind,
+    pub(super) kind: Source,
     /// The object's size where `fd`'s is not exact: macOS reports a
     /// shared-memory object's size rounded up to whole pages.
     pub(super) exact_len: Option<u64>,
@@ -83,7 +83,7 @@ impl Backing {
             let fd = open_path(&cpath, libc::O_RDONLY, 0).map_err(|e| Error::io("open", e))?;
             let backing = Backing {
                 fd,
-                kind: Kind::File {
+                kind: Source::File {
                     path: path.to_path_buf(),
                     created: false,
                 },
@@ -96,7 +96,7 @@ impl Backing {
                 Ok(fd) => {
                     let backing = Backing {
                         fd,
-                        kind: Kind::File {
+                        kind: Source::File {
                             path: path.to_path_buf(),
                             created: false,
                         },
@@ -109,7 +109,7 @@ impl Backing {
             }
             match open_path(&cpath, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 0o666) {
                 Ok(fd) => {
-                    let kind = Kind::File {
+                    let kind = Source::File {
                         path: path.to_path_buf(),
                         created: true,
                     };
@@ -190,7 +190,7 @@ impl Backing {
         };
         let backing = Backing {
             fd,
-            kind: Kind::Named {
+            kind: Source::Named {
                 key,
                 held,
                 file,
@@ -208,7 +208,7 @@ impl Backing {
     /// `CreateFileMapping` with a name. `Ok(false)`: the name is taken (by a
     /// block or another mapping), and nothing was changed.
     pub(crate) fn publish_name(&mut self, name: &BlockName, size: u64, mode: u32) -> Result<bool> {
-        let Kind::File { path, .. } = &self.kind else {
+        let Source::File { path, .. } = &self.kind else {
             return Err(Error::InvalidArgument(
                 "only a file mapping can be given a name".into(),
             ));
@@ -228,11 +228,11 @@ impl Backing {
             Err(err) if err.raw_os_error() == Some(libc::EEXIST) => return Ok(false),
             Err(err) => return Err(err),
         };
-        let Kind::File { path, created } = std::mem::replace(&mut self.kind, Kind::Anonymous)
+        let Source::File { path, created } = std::mem::replace(&mut self.kind, Source::Anonymous)
         else {
             unreachable!("checked above")
         };
-        self.kind = Kind::Named {
+        self.kind = Source::Named {
             key,
             held: Some(joined.held),
             file: Some(Box::new(NamedFile {
@@ -250,7 +250,7 @@ impl Backing {
     /// The mapped file's path, for a named file mapping.
     pub(crate) fn file_path(&self) -> Option<PathBuf> {
         match &self.kind {
-            Kind::Named {
+            Source::Named {
                 file: Some(file), ..
             } => Some(file.path.clone()),
             _ => None,
@@ -263,7 +263,7 @@ impl Backing {
         let fd = anonymous_fd()?;
         let backing = Backing {
             fd,
-            kind: Kind::Anonymous,
+            kind: Source::Anonymous,
             exact_len: SIZE_ROUNDED_UP.then_some(size),
         };
         make_room(backing.fd.as_fd(), 0, size, Purpose::UnnamedBlock, space)?;
@@ -274,7 +274,7 @@ impl Backing {
     /// The current size of the mapping object in bytes: the file's or
     /// block's size, or for a named file mapping the mapping's size.
     pub(crate) fn len(&self) -> Result<u64> {
-        if let Kind::Named {
+        if let Source::Named {
             file: Some(file), ..
         } = &self.kind
         {
@@ -293,7 +293,7 @@ impl Backing {
     pub(crate) fn can_grow(&self) -> bool {
         !matches!(
             (&self.kind, self.exact_len),
-            (Kind::Named { file: None, .. }, Some(_))
+            (Source::Named { file: None, .. }, Some(_))
         )
     }
 
@@ -309,14 +309,14 @@ impl Backing {
         let current = fstat(&self.fd)?.st_size.max(0) as u64;
         if current < len {
             let purpose = match self.kind {
-                Kind::File { .. } | Kind::Named { file: Some(_), .. } => Purpose::File,
-                Kind::Named { .. } => Purpose::NamedBlock,
-                Kind::Anonymous => Purpose::UnnamedBlock,
+                Source::File { .. } | Source::Named { file: Some(_), .. } => Purpose::File,
+                Source::Named { .. } => Purpose::NamedBlock,
+                Source::Anonymous => Purpose::UnnamedBlock,
             };
             make_room(self.fd.as_fd(), current, len, purpose, space)?;
             ftruncate(&self.fd, len)?;
         }
-        if let Kind::Named {
+        if let Source::Named {
             file: Some(file),
             held: Some(held),
             key,
@@ -366,7 +366,7 @@ impl Backing {
     pub(super) fn is_file(&self) -> bool {
         matches!(
             self.kind,
-            Kind::File { .. } | Kind::Named { file: Some(_), .. }
+            Source::File { .. } | Source::Named { file: Some(_), .. }
         )
     }
 
@@ -374,7 +374,7 @@ impl Backing {
     /// removes its name; a file mapping's file stays as it is). Does nothing
     /// for other objects, twice, or in a forked child.
     fn release(&mut self) -> Result<()> {
-        if let Kind::Named {
+        if let Source::Named {
             key,
             held,
             lockable,
@@ -399,7 +399,7 @@ impl Backing {
         // What is left is the descriptor, closed by hand to see close's
         // error. Drop must not run (it would close it again), and after this
         // assignment nothing else in `self` owns memory.
-        self.kind = Kind::Anonymous;
+        self.kind = Source::Anonymous;
         let this = std::mem::ManuallyDrop::new(self);
         let fd = this.fd.as_raw_fd();
         // SAFETY: `this` is never dropped, so its OwnedFd will not close
@@ -417,11 +417,11 @@ impl Backing {
         // opener by name finds a file that is about to be removed.
         let _ = self.release();
         let created = match &self.kind {
-            Kind::File {
+            Source::File {
                 path,
                 created: true,
             } => Some(path),
-            Kind::Named {
+            Source::Named {
                 file: Some(file), ..
             } if file.created => Some(&file.path),
             _ => None,

@@ -35,7 +35,7 @@ pub(super) fn private_copy(_: &Backing, _: u64, _: usize, _: Access) -> Option<R
 mod by_copy {
     use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-    use super::super::backing::{Backing, Kind};
+    use super::super::backing::{Backing, Source};
     use super::super::space::{make_room, Purpose};
     use super::super::sys::{anonymous_fd, errno, ftruncate};
     use super::super::view::RawView;
@@ -50,7 +50,7 @@ mod by_copy {
         len: u64,
         space: Space,
     ) -> Option<Result<()>> {
-        matches!(backing.kind, Kind::Anonymous).then(|| regrow_anonymous(backing, len, space))
+        matches!(backing.kind, Source::Anonymous).then(|| regrow_anonymous(backing, len, space))
     }
 
     /// A copy-on-write view of `len` bytes at `offset` of `backing`, if the OS

@@ -40,7 +40,7 @@ pub(crate) struct Joined {
     /// A block's memory, where it is another object than `held`.
     pub(crate) memory: Option<OwnedFd>,
     pub(crate) what: Held,
-    /// Whether this holder can end the block's life (see `Kind::Named`).
+    /// Whether this holder can end the block's life (see `backing::Source::Named`).
     pub(crate) lockable: bool,
     pub(crate) created: bool,
 }

@@ -57,8 +57,8 @@ pub(crate) use sys::{allocation_granularity, find_byte, page_size};
 pub(crate) use view::{RawView, ADVICE};
 
 // The names the backend's files share, where they have always found them
-// (`super::…`).
-use backing::Kind;
+// (`super::…`). `Kind` is the lock files' older name for `backing::Source`.
+use backing::Source as Kind;
 use join::{Held, Joined, New};
 #[cfg(portable_lifetime)]
 use sys::fchmod_object;

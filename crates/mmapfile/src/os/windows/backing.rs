@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::name::BlockName;
 
 #[derive(Debug)]
-pub(super) enum Kind {
+pub(super) enum Source {
     /// A file; the section is made per view (`CreateFileMappingW` with size 0
     /// covers the whole file), unless the mapping has a name: then `named`
     /// holds the named section. `created` holds the path if this call made it.
@@ -69,7 +69,7 @@ pub(super) struct NamedSection {
 /// An open object that views can be mapped from.
 #[derive(Debug)]
 pub(crate) struct Backing {
-    pub(super) kind: Kind,
+    pub(super) kind: Source,
     writable: bool,
 }
 
@@ -161,7 +161,7 @@ impl Backing {
                 Ok(file) => {
                     return Ok((
                         Backing {
-                            kind: Kind::File {
+                            kind: Source::File {
                                 file,
                                 created: None,
                                 named: None,
@@ -176,7 +176,7 @@ impl Backing {
             }
             match open(CREATE_NEW) {
                 Ok(file) => {
-                    let kind = Kind::File {
+                    let kind = Source::File {
                         file,
                         created: Some(path.to_path_buf()),
                         named: None,
@@ -238,7 +238,7 @@ impl Backing {
         };
         Ok((
             Backing {
-                kind: Kind::Section {
+                kind: Source::Section {
                     section,
                     size,
                     name: Some(name.as_str().to_owned()),
@@ -254,7 +254,7 @@ impl Backing {
     pub(crate) fn anonymous(size: u64, _space: Space) -> Result<Backing> {
         let (section, _) = create_section(None, size)?;
         Ok(Backing {
-            kind: Kind::Section {
+            kind: Source::Section {
                 section,
                 size,
                 name: None,
@@ -269,7 +269,7 @@ impl Backing {
     /// `Ok(false)`: the name is taken (by a block or another mapping), and
     /// nothing was changed.
     pub(crate) fn publish_name(&mut self, name: &BlockName, size: u64, _mode: u32) -> Result<bool> {
-        let Kind::File { file, named, .. } = &mut self.kind else {
+        let Source::File { file, named, .. } = &mut self.kind else {
             return Err(Error::InvalidArgument(
                 "only a file mapping can be given a name".into(),
             ));
@@ -311,23 +311,23 @@ impl Backing {
     /// The current size of the backing object in bytes.
     pub(crate) fn len(&self) -> Result<u64> {
         match &self.kind {
-            Kind::File {
+            Source::File {
                 named: Some(named), ..
             } => Ok(named.size),
-            Kind::File { file, .. } => {
+            Source::File { file, .. } => {
                 let mut size = 0i64;
                 // SAFETY: `file` is an open handle and `size` is writable.
                 check("GetFileSizeEx", unsafe { GetFileSizeEx(file.0, &mut size) })?;
                 Ok(size.max(0) as u64)
             }
-            Kind::Section { size, .. } => Ok(*size),
+            Source::Section { size, .. } => Ok(*size),
         }
     }
 
     /// Whether the object can be made longer: not a named block (other
     /// processes hold its section as it is).
     pub(crate) fn can_grow(&self) -> bool {
-        !matches!(self.kind, Kind::Section { name: Some(_), .. })
+        !matches!(self.kind, Source::Section { name: Some(_), .. })
     }
 
     /// Makes the backing object `len` bytes long (zero-filled). A file
@@ -340,7 +340,7 @@ impl Backing {
     /// `_space` says (a file marked sparse is the exception, as on Windows).
     pub(crate) fn grow(&mut self, len: u64, _space: Space) -> Result<()> {
         match &mut self.kind {
-            Kind::File { file, named, .. } => {
+            Source::File { file, named, .. } => {
                 let (hi, lo) = split(len);
                 // SAFETY: `file` is an open handle; the section is closed at
                 // once. A section of a larger size grows the file, unless the
@@ -379,10 +379,10 @@ impl Backing {
                 }
                 Ok(())
             }
-            Kind::Section { name: Some(_), .. } => {
+            Source::Section { name: Some(_), .. } => {
                 unreachable!("mapping_size grows only what can_grow allows")
             }
-            Kind::Section {
+            Source::Section {
                 section,
                 size,
                 name: None,
@@ -413,7 +413,7 @@ impl Backing {
             Access::Copy => (PAGE_WRITECOPY, FILE_MAP_COPY),
         };
         match &self.kind {
-            Kind::File { file, .. } => {
+            Source::File { file, .. } => {
                 // SAFETY: `file` is open; size 0 makes a section of the whole
                 // file. The view keeps the section alive after we close it.
                 let raw =
@@ -423,7 +423,7 @@ impl Backing {
                 drop(section);
                 view
             }
-            Kind::Section { section, size, .. } => {
+            Source::Section { section, size, .. } => {
                 // A window to the section's end asks for "the rest" (length
                 // 0), as pywin32 does: a file's section opened by name is
                 // only as long as the file part of its last page, while
@@ -442,7 +442,7 @@ impl Backing {
     /// Makes data written through views durable on the storage device
     /// (files only).
     pub(crate) fn sync(&self) -> Result<()> {
-        if let Kind::File { file, .. } = &self.kind {
+        if let Source::File { file, .. } = &self.kind {
             // SAFETY: `file` is an open handle.
             check("FlushFileBuffers", unsafe { FlushFileBuffers(file.0) })?;
         }
@@ -452,17 +452,17 @@ impl Backing {
     /// Closes the object and reports errors.
     pub(crate) fn close(self) -> Result<()> {
         match self.kind {
-            Kind::File { file, named, .. } => {
+            Source::File { file, named, .. } => {
                 let named = named.map_or(Ok(()), |n| n.section.close());
                 named.and(file.close())
             }
-            Kind::Section { section, .. } => section.close(),
+            Source::Section { section, .. } => section.close(),
         }
     }
 
     /// Closes the object after a failed open, removing what this open created.
     pub(crate) fn abandon(self) {
-        if let Kind::File {
+        if let Source::File {
             file,
             created: Some(path),
             named,

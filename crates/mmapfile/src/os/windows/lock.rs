@@ -14,7 +14,7 @@ use windows_sys::Win32::System::Threading::{
     CreateMutexW, ReleaseMutex, WaitForSingleObject, INFINITE,
 };
 
-use super::backing::{Backing, Kind};
+use super::backing::{Backing, Source};
 use super::sys::{check, wide, Handle};
 use crate::error::{Error, Result};
 
@@ -43,8 +43,9 @@ pub(crate) struct LockTarget {
     mutex: Arc<Handle>,
 }
 
-/// One acquisition of a [`LockTarget`], with its owner thread: dropping it
-/// releases the lock (if held) and ends the thread.
+/// One contender for a [`LockTarget`], with its owner thread, which takes
+/// the mutex for it: dropping it releases the lock (if held) and ends the
+/// thread.
 #[derive(Debug)]
 pub(crate) struct LockDesc {
     /// `None` only while dropping (closing it tells the thread to stop).
@@ -93,14 +94,14 @@ impl Backing {
         let name = match &self.kind {
             // Openers by name cannot tell the file, so a named file
             // mapping locks by its name, as a named block does.
-            Kind::File {
+            Source::File {
                 named: Some(named), ..
             } => block_lock_name(&named.name),
-            Kind::File { file, .. } => file_lock_name(file)?,
-            Kind::Section {
+            Source::File { file, .. } => file_lock_name(file)?,
+            Source::Section {
                 name: Some(name), ..
             } => block_lock_name(name),
-            Kind::Section {
+            Source::Section {
                 name: None, mutex, ..
             } => {
                 if let Some(mutex) = mutex.get() {
