@@ -78,48 +78,30 @@ impl Backing {
     /// [`Access::Write`] and it does not exist. Returns whether it was created.
     pub(crate) fn file(path: &Path, access: Access) -> Result<(Backing, bool)> {
         let cpath = cstring("open", path.as_os_str().as_bytes())?;
-        let writable = access.writes_backing();
-        if !writable {
-            let fd = open_path(&cpath, libc::O_RDONLY, 0).map_err(|e| Error::io("open", e))?;
+        let opened = |fd, created| {
+            let kind = Source::File {
+                path: path.to_path_buf(),
+                created,
+            };
             let backing = Backing {
                 fd,
-                kind: Source::File {
-                    path: path.to_path_buf(),
-                    created: false,
-                },
+                kind,
                 exact_len: None,
             };
-            return Ok((backing, false));
+            Ok((backing, created))
+        };
+        if !access.writes_backing() {
+            let fd = open_path(&cpath, libc::O_RDONLY, 0).map_err(|e| Error::io("open", e))?;
+            return opened(fd, false);
         }
         loop {
             match open_path(&cpath, libc::O_RDWR, 0) {
-                Ok(fd) => {
-                    let backing = Backing {
-                        fd,
-                        kind: Source::File {
-                            path: path.to_path_buf(),
-                            created: false,
-                        },
-                        exact_len: None,
-                    };
-                    return Ok((backing, false));
-                }
+                Ok(fd) => return opened(fd, false),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io("open", e)),
             }
             match open_path(&cpath, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 0o666) {
-                Ok(fd) => {
-                    let kind = Source::File {
-                        path: path.to_path_buf(),
-                        created: true,
-                    };
-                    let backing = Backing {
-                        fd,
-                        kind,
-                        exact_len: None,
-                    };
-                    return Ok((backing, true));
-                }
+                Ok(fd) => return opened(fd, true),
                 // Someone else created it between our two calls: open theirs.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::io("open", e)),
