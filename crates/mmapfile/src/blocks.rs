@@ -80,7 +80,7 @@ pub fn info(name: &str) -> Result<BlockInfo> {
 /// Copies up to `len` bytes (`None`: to the end) from `offset` in the block
 /// `name` without becoming a holder, so a dead block can be inspected before
 /// it is removed. A length past the end returns fewer bytes; an offset past
-/// the end is [`Error::InvalidArgument`]. For a named file
+/// the end is [`crate::Error::InvalidArgument`]. For a named file
 /// mapping, the bytes are the mapped file's (within the mapping's size).
 pub fn read(name: &str, offset: u64, len: Option<u64>) -> Result<Vec<u8>> {
     os::read_block(BlockName::new(name)?.base(), offset, len)
