@@ -18,11 +18,14 @@ use crate::mem::{self, Region};
 use crate::name::BlockName;
 use crate::os;
 
+mod bounds;
 mod options;
 mod search;
 
+pub use bounds::clamp_index;
+use bounds::{check_slice, check_window, clamp_bound};
+use options::mapping_size;
 pub use options::MapOptions;
-use options::{check_window, mapping_size};
 pub use search::Partial;
 
 /// What a mapping is backed by.
@@ -151,30 +154,6 @@ pub struct MapFile {
     exports: usize,
     /// The storage policy of the open, for `resize`.
     space: Space,
-}
-
-/// Resolves a CPython-style slice bound against a length `len`: a negative
-/// `index` counts from the end, and the result is clamped to `0..=len`, as
-/// `PySlice_AdjustIndices` does for step 1. The one rule for every index
-/// that this crate and its Python binding clamp.
-///
-/// ```
-/// assert_eq!(mmapfile::clamp_index(-3, 10), 7);
-/// assert_eq!(mmapfile::clamp_index(-30, 10), 0);
-/// assert_eq!(mmapfile::clamp_index(30, 10), 10);
-/// ```
-#[inline]
-pub fn clamp_index(index: i64, len: usize) -> usize {
-    if index < 0 {
-        len.saturating_sub(usize::try_from(index.unsigned_abs()).unwrap_or(usize::MAX))
-    } else {
-        usize::try_from(index).map_or(len, |i| i.min(len))
-    }
-}
-
-/// [`clamp_index`] for an optional bound: `default` where there is none.
-fn clamp_bound(index: Option<i64>, default: usize, len: usize) -> usize {
-    index.map_or(default, |i| clamp_index(i, len))
 }
 
 impl MapFile {
@@ -667,21 +646,6 @@ impl MapFile {
         Ok(())
     }
 
-    /// Checks that the `count` indices `start`, `start + step`, … lie in the
-    /// view.
-    fn check_slice(len: usize, start: usize, step: isize, count: usize) -> Result<()> {
-        if count == 0 {
-            return Ok(());
-        }
-        let last = (count as i128 - 1)
-            .checked_mul(step as i128)
-            .and_then(|d| d.checked_add(start as i128));
-        if start >= len || last.is_none_or(|last| !(0..len as i128).contains(&last)) {
-            return Err(Error::Index("mmap slice out of range"));
-        }
-        Ok(())
-    }
-
     /// Copies the bytes at `start`, `start + step`, … into `dst` (as many as
     /// `dst` holds), as CPython's `mmap[start:stop:step]` does once the
     /// slice is resolved. `step` may be negative but not 0.
@@ -705,7 +669,7 @@ impl MapFile {
         if step == 0 {
             return Err(Error::InvalidArgument("slice step cannot be zero".into()));
         }
-        Self::check_slice(region.len, start, step, dst.len())?;
+        check_slice(region.len, start, step, dst.len())?;
         if step == 1 {
             // SAFETY: checked above that `start..start + dst.len()` is inside
             // the live view.
@@ -736,7 +700,7 @@ impl MapFile {
         if src.len() != count {
             return Err(Error::Index("mmap slice assignment is wrong size"));
         }
-        Self::check_slice(region.len, start, step, src.len())?;
+        check_slice(region.len, start, step, src.len())?;
         if step == 1 {
             // SAFETY: checked above that the range is inside the live,
             // writable view; `copy_in` allows `src` to overlap it.

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Live, MapFile, Source};
+use super::{check_window, Live, MapFile, Source};
 use crate::access::{Access, CreateMode, Space};
 use crate::error::{Error, Result};
 use crate::name::BlockName;
@@ -343,22 +343,4 @@ pub(super) fn mapping_size(
         backing.grow(requested, space)?;
     }
     Ok(size)
-}
-
-/// Checks that the window `offset..offset + len` (len 0: to the end) lies
-/// inside a mapping object of `size` bytes and returns its length.
-pub(super) fn check_window(size: u64, offset: u64, len: u64) -> Result<u64> {
-    if offset >= size {
-        return Err(Error::InvalidArgument(format!(
-            "FileOffset {offset} is not inside the mapping ({size} bytes)"
-        )));
-    }
-    let len = if len == 0 { size - offset } else { len };
-    if offset.checked_add(len).is_none_or(|end| end > size) {
-        return Err(Error::InvalidArgument(format!(
-            "NumberOfBytesToMap {len} at FileOffset {offset} goes past the end of the \
-             mapping ({size} bytes)"
-        )));
-    }
-    Ok(len)
 }
