@@ -44,7 +44,7 @@ def describe(cargo: Counter, pytest: Counter) -> str:
         )
     if pytest:
         parts.append("pytest: " + ", ".join(f"{n} {k}" for k, n in pytest.items()))
-    return "; ".join(parts) or "ok"
+    return "; ".join(parts)
 
 
 def run(stage: str, make: str) -> tuple[int, float, Counter, Counter]:
