@@ -296,34 +296,40 @@ fn record_file_mode(mode: u32) -> u32 {
 /// The record file's path for the name `base`: the key the rest of the
 /// backend passes around.
 pub(crate) fn key(base: &str) -> Result<CString> {
-    ensure_state_dir()?;
+    check_state_dir()?;
     in_dir(&record_file_name(base))
 }
+
+/// Whether the state directory was found to be what it should be.
+static CHECKED: OnceLock<()> = OnceLock::new();
 
 /// Makes sure the state directory exists and is what it should be
 /// ([`state_dir_problem`]): otherwise nothing in it can be trusted, and
 /// every use of a name is refused with what to do.
 pub(crate) fn ensure_state_dir() -> Result<()> {
-    static CHECKED: OnceLock<()> = OnceLock::new();
+    state_dir_checked(true)
+}
+
+/// Checks the state directory if it exists (looking for names makes none).
+fn check_state_dir() -> Result<()> {
+    state_dir_checked(false)
+}
+
+fn state_dir_checked(create: bool) -> Result<()> {
     if CHECKED.get().is_some() {
         return Ok(());
     }
     let path = state_dir();
     let dir = cstring("mkdir", path.as_bytes())?;
-    // SAFETY: `dir` is a NUL-terminated string that outlives the calls.
-    if unsafe { libc::mkdir(dir.as_ptr(), 0o700) } == 0 {
-        // Made by us: open to all as /tmp is (the umask applied to mkdir).
-        // SAFETY: as above.
-        if unsafe { libc::chmod(dir.as_ptr(), 0o1777) } != 0 {
-            return Err(Error::last_os("chmod"));
-        }
-    } else {
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::AlreadyExists {
-            return Err(Error::io("mkdir", err));
-        }
+    if create {
+        make_state_dir(&dir)?;
     }
-    let st = lstat(&dir).map_err(|e| Error::io("lstat", e))?;
+    let st = match lstat(&dir) {
+        Ok(st) => st,
+        // Not made yet: nothing in it to trust, nothing to find.
+        Err(e) if !create && e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("lstat", e)),
+    };
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     // mode_t is u16 on macOS and u32 on Linux.
@@ -341,6 +347,26 @@ pub(crate) fn ensure_state_dir() -> Result<()> {
         });
     }
     let _ = CHECKED.set(());
+    Ok(())
+}
+
+/// Makes the state directory `dir` unless it exists: open to all, sticky,
+/// as /tmp is.
+fn make_state_dir(dir: &CString) -> Result<()> {
+    // SAFETY: `dir` is a NUL-terminated string that outlives the calls.
+    if unsafe { libc::mkdir(dir.as_ptr(), 0o700) } == 0 {
+        // Explicitly: the umask applied to mkdir. Nobody else can rename
+        // our new directory in the sticky /var/tmp meanwhile.
+        // SAFETY: as above.
+        if unsafe { libc::chmod(dir.as_ptr(), 0o1777) } != 0 {
+            return Err(Error::last_os("chmod"));
+        }
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.kind() != io::ErrorKind::AlreadyExists {
+        return Err(Error::io("mkdir", err));
+    }
     Ok(())
 }
 
@@ -626,10 +652,23 @@ pub(crate) fn join(
         let record = Record::read(&fd)?;
         if record.name != base {
             let _ = release(&fd, key, true);
-            return Err(Error::InvalidName(format!(
-                "{base:?} and {:?} share a record file (a digest collision)",
-                record.name
-            )));
+            if record_file_name(&record.name) == record_file_name(base) {
+                return Err(Error::InvalidName(format!(
+                    "{base:?} and {:?} share a record file (a digest collision)",
+                    record.name
+                )));
+            }
+            // Another name's record file under this name: a hard link, so
+            // that this name would reach that name's block.
+            return Err(Error::Refused {
+                op: "open",
+                code: libc::EACCES,
+                message: format!(
+                    "the record file of the name {base:?} is the name {:?}'s (a hard link \
+                     was made to it): refused",
+                    record.name
+                ),
+            });
         }
         let (what, memory) = match record.what {
             Stored::File(file) => (Held::File(file), None),
@@ -820,7 +859,7 @@ pub(crate) fn look(base: &str) -> Result<Listed> {
 /// The records of this user's names, and the leftovers of creators that
 /// died (`.new-*` files nobody holds), which `gc` removes.
 pub(crate) fn list(me: libc::uid_t) -> Result<(Vec<Listed>, Vec<CString>)> {
-    ensure_state_dir()?;
+    check_state_dir()?;
     let dir = match std::fs::read_dir(state_dir()) {
         Ok(dir) => dir,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
