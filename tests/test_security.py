@@ -266,6 +266,27 @@ def test_a_hard_link_to_another_name_is_refused(block_name):
     m.close()
 
 
+REACH_UNNAMED = """
+import os, sys
+try:
+    fds = os.listdir(f"/proc/{sys.argv[1]}/fd")
+except PermissionError:
+    print("refused")
+else:
+    print("listed", len(fds))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reached through /proc")
+def test_another_user_cannot_reach_an_unnamed_block():
+    # An unnamed block (a memfd, or an object unlinked as soon as it is
+    # made) has no name: the only way in is the holder's descriptors.
+    m = mmapfile.mmapfile(None, None, 4096)
+    m.write(b"secret")
+    assert _as_nobody(REACH_UNNAMED, str(os.getpid())).split() == ["refused"]
+    m.close()
+
+
 # --- forged records ----------------------------------------------------------
 
 # nobody's forged record of a named file mapping, held (so that it is live):
