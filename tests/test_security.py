@@ -232,6 +232,52 @@ def test_a_symbolic_link_planted_at_a_name_is_not_followed(block_name, tmp_path)
         link.unlink()
 
 
+VICTIM_MEETS_A_FIFO = """
+import sys, mmapfile
+name = sys.argv[1]
+# (The open last: a victim as root, finding the FIFO nobody's dead block,
+# removes it.)
+calls = {
+    "info": lambda: mmapfile._mmapfile._block_info(name),
+    "ls": mmapfile._mmapfile._list_blocks,
+    "gc": mmapfile._mmapfile._collect_garbage,
+    "open": lambda: mmapfile.mmapfile(
+        None, name, 0, access=mmapfile.ACCESS_READ, allow_other_owner=True
+    ),
+}
+for what, call in calls.items():
+    try:
+        call()
+    except (mmapfile.error, ValueError) as exc:
+        print(what, "refused", flush=True)
+    else:
+        print(what, "done", flush=True)
+"""
+
+
+def test_a_fifo_planted_at_a_name_never_makes_the_victim_wait(block_name):
+    # Opening a FIFO to read waits for a writer, for ever: every open of a
+    # name, and ls and gc, which open every file of the state directory
+    # (portable), would hang on nobody's FIFO.
+    fifo = shm_path(block_name)
+    attacker = _attacker("os.mkfifo(sys.argv[1], 0o644)\n", str(fifo))
+    try:
+        victim = subprocess.run(
+            [sys.executable, "-c", VICTIM_MEETS_A_FIFO, block_name],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert victim.returncode == 0, victim.stderr
+        results = dict(line.split() for line in victim.stdout.splitlines())
+        # Each came back (a FIFO has no record to list, no block to map).
+        assert set(results) == {"open", "info", "ls", "gc"}
+        assert results["open"] == "refused"
+    finally:
+        _done(attacker)
+        fifo.unlink(missing_ok=True)  # root, as a victim, may remove it
+
+
 HARD_LINK = """
 import os, sys
 try:

@@ -256,9 +256,14 @@ fn in_dir(file: &str) -> Result<CString> {
 }
 
 /// Opens a file of the state directory to read or lock it, never through a
-/// symbolic link.
+/// symbolic link, and without waiting for a writer if another user put a
+/// FIFO there (`O_NONBLOCK` changes nothing for a regular file).
 fn open_record(path: &CString) -> io::Result<OwnedFd> {
-    open_path(path, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
+    open_path(
+        path,
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        0,
+    )
 }
 
 /// Whether `object` is a name this backend gives a block's object:

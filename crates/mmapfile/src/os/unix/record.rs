@@ -278,11 +278,15 @@ impl FileRecord {
         name_owner: libc::uid_t,
     ) -> Result<OwnedFd> {
         let cpath = cstring("open", self.path.as_os_str().as_bytes())?;
-        let flags = if writable {
-            libc::O_RDWR
-        } else {
-            libc::O_RDONLY
-        };
+        // Without waiting for a writer, should the path now be a FIFO
+        // (it is then refused as another file below); nothing changes for
+        // the regular file it should be.
+        let flags = libc::O_NONBLOCK
+            | if writable {
+                libc::O_RDWR
+            } else {
+                libc::O_RDONLY
+            };
         let fd = match open_path(&cpath, flags, 0) {
             Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
