@@ -5,6 +5,7 @@ cannot do. Its lifetime promises are the ones every named-block test checks."""
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -177,16 +178,17 @@ def test_ls_after_a_crash_lists_the_block_and_gc_removes_it(block_name):
 
 def test_a_name_is_checked_against_its_record(block_name):
     # Record files of names outside [a-z0-9_.-] are named by digest; one
-    # whose record names another name (a digest collision, or a damaged
-    # directory) is refused, never shared.
+    # whose record names another name (a digest collision, which nobody
+    # can make, or a hard link, made here) is refused, never shared.
     name = block_name + "-Upper"
     other = block_name + "-Other"
     m = mmapfile.mmapfile(None, other, 4096)
     forged = shm_path(name)
     os.link(shm_path(other), forged)
     try:
-        with pytest.raises(ValueError, match="share a record file"):
+        with pytest.raises(mmapfile.error, match="hard link") as exc:
             mmapfile.mmapfile(None, name, 4096)
+        assert exc.value.errno == errno.EACCES
     finally:
         forged.unlink()
         m.close()

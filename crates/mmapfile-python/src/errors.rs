@@ -101,6 +101,7 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
             os_error(py, Some(op), source.raw_os_error(), strerror(source))
         }
         Error::FileChanged { message, code } => os_error(py, Some("open"), Some(code), message),
+        Error::Refused { op, code, message } => os_error(py, Some(op), Some(code), message),
         Error::ReadOnly => PyTypeError::new_err("mmapfile is read-only (opened with ACCESS_READ)"),
         Error::NotResizable => PyTypeError::new_err(err.to_string()),
         Error::Exported(_) => PyBufferError::new_err(err.to_string()),

@@ -73,6 +73,20 @@ pub enum Error {
         /// file, `ESTALE` for a replaced one).
         code: i32,
     },
+    /// Something another user could have made or changed stands where a
+    /// shared name's state is kept (a directory, a record, a lock file, the
+    /// file or object a record points at), so using it would let that user
+    /// read, redirect or replace this user's data: refused, never used.
+    /// `docs/security.md` lists each case.
+    #[error("{message}")]
+    Refused {
+        /// The OS call whose result was refused (e.g. `"open"`, `"lstat"`).
+        op: &'static str,
+        /// The OS error code that says the same (usually `EACCES`).
+        code: i32,
+        /// What was found, and what to do about it.
+        message: String,
+    },
     /// The storage behind a mapping cannot hold it: creating a block or
     /// growing a file was refused because the file system (or the machine's
     /// memory) has no room for it, or an access touched a page that the

@@ -155,7 +155,9 @@ impl Backing {
                 None => (joined.held, None, size, None),
             },
             Held::File(record) => {
-                let file = match record.open_file(writable, name.as_str()) {
+                let opened = fstat(&joined.held)
+                    .and_then(|held| record.open_file(writable, name.as_str(), held.st_uid));
+                let file = match opened {
                     Ok(file) => file,
                     Err(e) => {
                         let _ = lifetime::release(&joined.held, &key, joined.lockable);

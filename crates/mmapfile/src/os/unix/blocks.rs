@@ -84,8 +84,8 @@ pub(crate) fn read_block(base: &str, offset: u64, len: Option<u64>) -> Result<Ve
 /// The bytes of the file mapping `base` that `record` describes: the
 /// file's, as far as both the mapping and the file reach (the file may have
 /// shrunk since).
-fn file_source(record: FileRecord, base: &str) -> Result<(OwnedFd, u64)> {
-    let file = record.open_file(false, base)?;
+fn file_source(record: FileRecord, base: &str, owner: libc::uid_t) -> Result<(OwnedFd, u64)> {
+    let file = record.open_file(false, base, owner)?;
     let size = record.size.min(fstat(&file)?.st_size.max(0) as u64);
     Ok((file, size))
 }
@@ -152,7 +152,7 @@ mod backend {
         let fd = open_readonly(base)?;
         let st = fstat(&fd)?;
         if is_record(&st) {
-            return file_source(FileRecord::read(&fd)?, base);
+            return file_source(FileRecord::read(&fd)?, base, st.st_uid);
         }
         Ok((fd, st.st_size.max(0) as u64))
     }
@@ -300,7 +300,7 @@ mod backend {
                     .map_err(|e| Error::io("shm_open", e))?;
                 Ok((fd, size))
             }
-            Stored::File(file) => file_source(file, base),
+            Stored::File(file) => file_source(file, base, listed.stat.st_uid),
         }
     }
 

@@ -272,8 +272,16 @@ fn label(fd: &OwnedFd, base: &str) -> Result<()> {
     Ok(())
 }
 
-/// The full name kept on the object `fd` ([`label`]), if any.
+/// The full name kept on the object `fd` ([`label`]), if it has one that
+/// is text.
 pub(crate) fn label_of(fd: &OwnedFd) -> Option<String> {
+    String::from_utf8(read_label(fd)?).ok()
+}
+
+/// The label's bytes as the object `fd` has them, `None` if it has none
+/// (or tmpfs keeps none). One longer than any name's (780 bytes) comes back
+/// as its first 1024 bytes, which no name matches.
+fn read_label(fd: &OwnedFd) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; 1024];
     // SAFETY: `fd` is open; the name is NUL-terminated and `buf` is
     // writable memory of its length.
@@ -285,9 +293,18 @@ pub(crate) fn label_of(fd: &OwnedFd) -> Option<String> {
             buf.len(),
         )
     };
-    let n = usize::try_from(n).ok()?;
-    buf.truncate(n);
-    String::from_utf8(buf).ok()
+    if n < 0 {
+        return (io::Error::last_os_error().raw_os_error() == Some(libc::ERANGE)).then_some(buf);
+    }
+    buf.truncate(usize::try_from(n).ok()?);
+    Some(buf)
+}
+
+/// Whether an object labelled `label` ([`read_label`]) is another name's
+/// than `base`: a label that is not exactly `base`'s bytes is. No label
+/// (tmpfs before Linux 6.6) says nothing.
+pub(super) fn labelled_for_another(label: Option<&[u8]>, base: &str) -> bool {
+    label.is_some_and(|label| label != base.as_bytes())
 }
 
 /// Opens or creates the name `key` (of the name `base`) and joins it as a
@@ -328,8 +345,10 @@ pub(crate) fn join(
         allow_other_owner,
     )?;
     if digested && !created {
-        if let Some(other) = label_of(&fd).filter(|other| other != base) {
+        let label = read_label(&fd);
+        if labelled_for_another(label.as_deref(), base) {
             let _ = release(&fd, key, lockable);
+            let other = String::from_utf8_lossy(label.as_deref().unwrap_or_default());
             return Err(Error::InvalidName(format!(
                 "{base:?} and {other:?} have the same digest"
             )));
@@ -403,6 +422,22 @@ fn open(
         // SAFETY: geteuid has no preconditions.
         if st.st_uid != unsafe { libc::geteuid() } && !allow_other_owner {
             return Err(errno("shm_open", libc::EACCES));
+        }
+        // A block has one name (`publish` links it once). Another means a
+        // hard link made by someone with access to it, so that this name
+        // would reach the block of another name.
+        if st.st_nlink > 1 {
+            return Err(Error::Refused {
+                op: "shm_open",
+                code: libc::EACCES,
+                message: format!(
+                    "{}{} has {} names (a hard link was made to it), so it may be another \
+                     name's block: refused; remove this name (`mmapfile rm`) to free it",
+                    SHM_DIR,
+                    String::from_utf8_lossy(shm.as_bytes()),
+                    st.st_nlink
+                ),
+            });
         }
         let hold = create != CreateMode::CreateOnly;
         match examine(&fd, shm, lockable, hold)? {

@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::names::{fresh_object_suffix, record_file_name, OBJECT_PREFIX};
+use super::names::{fresh_object_suffix, record_file_name, OBJECT_DIGITS, OBJECT_PREFIX};
 use super::record::{read_small, write_all, FileRecord};
 use super::sys::errno;
 use super::{
@@ -48,7 +48,25 @@ use crate::error::{Error, Result};
 /// not cleaned by age, as macOS cleans `/tmp` (a long-lived block's record
 /// must not go). Shared-memory objects do not survive a reboot; records
 /// left from before one are dead and removed like any other dead block.
+/// It must belong to root or to the user ([`ensure_state_dir`]).
 pub(crate) const STATE_DIR: &str = "/var/tmp/mmapfile";
+
+/// The state directory: [`STATE_DIR`].
+#[cfg(not(simulated))]
+pub(crate) fn state_dir() -> &'static str {
+    STATE_DIR
+}
+
+/// The state directory: [`STATE_DIR`], or in the simulated backend (a
+/// test build) `$MMAPFILE_SIMULATED_STATE_DIR`, so that a test can let
+/// another user make the directory first without touching the machine's.
+#[cfg(simulated)]
+pub(crate) fn state_dir() -> &'static str {
+    static DIR: OnceLock<String> = OnceLock::new();
+    DIR.get_or_init(|| {
+        std::env::var("MMAPFILE_SIMULATED_STATE_DIR").unwrap_or_else(|_| STATE_DIR.to_owned())
+    })
+}
 
 /// First line of every record (with its format version).
 const HEADER: &str = "mmapfile name 1";
@@ -84,7 +102,7 @@ pub(crate) enum Stored {
 }
 
 impl Record {
-    fn encode(&self) -> Vec<u8> {
+    pub(super) fn encode(&self) -> Vec<u8> {
         let name: String = self.name.bytes().map(|b| format!("{b:02x}")).collect();
         let mut out = format!("{HEADER}\nname {name}\nmode {:o}\n", self.mode).into_bytes();
         match &self.what {
@@ -96,7 +114,9 @@ impl Record {
         out
     }
 
-    fn decode(bytes: &[u8]) -> Result<Record> {
+    /// Reads a record that any process may have written: anything but a
+    /// record exactly as [`Record::encode`] writes it is refused.
+    pub(super) fn decode(bytes: &[u8]) -> Result<Record> {
         let bad = || {
             Error::io(
                 "read",
@@ -138,15 +158,24 @@ impl Record {
                 .next()
                 .and_then(|l| l.strip_prefix("size "))
                 .and_then(|s| s.parse::<u64>().ok())
+                .filter(|&size| size > 0)
                 .ok_or_else(bad)?;
-            if !object.starts_with(OBJECT_PREFIX) || lines.next() != Some("") {
+            // The object's name is used in paths (its lock file) and
+            // removed with the block: only a name this backend makes.
+            if !is_object_name(&object) || lines.next() != Some("") {
                 return Err(bad());
             }
             Stored::Block { object, size }
         } else {
             Stored::File(FileRecord::decode(rest)?)
         };
-        Ok(Record { name, mode, what })
+        let record = Record { name, mode, what };
+        // Only what `encode` writes: no second spelling of a record (upper
+        // case hex, leading zeros, a `+`) passes.
+        if record.encode() != bytes {
+            return Err(bad());
+        }
+        Ok(record)
     }
 
     fn read(fd: &OwnedFd) -> Result<Record> {
@@ -223,13 +252,29 @@ pub(crate) fn unlink(path: &CString) -> io::Result<()> {
 }
 
 fn in_dir(file: &str) -> Result<CString> {
-    cstring("open", format!("{STATE_DIR}/{file}").as_bytes())
+    cstring("open", format!("{}/{file}", state_dir()).as_bytes())
 }
 
 /// Opens a file of the state directory to read or lock it, never through a
-/// symbolic link.
+/// symbolic link, and without waiting for a writer if another user put a
+/// FIFO there (`O_NONBLOCK` changes nothing for a regular file).
 fn open_record(path: &CString) -> io::Result<OwnedFd> {
-    open_path(path, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
+    open_path(
+        path,
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        0,
+    )
+}
+
+/// Whether `object` is a name this backend gives a block's object:
+/// [`OBJECT_PREFIX`] and [`OBJECT_DIGITS`] lower-case hex digits.
+pub(super) fn is_object_name(object: &str) -> bool {
+    object.strip_prefix(OBJECT_PREFIX).is_some_and(|suffix| {
+        suffix.len() == OBJECT_DIGITS
+            && suffix
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// The shared-memory object named by the suffix `suffix` (of a draft or a
@@ -256,50 +301,107 @@ fn record_file_mode(mode: u32) -> u32 {
 /// The record file's path for the name `base`: the key the rest of the
 /// backend passes around.
 pub(crate) fn key(base: &str) -> Result<CString> {
+    check_state_dir()?;
     in_dir(&record_file_name(base))
 }
 
-/// Makes sure the state directory exists and is what it should be: a real
-/// directory (not a symbolic link), owned by us or root, or sticky (then
-/// nobody can remove or replace another user's records).
-// mode_t is u16 on macOS and u32 on Linux, hence the widenings.
-#[allow(clippy::useless_conversion)]
+/// Whether the state directory was found to be what it should be.
+static CHECKED: OnceLock<()> = OnceLock::new();
+
+/// Makes sure the state directory exists and is what it should be
+/// ([`state_dir_problem`]): otherwise nothing in it can be trusted, and
+/// every use of a name is refused with what to do.
 pub(crate) fn ensure_state_dir() -> Result<()> {
-    static CHECKED: OnceLock<()> = OnceLock::new();
+    state_dir_checked(true)
+}
+
+/// Checks the state directory if it exists (looking for names makes none).
+fn check_state_dir() -> Result<()> {
+    state_dir_checked(false)
+}
+
+fn state_dir_checked(create: bool) -> Result<()> {
     if CHECKED.get().is_some() {
         return Ok(());
     }
-    let dir = cstring("mkdir", STATE_DIR.as_bytes())?;
+    let path = state_dir();
+    let dir = cstring("mkdir", path.as_bytes())?;
+    if create {
+        make_state_dir(&dir)?;
+    }
+    let st = match lstat(&dir) {
+        Ok(st) => st,
+        // Not made yet: nothing in it to trust, nothing to find.
+        Err(e) if !create && e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("lstat", e)),
+    };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    // mode_t is u16 on macOS and u32 on Linux.
+    #[allow(clippy::useless_conversion)]
+    if let Some(problem) = state_dir_problem(u32::from(st.st_mode), st.st_uid, me) {
+        return Err(Error::Refused {
+            op: "lstat",
+            code: libc::EACCES,
+            message: format!(
+                "{path} {problem}, so named blocks cannot be kept there safely. When no \
+                 named block is in use, an administrator can remove it and make it \
+                 again as root: `sudo rm -rf {path} && sudo install -d -m 1777 -o root {path}` \
+                 (see the security page of mmapfile's documentation)"
+            ),
+        });
+    }
+    let _ = CHECKED.set(());
+    Ok(())
+}
+
+/// Makes the state directory `dir` unless it exists: open to all, sticky,
+/// as /tmp is.
+fn make_state_dir(dir: &CString) -> Result<()> {
     // SAFETY: `dir` is a NUL-terminated string that outlives the calls.
     if unsafe { libc::mkdir(dir.as_ptr(), 0o700) } == 0 {
-        // Made by us: open to all as /tmp is (the umask applied to mkdir).
+        // Explicitly: the umask applied to mkdir. Nobody else can rename
+        // our new directory in the sticky /var/tmp meanwhile.
         // SAFETY: as above.
         if unsafe { libc::chmod(dir.as_ptr(), 0o1777) } != 0 {
             return Err(Error::last_os("chmod"));
         }
-    } else {
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::AlreadyExists {
-            return Err(Error::io("mkdir", err));
-        }
+        return Ok(());
     }
-    let st = lstat(&dir).map_err(|e| Error::io("lstat", e))?;
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    let mode = u32::from(st.st_mode);
-    let is_dir = mode & u32::from(libc::S_IFMT) == u32::from(libc::S_IFDIR);
-    let safe = st.st_uid == me || st.st_uid == 0 || mode & u32::from(libc::S_ISVTX) != 0;
-    if !is_dir || !safe {
-        return Err(Error::io(
-            "open",
-            io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!("{STATE_DIR} is not a directory that only its users can change"),
-            ),
+    let err = io::Error::last_os_error();
+    if err.kind() != io::ErrorKind::AlreadyExists {
+        return Err(Error::io("mkdir", err));
+    }
+    Ok(())
+}
+
+/// Why a state directory of mode `mode` (`st_mode`) owned by `owner` cannot
+/// be trusted by the user `me`, if it cannot. It must be a real directory
+/// (not a symbolic link) that belongs to root or to `me`: its owner can
+/// remove or rename anything in it, sticky bit or not, so one that belongs
+/// to another user would let that user end any name, or make two holders
+/// of one name hold two blocks. If other users can write it, it must be
+/// sticky, or they could remove or replace our records.
+// mode_t is u16 on macOS and u32 on Linux, hence the widenings.
+#[allow(clippy::useless_conversion)]
+pub(super) fn state_dir_problem(mode: u32, owner: libc::uid_t, me: libc::uid_t) -> Option<String> {
+    if mode & u32::from(libc::S_IFMT) != u32::from(libc::S_IFDIR) {
+        return Some("is not a directory (a symbolic link or a file stands there)".into());
+    }
+    if owner != me && owner != 0 {
+        return Some(format!(
+            "belongs to user {owner}, who can remove or rename any record in it \
+             (the sticky bit does not hold against a directory's owner)"
         ));
     }
-    let _ = CHECKED.set(());
-    Ok(())
+    if mode & 0o022 != 0 && mode & u32::from(libc::S_ISVTX) == 0 {
+        return Some(
+            "can be written by other users and is not sticky, so they could remove or \
+             replace any record in it"
+                .into(),
+        );
+    }
+    None
 }
 
 /// A record file under construction: `.new-<suffix>`, removed again (with
@@ -435,6 +537,12 @@ fn create(key: &CString, base: &str, new: &New<'_>, mode: u32) -> Result<Option<
 /// at `key`: its object first, so that the object's name is never removed
 /// by anyone but its block's last holder, then the record file.
 fn remove_held(fd: &OwnedFd, key: &CString) -> Result<()> {
+    // Only our own: another user's record may name any object or lock file
+    // (ours too), which we would remove for them.
+    // SAFETY: geteuid has no preconditions.
+    if fstat(fd)?.st_uid != unsafe { libc::geteuid() } {
+        return Err(errno("unlink", libc::EPERM));
+    }
     if let Ok(Record {
         what: Stored::Block { object, .. },
         ..
@@ -549,10 +657,23 @@ pub(crate) fn join(
         let record = Record::read(&fd)?;
         if record.name != base {
             let _ = release(&fd, key, true);
-            return Err(Error::InvalidName(format!(
-                "{base:?} and {:?} share a record file (a digest collision)",
-                record.name
-            )));
+            if record_file_name(&record.name) == record_file_name(base) {
+                return Err(Error::InvalidName(format!(
+                    "{base:?} and {:?} share a record file (a digest collision)",
+                    record.name
+                )));
+            }
+            // Another name's record file under this name: a hard link, so
+            // that this name would reach that name's block.
+            return Err(Error::Refused {
+                op: "open",
+                code: libc::EACCES,
+                message: format!(
+                    "the record file of the name {base:?} is the name {:?}'s (a hard link \
+                     was made to it): refused",
+                    record.name
+                ),
+            });
         }
         let (what, memory) = match record.what {
             Stored::File(file) => (Held::File(file), None),
@@ -564,7 +685,24 @@ pub(crate) fn join(
                     libc::O_RDONLY
                 };
                 match shm_open(&cobject, flags, 0) {
-                    Ok(memory) => (Held::Block { size: Some(size) }, Some(memory)),
+                    Ok(memory) => {
+                        // Another user's record could name one of our own
+                        // blocks' objects: the bytes must be the record's
+                        // owner's.
+                        let owner = fstat(&fd)?.st_uid;
+                        if fstat(&memory)?.st_uid != owner {
+                            let _ = release(&fd, key, true);
+                            return Err(Error::Refused {
+                                op: "shm_open",
+                                code: libc::EACCES,
+                                message: format!(
+                                    "the record of the name {base:?} (user {owner}'s) leads \
+                                     to another user's shared-memory object: refused"
+                                ),
+                            });
+                        }
+                        (Held::Block { size: Some(size) }, Some(memory))
+                    }
                     // The record outlived its object: a last holder died
                     // between removing the two. Treat as dead.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -726,7 +864,8 @@ pub(crate) fn look(base: &str) -> Result<Listed> {
 /// The records of this user's names, and the leftovers of creators that
 /// died (`.new-*` files nobody holds), which `gc` removes.
 pub(crate) fn list(me: libc::uid_t) -> Result<(Vec<Listed>, Vec<CString>)> {
-    let dir = match std::fs::read_dir(STATE_DIR) {
+    check_state_dir()?;
+    let dir = match std::fs::read_dir(state_dir()) {
         Ok(dir) => dir,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
         Err(e) => return Err(Error::io("opendir", e)),
@@ -833,7 +972,35 @@ pub(crate) fn lock_file(held: &OwnedFd) -> Result<CString> {
     match open_path(&path, flags, 0o600) {
         // Explicitly, so that the umask does not keep other holders out.
         Ok(fd) => fchmod(&fd, record_file_mode(record.mode))?,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            // Made by another holder, or planted by someone who saw the
+            // object's name (a draft's name shows it): whoever holds a
+            // planted file's lock would hold ours. It must be a file of the
+            // block's owner, as the record file is.
+            let refused = |what: &str| Error::Refused {
+                op: "open",
+                code: libc::EACCES,
+                message: format!(
+                    "the lock file {} {what}: refused",
+                    String::from_utf8_lossy(path.as_bytes())
+                ),
+            };
+            let fd = match open_record(&path) {
+                Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                    return Err(refused("is a symbolic link"))
+                }
+                Err(e) => return Err(Error::io("open", e)),
+            };
+            let st = fstat(&fd)?;
+            // mode_t is u16 on macOS and u32 on Linux.
+            #[allow(clippy::useless_conversion)]
+            let regular =
+                u32::from(st.st_mode) & u32::from(libc::S_IFMT) == u32::from(libc::S_IFREG);
+            if !regular || st.st_uid != fstat(held)?.st_uid {
+                return Err(refused("belongs to another user than the block"));
+            }
+        }
         Err(e) => return Err(Error::io("open", e)),
     }
     Ok(path)

@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
-use super::lifetime::{self, flock, STATE_DIR};
+use super::lifetime::{self, flock};
 use super::{cstring, fstat, open_path, Backing, Kind};
 use crate::error::{Error, Result};
 
@@ -187,7 +187,12 @@ fn anonymous_lock(id: Identity) -> Result<CString> {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = cstring(
             "open",
-            format!("{STATE_DIR}/{ANON_PREFIX}{}-{n}", std::process::id()).as_bytes(),
+            format!(
+                "{}/{ANON_PREFIX}{}-{n}",
+                lifetime::state_dir(),
+                std::process::id()
+            )
+            .as_bytes(),
         )?;
         let flags = libc::O_RDONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
         match open_path(&path, flags, 0o600) {

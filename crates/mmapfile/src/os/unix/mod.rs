@@ -39,6 +39,8 @@ mod lifetime;
 #[cfg_attr(portable_lifetime, path = "lock_portable.rs")]
 mod lock;
 mod names;
+#[cfg(test)]
+mod parser_props;
 mod record;
 #[cfg(simulated)]
 mod simulated;

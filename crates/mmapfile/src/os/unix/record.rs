@@ -67,6 +67,12 @@ pub(crate) struct Identity {
 }
 
 impl Identity {
+    /// An identity from its fields (tests of the record's parser).
+    #[cfg(test)]
+    pub(crate) fn from_parts(dev: u64, ino: u64, born: Option<(i64, u32)>) -> Identity {
+        Identity { dev, ino, born }
+    }
+
     /// The identity of the open file `fd`.
     pub(crate) fn of(fd: &OwnedFd) -> Result<Identity> {
         let st = fstat(fd)?;
@@ -175,6 +181,8 @@ impl FileRecord {
         out
     }
 
+    /// Reads a record that any process may have written: anything but a
+    /// record exactly as [`FileRecord::encode`] writes it is refused.
     pub(crate) fn decode(bytes: &[u8]) -> Result<FileRecord> {
         let bad = || {
             Error::io(
@@ -208,22 +216,31 @@ impl FileRecord {
             "-" => None,
             text => {
                 let (secs, nanos) = text.split_once('.').ok_or_else(bad)?;
-                Some((
-                    secs.parse::<i64>().map_err(|_| bad())?,
-                    nanos.parse::<u32>().map_err(|_| bad())?,
-                ))
+                let nanos = nanos
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&n| n < 1_000_000_000)
+                    .ok_or_else(bad)?;
+                Some((secs.parse::<i64>().map_err(|_| bad())?, nanos))
             }
         };
         let rest = parts.next().ok_or_else(bad)?;
         let path = rest.strip_prefix(b"path ").ok_or_else(bad)?;
-        if path.is_empty() {
+        // Absolute, as `new` makes it: a relative path would be found from
+        // the opener's working directory.
+        if !path.starts_with(b"/") {
             return Err(bad());
         }
-        Ok(FileRecord {
+        let record = FileRecord {
             size,
             identity: Identity { dev, ino, born },
             path: PathBuf::from(OsStr::from_bytes(path)),
-        })
+        };
+        // No second spelling of a record (leading zeros, a `+`) passes.
+        if record.encode() != bytes {
+            return Err(bad());
+        }
+        Ok(record)
     }
 
     #[cfg(not(portable_lifetime))]
@@ -250,14 +267,26 @@ impl FileRecord {
     }
 
     /// Opens the file the record names, read-write or read-only, and checks
-    /// that it is still that file. `name` is for the error messages.
-    pub(crate) fn open_file(&self, writable: bool, name: &str) -> Result<OwnedFd> {
+    /// that it is still that file. `name` is for the error messages;
+    /// `name_owner` is the user whose name (record) it is: a name of
+    /// another user's must lead to a file of theirs, or that user could
+    /// make us map (and write) a file of ours through a name of theirs.
+    pub(crate) fn open_file(
+        &self,
+        writable: bool,
+        name: &str,
+        name_owner: libc::uid_t,
+    ) -> Result<OwnedFd> {
         let cpath = cstring("open", self.path.as_os_str().as_bytes())?;
-        let flags = if writable {
-            libc::O_RDWR
-        } else {
-            libc::O_RDONLY
-        };
+        // Without waiting for a writer, should the path now be a FIFO
+        // (it is then refused as another file below); nothing changes for
+        // the regular file it should be.
+        let flags = libc::O_NONBLOCK
+            | if writable {
+                libc::O_RDWR
+            } else {
+                libc::O_RDONLY
+            };
         let fd = match open_path(&cpath, flags, 0) {
             Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -279,6 +308,19 @@ impl FileRecord {
                     self.path.display()
                 ),
                 code: libc::ESTALE,
+            });
+        }
+        let file_owner = fstat(&fd)?.st_uid;
+        // SAFETY: geteuid has no preconditions.
+        if name_owner != unsafe { libc::geteuid() } && file_owner != name_owner {
+            return Err(Error::Refused {
+                op: "open",
+                code: libc::EACCES,
+                message: format!(
+                    "the named mapping {name:?} is user {name_owner}'s but leads to a file \
+                     of user {file_owner}: refused ({})",
+                    self.path.display()
+                ),
             });
         }
         Ok(fd)

@@ -20,6 +20,16 @@ const SHM_OPEN_CLOEXEC: libc::c_int = libc::O_CLOEXEC;
 #[cfg(macos_limits)]
 const SHM_OPEN_CLOEXEC: libc::c_int = 0;
 
+/// Where objects are files in a directory every user can write (Linux's
+/// `/dev/shm`), another user can put a FIFO at a name, and opening it to
+/// read would wait for a writer for ever: `O_NONBLOCK`, which changes
+/// nothing for the regular files that objects are. FreeBSD's and macOS's
+/// `shm_open` refuse flags beyond POSIX's, and their objects are no files.
+#[cfg(all(any(target_os = "linux", target_os = "android"), not(macos_limits)))]
+const SHM_OPEN_NONBLOCK: libc::c_int = libc::O_NONBLOCK;
+#[cfg(not(all(any(target_os = "linux", target_os = "android"), not(macos_limits))))]
+const SHM_OPEN_NONBLOCK: libc::c_int = 0;
+
 /// The type of `shm_open`'s mode argument: Apple declares the function
 /// variadic, so the mode goes as the promoted `c_uint`; Linux and FreeBSD
 /// take a `mode_t`.
@@ -229,7 +239,7 @@ pub(crate) fn shm_open(
     flags: libc::c_int,
     mode: libc::mode_t,
 ) -> io::Result<OwnedFd> {
-    let flags = flags | SHM_OPEN_CLOEXEC;
+    let flags = flags | SHM_OPEN_CLOEXEC | SHM_OPEN_NONBLOCK;
     hook::check_shm_open(name, flags)?;
     // SAFETY: `name` is a NUL-terminated string that outlives the call.
     let fd = unsafe { libc::shm_open(name.as_ptr(), flags, mode as ShmMode) };
