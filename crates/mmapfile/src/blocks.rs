@@ -67,9 +67,11 @@ impl BlockInfo {
     }
 }
 
-/// Every named block that belongs to the calling user, sorted by name.
+/// Every named block that belongs to the calling user, sorted by name. On
+/// Linux, the names of blocks whose memory the kernel freed when their last
+/// holder died are removed as they are found, not listed.
 pub fn list() -> Result<Vec<BlockInfo>> {
-    os::list_blocks()
+    os::list_blocks(true)
 }
 
 /// Information on the block `name`.
@@ -104,7 +106,9 @@ pub fn collect_garbage() -> Result<Vec<String>> {
     // What creators that died while creating left (where any is left).
     os::collect_leftovers()?;
     let mut removed = Vec::new();
-    for block in list()? {
+    // Names whose memory the kernel already freed are listed too: removing
+    // them is what is left to do.
+    for block in os::list_blocks(false)? {
         if os::collect_block(&block.name)? {
             removed.push(block.name);
         }
