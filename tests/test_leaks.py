@@ -9,7 +9,6 @@ import sys
 
 import pytest
 from _child import assert_child_ok
-from conftest import PORTABLE
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="counts /proc/self and /dev/shm"
