@@ -409,7 +409,11 @@ impl Backing {
                 if ptr == libc::MAP_FAILED {
                     return Err(Error::last_os("mmap"));
                 }
-                segment.copy_to(offset, ptr.cast(), len);
+                if let Err(e) = segment.copy_to(offset, ptr.cast(), len) {
+                    // SAFETY: the private memory just mapped, unused.
+                    unsafe { libc::munmap(ptr, len) };
+                    return Err(e);
+                }
                 ptr.cast()
             }
         };

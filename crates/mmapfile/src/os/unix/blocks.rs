@@ -38,7 +38,7 @@ pub(crate) fn read_block(base: &str, offset: u64, len: Option<u64>) -> Result<Ve
     if let Some((segment, size)) = segment_source(base)? {
         let (start, count) = range(size)?;
         let mut out = vec![0u8; count];
-        segment.copy_to(start, out.as_mut_ptr(), count);
+        segment.copy_to(start, out.as_mut_ptr(), count)?;
         return Ok(out);
     }
     let (fd, size) = source(base)?;

@@ -34,6 +34,11 @@ use super::{cstring, fchmod, fstat, shm_open, shm_unlink, Held, Init, Joined, Ne
 use crate::access::CreateMode;
 use crate::error::{Error, Result};
 
+fn geteuid() -> libc::uid_t {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
 /// The byte whose lock marks a holder. Byte 1 and up are free for
 /// user-level locks, which must never touch byte 0.
 pub(crate) const LIVENESS_BYTE: libc::off_t = 0;
@@ -373,7 +378,7 @@ pub(crate) fn join(
     let making = block.is_some() || file.is_some();
     let started = Instant::now();
     let (fd, lockable, created, segment) = loop {
-        let (fd, lockable, created) = open(
+        let (fd, lockable, created, owner) = open(
             key,
             making.then_some(&fill as Init<'_>),
             create,
@@ -391,7 +396,7 @@ pub(crate) fn join(
         // The kernel detaches a killed holder's memory before it drops its
         // locks, so for a moment a record can look held while its segment is
         // already gone (or its id already another segment's): wait that out.
-        match Segment::attach(&reference, fstat(&fd)?.st_uid, writable) {
+        match Segment::attach(&reference, owner, writable) {
             Ok(segment) => break (fd, lockable, created, Some(segment)),
             Err(AttachError::Failed(e)) => {
                 let _ = unlock(&fd);
@@ -455,7 +460,8 @@ pub(crate) fn join(
 /// Opens or creates the named object `shm` and joins it as a holder; `new`
 /// fills an object this call creates (none: the name must exist).
 /// Returns the descriptor, whether it was opened read-write (only those can
-/// end the object's life on close), and whether this call created it.
+/// end the object's life on close), whether this call created it, and the
+/// object's owner.
 fn open(
     shm: &CString,
     new: Option<Init<'_>>,
@@ -463,12 +469,12 @@ fn open(
     writable: bool,
     mode: u32,
     allow_other_owner: bool,
-) -> Result<(OwnedFd, bool, bool)> {
+) -> Result<(OwnedFd, bool, bool, libc::uid_t)> {
     let may_create = new.is_some() && create != CreateMode::OpenOnly;
     loop {
         if let (CreateMode::CreateOnly, Some(init)) = (create, new) {
             if let Some(fd) = publish(shm, init, mode)? {
-                return Ok((fd, true, true));
+                return Ok((fd, true, true, geteuid()));
             }
         }
         // Read-write even for read-only access where permitted: a read-only
@@ -486,7 +492,7 @@ fn open(
                     unreachable!("may_create needs an init")
                 };
                 match publish(shm, init, mode)? {
-                    Some(fd) => return Ok((fd, true, true)),
+                    Some(fd) => return Ok((fd, true, true, geteuid())),
                     None => continue,
                 }
             }
@@ -499,7 +505,7 @@ fn open(
         }
         let hold = create != CreateMode::CreateOnly;
         match examine(&fd, shm, lockable, hold)? {
-            Found::Held => return Ok((fd, lockable, false)),
+            Found::Held => return Ok((fd, lockable, false, st.st_uid)),
             Found::Live => return Err(errno("shm_open", libc::EEXIST)),
             Found::Gone => continue,
         }

@@ -21,6 +21,7 @@
 //! size of 0), which costs less than attaching again.
 
 use std::io;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use super::page_size;
@@ -106,10 +107,19 @@ pub(crate) enum AttachError {
     Failed(Error),
 }
 
-/// One attachment of a whole segment, detached on drop.
+/// A holder's attachment of a segment: what keeps its memory alive.
+///
+/// It starts as one attachment of the whole segment. The first view of the
+/// whole block takes the user's part of it over (so a create or open that
+/// maps the block once attaches once); the trailer page stays, as this
+/// holder's own hold on the memory, until drop. Other views attach anew.
 #[derive(Debug)]
 pub(crate) struct Segment {
-    base: *mut u8,
+    id: libc::c_int,
+    /// The whole attachment, until a view takes it over (then null).
+    whole: AtomicPtr<u8>,
+    /// The trailer page, mapped as long as this value lives.
+    trailer: *mut u8,
     /// The block's size: the user's bytes.
     size: u64,
     /// The segment's length: the user's bytes, rounded up, and the trailer page.
@@ -117,20 +127,41 @@ pub(crate) struct Segment {
     writable: bool,
 }
 
-// SAFETY: a Segment is an address range owned by this value; nothing in it
-// is tied to the thread that created it.
+// SAFETY: a Segment is address ranges owned by this value; nothing in it is
+// tied to the thread that created it.
 unsafe impl Send for Segment {}
-// SAFETY: `&Segment` only reads its fields; memory is reached through raw
-// pointers whose users synchronise.
+// SAFETY: `&Segment` only reads its plain fields, and takes `whole` over
+// atomically; memory is reached through raw pointers whose users synchronise.
 unsafe impl Sync for Segment {}
 
-fn random_tag() -> Result<u64> {
-    let mut bytes = [0u8; 8];
-    // SAFETY: `bytes` is writable memory of its length (at most 256 bytes).
-    if unsafe { libc::getentropy(bytes.as_mut_ptr().cast(), bytes.len()) } != 0 {
-        return Err(Error::last_os("getentropy"));
-    }
-    Ok(u64::from_ne_bytes(bytes))
+/// A tag for a new segment: one the segments of this machine do not
+/// share by chance. It tells an opener that the id in a record still names
+/// that record's segment (ids are reused); it is no secret (anyone who may
+/// read the segment reads it), so a counter mixed with a random seed drawn
+/// once per process does, without a system call per block.
+fn new_tag() -> Result<u64> {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = match SEED.get() {
+        Some(&seed) => seed,
+        None => {
+            let mut bytes = [0u8; 8];
+            // SAFETY: `bytes` is writable memory of its length (at most 256).
+            if unsafe { libc::getentropy(bytes.as_mut_ptr().cast(), bytes.len()) } != 0 {
+                return Err(Error::last_os("getentropy"));
+            }
+            *SEED.get_or_init(|| u64::from_ne_bytes(bytes))
+        }
+    };
+    // SplitMix64's finaliser: distinct inputs give distinct, scattered tags.
+    let mut z = seed.wrapping_add(
+        COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    );
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    Ok(z ^ (z >> 31))
 }
 
 fn shmat(id: libc::c_int, writable: bool) -> io::Result<*mut u8> {
@@ -182,16 +213,11 @@ impl Segment {
         // SAFETY: IPC_RMID takes no buffer.
         let removed = unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
         let base = attached.map_err(|e| Error::io("shmat", e))?;
-        let segment = Segment {
-            base,
-            size: user_len,
-            len,
-            writable: true,
-        };
+        let segment = Segment::new(id, base, user_len, len, true);
         if removed != 0 {
             return Err(Error::last_os("shmctl"));
         }
-        let tag = random_tag()?;
+        let tag = new_tag()?;
         let trailer = segment.trailer_words();
         // SAFETY: the trailer page is inside the attachment (see object_len),
         // and the words at TRAILER_TAG are 8-byte aligned in it; nobody else
@@ -242,12 +268,7 @@ impl Segment {
             return Err(AttachError::NotTheBlock);
         }
         let base = shmat(reference.id, writable).map_err(gone)?;
-        let segment = Segment {
-            base,
-            size: reference.size,
-            len,
-            writable,
-        };
+        let segment = Segment::new(reference.id, base, reference.size, len, writable);
         let trailer = segment.trailer_words();
         // SAFETY: the trailer page is inside the attachment; the words are
         // aligned; another process may write them at any time, so they are
@@ -259,11 +280,23 @@ impl Segment {
         Ok(segment)
     }
 
+    fn new(id: libc::c_int, base: *mut u8, size: u64, len: u64, writable: bool) -> Segment {
+        // SAFETY: `len` is at least one page (the trailer), so the trailer
+        // page lies in the attachment.
+        let trailer = unsafe { base.add(len as usize - page_size()) };
+        Segment {
+            id,
+            whole: AtomicPtr::new(base),
+            trailer,
+            size,
+            len,
+            writable,
+        }
+    }
+
     fn trailer_words(&self) -> *mut u64 {
-        let trailer = self.len as usize - page_size() + TRAILER_TAG;
-        // SAFETY: `len` is at least one page (checked when attached), so the
-        // offset lies in the attachment.
-        unsafe { self.base.add(trailer) }.cast()
+        // SAFETY: TRAILER_TAG + 16 is within the trailer page.
+        unsafe { self.trailer.add(TRAILER_TAG) }.cast()
     }
 
     /// The block's size.
@@ -271,76 +304,111 @@ impl Segment {
         self.size
     }
 
-    /// The start of the attachment: the block's first byte.
+    /// The whole attachment, before any view took it over (else null).
     pub(crate) fn base(&self) -> *mut u8 {
-        self.base
+        self.whole.load(Ordering::Acquire)
     }
 
-    /// The segment's trailer page (see [`object_len`]).
+    /// The segment's trailer page (see [`object_len`]), mapped as long as
+    /// this value lives.
     #[allow(dead_code)] // for the mapping lock, which keeps its word there
     pub(crate) fn trailer(&self) -> *mut u8 {
-        // SAFETY: as in trailer_words.
-        unsafe { self.base.add(self.len as usize - page_size()) }
+        self.trailer
     }
 
-    /// A new mapping of the `len` bytes at `offset` (page-aligned, inside
-    /// the segment), shared with every other attachment: a duplicate of ours.
-    /// `writable` asks for a writable one (this attachment must be).
+    /// A mapping of the `len` bytes at `offset` (page-aligned) of the
+    /// user's part of the segment, shared with every other attachment,
+    /// writable if `writable` (this holder's attachment must be). The caller
+    /// unmaps it (`munmap`), which detaches it.
     pub(crate) fn map(&self, offset: u64, len: usize, writable: bool) -> Result<*mut u8> {
-        let end = offset.checked_add(len as u64);
-        if len == 0 || end.is_none_or(|end| end > self.len) || (writable && !self.writable) {
+        let page = page_size() as u64;
+        let user_part = self.len - page;
+        let end = (offset.checked_add(len as u64))
+            .and_then(|end| end.checked_next_multiple_of(page))
+            .filter(|&end| len > 0 && end <= user_part);
+        let Some(end) = end else {
             return Err(Error::io(
-                "mremap",
+                "shmat",
                 io::Error::from_raw_os_error(libc::EINVAL),
             ));
-        }
-        // SAFETY: `offset..offset + len` lies inside our attachment (checked
-        // above); an old size of 0 asks for a second mapping of the same
-        // shared pages at an address the kernel chooses, leaving ours as is.
-        let ptr = unsafe {
-            libc::mremap(
-                self.base.add(offset as usize).cast(),
-                0,
-                len,
-                libc::MREMAP_MAYMOVE,
-            )
         };
-        if ptr == libc::MAP_FAILED {
-            return Err(Error::last_os("mremap"));
+        if writable && !self.writable {
+            return Err(Error::io(
+                "shmat",
+                io::Error::from_raw_os_error(libc::EACCES),
+            ));
         }
-        if self.writable && !writable {
-            // SAFETY: `ptr..ptr + len` is the mapping just made.
-            if unsafe { libc::mprotect(ptr, len, libc::PROT_READ) } != 0 {
-                let err = Error::last_os("mprotect");
-                // SAFETY: as above; it is ours and unused.
-                unsafe { libc::munmap(ptr, len) };
-                return Err(err);
+        if offset == 0 && end == user_part && writable == self.writable {
+            let whole = self.whole.swap(std::ptr::null_mut(), Ordering::AcqRel);
+            if !whole.is_null() {
+                return Ok(whole);
             }
         }
-        Ok(ptr.cast())
+        self.attach_window(offset, end, writable)
     }
 
-    /// Copies the `len` bytes at `offset` (inside the segment) to `dst`.
-    ///
-    /// # Panics
-    /// If the range does not lie inside the segment.
-    pub(crate) fn copy_to(&self, offset: u64, dst: *mut u8, len: usize) {
-        assert!(offset
+    /// A new attachment of the segment cut down to `offset..end` (both
+    /// page-aligned, inside it).
+    fn attach_window(&self, offset: u64, end: u64, writable: bool) -> Result<*mut u8> {
+        let base = shmat(self.id, writable).map_err(|e| Error::io("shmat", e))?;
+        let cut = |from: u64, to: u64| -> Result<()> {
+            if from == to {
+                return Ok(());
+            }
+            // SAFETY: `from..to` lies inside the attachment just made, which
+            // nothing else uses yet.
+            let ret = unsafe { libc::munmap(base.add(from as usize).cast(), (to - from) as usize) };
+            if ret != 0 {
+                return Err(Error::last_os("munmap"));
+            }
+            Ok(())
+        };
+        if let Err(e) = cut(0, offset).and_then(|()| cut(end, self.len)) {
+            // SAFETY: as above; what is left of it is unmapped once.
+            unsafe { libc::munmap(base.add(offset as usize).cast(), (end - offset) as usize) };
+            return Err(e);
+        }
+        // SAFETY: `offset` lies inside the attachment.
+        Ok(unsafe { base.add(offset as usize) })
+    }
+
+    /// Copies the `len` bytes at `offset` (inside the user's part) to `dst`,
+    /// through an attachment of its own.
+    pub(crate) fn copy_to(&self, offset: u64, dst: *mut u8, len: usize) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let page = page_size() as u64;
+        let start = offset - offset % page;
+        let end = offset
             .checked_add(len as u64)
-            .is_some_and(|end| end <= self.len));
-        // SAFETY: the source lies inside the attachment (asserted), and the
+            .and_then(|end| end.checked_next_multiple_of(page))
+            .filter(|&end| end <= self.len - page)
+            .ok_or_else(|| Error::io("shmat", io::Error::from_raw_os_error(libc::EINVAL)))?;
+        let window = self.attach_window(start, end, false)?;
+        // SAFETY: the source lies inside the window just attached, and the
         // caller gives `len` writable bytes at `dst` that it owns. Another
         // process may write the source meanwhile, so the copy goes through
         // raw pointers and no reference to shared memory is formed.
-        unsafe { std::ptr::copy_nonoverlapping(self.base.add(offset as usize), dst, len) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(window.add((offset - start) as usize), dst, len);
+            libc::munmap(window.cast(), (end - start) as usize);
+        }
+        Ok(())
     }
 }
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        // SAFETY: `base` is our attachment, detached once. A failure could
-        // only leave the attachment (and so the memory) in place until exit.
-        unsafe { libc::shmdt(self.base.cast()) };
+        let whole = *self.whole.get_mut();
+        let (ptr, len) = if whole.is_null() {
+            (self.trailer, page_size())
+        } else {
+            (whole, self.len as usize)
+        };
+        // SAFETY: what is left of our attachment, unmapped (so detached)
+        // once. A failure could only leave the memory in place until exit.
+        unsafe { libc::munmap(ptr.cast(), len) };
     }
 }
 

@@ -12,7 +12,7 @@ impl Segment {
         match *self {}
     }
 
-    pub(crate) fn copy_to(&self, _offset: u64, _dst: *mut u8, _len: usize) {
+    pub(crate) fn copy_to(&self, _offset: u64, _dst: *mut u8, _len: usize) -> Result<()> {
         match *self {}
     }
 }
