@@ -20,7 +20,7 @@ import time
 
 import mmapfile
 import pytest
-from _other_user import start_python
+from _other_user import as_nobody, start_python
 from conftest import PORTABLE, linux_only, shm_path
 
 pytestmark = [
@@ -220,3 +220,84 @@ def test_a_block_in_another_ipc_namespace_is_refused_with_an_explanation(block_n
     m.seek(0)
     assert m.read(4) == b"host"
     m.close()
+
+
+# --- the segment's own security ---------------------------------------------
+
+SHMAT_AS_OTHER_USER = """
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+addr = libc.shmat(int(sys.argv[1]), None, 0o10000)  # SHM_RDONLY
+print("refused" if addr in (None, 2**64 - 1) else "attached", ctypes.get_errno(), flush=True)
+"""
+
+
+def start_as_nobody(code: str, *args: str, preload: tuple[str, ...]) -> subprocess.Popen:
+    return subprocess.Popen(
+        as_nobody(code, *args, preload=preload),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def segment_of(name: str) -> list[str]:
+    """What the block's record says: id, tag, IPC namespace, size."""
+    return os.getxattr(shm_path(name), "user.mmapfile.shm").decode().split()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a child as nobody")
+def test_the_segment_has_the_blocks_mode_and_the_kernel_enforces_it(block_name):
+    m = mmapfile.mmapfile(None, block_name, 4096)  # mode 0600
+    seg_id = segment_of(block_name)[0]
+    with open("/proc/sysvipc/shm") as f:
+        rows = [line.split() for line in f if line.split()[1:2] == [seg_id]]
+    assert len(rows) == 1 and int(rows[0][2], 8) & 0o777 == 0o600, rows
+    # Straight to the segment by its id, past the record: the kernel refuses.
+    child = start_as_nobody(SHMAT_AS_OTHER_USER, seg_id, preload=("ctypes",))
+    out, err = child.communicate(timeout=30)
+    assert out.split() == ["refused", str(errno.EACCES)], (out, err)
+    m.close()
+
+
+# A record forged by another user (nobody) under a name of its own, naming
+# our segment (whose tag it may read: the block is 0644), and held, so that
+# an opener does not take it for dead.
+FORGE = """
+import fcntl, os, struct, sys
+path, value = sys.argv[1], sys.argv[2]
+fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+os.setxattr(fd, "user.mmapfile.shm", value.encode())
+F_OFD_SETLK = 37
+fcntl.fcntl(fd, F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_RDLCK, 0, 0, 1, 0))
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a child as nobody")
+def test_a_forged_record_naming_another_users_segment_is_never_attached(block_name):
+    victim = mmapfile.mmapfile(None, block_name, 4096, mode=0o644)
+    victim.write(b"victim")
+    forged = f"{block_name}-forged"
+    value = " ".join(segment_of(block_name))
+    child = start_as_nobody(FORGE, str(shm_path(forged)), value, preload=("fcntl", "struct"))
+    try:
+        line = child.stdout.readline()
+        assert line.strip() == "ready", (line, child.stderr.read())
+        start = time.monotonic()
+        with pytest.raises(OSError) as caught:
+            mmapfile.mmapfile(None, forged, 0, allow_other_owner=True)
+        assert caught.value.errno == errno.EIDRM, caught.value
+        # It waited for holders that might be dying, then gave up.
+        assert time.monotonic() - start >= 1.5
+    finally:
+        child.communicate("done\n", timeout=30)
+        if shm_path(forged).exists():
+            shm_path(forged).unlink()
+    victim.seek(0)
+    assert victim.read(6) == b"victim"
+    victim.close()
