@@ -110,12 +110,15 @@ def test_the_last_holders_end_frees_a_filled_64_mib_block_within_a_second(block_
 def test_a_second_holder_keeps_the_bytes_and_the_name_for_a_third(block_name):
     first = hold(block_name, 64)
     second = hold(block_name, 64)
-    held = shmem()
+    seg_id = segment_of(block_name)[0]
     first.kill()
     first.wait(30)
     time.sleep(0.3)
-    # The bytes are still there (allow for others' churn): nothing near 64 MiB went.
-    assert held - shmem() < 32 * MiB
+    # The segment is still there, attached by the second holder only.
+    with open("/proc/sysvipc/shm") as f:
+        rows = [line.split() for line in f if line.split()[1:2] == [seg_id]]
+    assert len(rows) == 1, rows
+    assert int(rows[0][3]) > 64 * MiB and int(rows[0][6]) >= 1, rows  # size, nattch
     assert shm_path(block_name).exists()
     third = mmapfile.mmapfile(None, block_name, 0)
     assert not third.created and third.size() == 64 * MiB
