@@ -304,3 +304,28 @@ def test_a_forged_record_naming_another_users_segment_is_never_attached(block_na
     victim.seek(0)
     assert victim.read(6) == b"victim"
     victim.close()
+
+
+def test_a_blocks_memory_stays_out_of_core_dumps(block_name):
+    # As a block in a /dev/shm file always did: a crash must not copy the
+    # block into the core file (nor keep its memory while one is written).
+    import ctypes
+
+    m = mmapfile.mmapfile(None, block_name, 3 * 4096)
+    c = ctypes.c_char.from_buffer(m)
+    addr = ctypes.addressof(c)
+    del c
+    flags = None
+    with open("/proc/self/smaps") as f:
+        inside = False
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= addr < hi
+            elif inside and head == "VmFlags:":
+                flags = line.split()[1:]
+                break
+    assert flags is not None, "the view is not in /proc/self/smaps"
+    assert "dd" in flags, flags
+    m.close()

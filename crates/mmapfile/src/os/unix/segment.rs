@@ -164,6 +164,19 @@ fn new_tag() -> Result<u64> {
     Ok(z ^ (z >> 31))
 }
 
+/// Keeps the attachment at `ptr` out of this process's core dumps, as a
+/// block in a `/dev/shm` file always was: the kernel dumps System V memory
+/// by default (`coredump_filter` bit 1) and files' shared mappings not (bit
+/// 3), and a crash should neither copy a large block into a core file nor
+/// keep its memory while the dump is written. `MADV_DODUMP` on a view
+/// brings them back.
+fn leave_out_of_core_dumps(ptr: *mut u8, len: usize) {
+    // SAFETY: `ptr..ptr + len` is an attachment of ours; the advice changes
+    // no contents. It can only fail on a bad range, which would be a bug
+    // caught by the test of this, and then the block is merely dumped.
+    unsafe { libc::madvise(ptr.cast(), len, libc::MADV_DONTDUMP) };
+}
+
 fn shmat(id: libc::c_int, writable: bool) -> io::Result<*mut u8> {
     let flags = if writable { 0 } else { libc::SHM_RDONLY };
     // SAFETY: attaching at an address the kernel chooses overlaps nothing;
@@ -281,6 +294,7 @@ impl Segment {
     }
 
     fn new(id: libc::c_int, base: *mut u8, size: u64, len: u64, writable: bool) -> Segment {
+        leave_out_of_core_dumps(base, len as usize);
         // SAFETY: `len` is at least one page (the trailer), so the trailer
         // page lies in the attachment.
         let trailer = unsafe { base.add(len as usize - page_size()) };
@@ -369,7 +383,9 @@ impl Segment {
             return Err(e);
         }
         // SAFETY: `offset` lies inside the attachment.
-        Ok(unsafe { base.add(offset as usize) })
+        let window = unsafe { base.add(offset as usize) };
+        leave_out_of_core_dumps(window, (end - offset) as usize);
+        Ok(window)
     }
 
     /// Copies the `len` bytes at `offset` (inside the user's part) to `dst`,
