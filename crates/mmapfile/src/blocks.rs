@@ -80,8 +80,10 @@ pub fn info(name: &str) -> Result<BlockInfo> {
 }
 
 /// Copies up to `len` bytes (`None`: to the end) from `offset` in the block
-/// `name` without becoming a holder, so a dead block can be inspected before
-/// it is removed. Reading past the end returns fewer bytes. For a named file
+/// `name` without becoming a holder, so a dead block kept in a file can be
+/// inspected before it is removed (on Linux a block in a System V segment
+/// has no bytes left once dead: `ENOENT`). Reading past the end returns
+/// fewer bytes. For a named file
 /// mapping, the bytes are the mapped file's (within the mapping's size).
 pub fn read(name: &str, offset: u64, len: Option<u64>) -> Result<Vec<u8>> {
     os::read_block(BlockName::new(name)?.base(), offset, len)
