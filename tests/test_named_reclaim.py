@@ -256,6 +256,7 @@ def segment_of(name: str) -> list[str]:
 def test_the_segment_has_the_blocks_mode_and_the_kernel_enforces_it(block_name):
     m = mmapfile.mmapfile(None, block_name, 4096)  # mode 0600
     seg_id = segment_of(block_name)[0]
+    assert mmapfile._mmapfile._block_info(block_name)["segment"] == int(seg_id)
     with open("/proc/sysvipc/shm") as f:
         rows = [line.split() for line in f if line.split()[1:2] == [seg_id]]
     assert len(rows) == 1 and int(rows[0][2], 8) & 0o777 == 0o600, rows

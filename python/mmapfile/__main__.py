@@ -121,6 +121,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("kind", "file mapping" if info["kind"] == "file" else "block of shared memory"),
         *([("file", info["file"])] if info["file"] is not None else []),
         ("shm object", shm or "-"),
+        *(
+            [("segment", f"System V id {info['segment']}")]
+            if info.get("segment") is not None
+            else []
+        ),
         ("path", info["path"] or "-"),
         ("size", f"{info['size']} bytes"),
         ("holders", _holders(info)),

@@ -37,8 +37,14 @@ pub struct BlockInfo {
     /// the BSDs: a random name per block), for `shm_open` or
     /// `multiprocessing.shared_memory.SharedMemory(name=...)` (without the
     /// leading slash there). Empty for a file mapping on macOS and the BSDs,
-    /// which has no such object.
+    /// which has no such object. On Linux a block whose bytes are in
+    /// [`segment`](Self::segment) has an empty object: that name leads to
+    /// no bytes.
     pub shm_name: String,
+    /// On Linux, the id of the System V segment that holds the block's
+    /// bytes (`ipcs -m`; a C program may `shmat` it and must check it as
+    /// `docs/named-blocks.md` says), where they are in one.
+    pub segment: Option<i32>,
     /// Where the name lives in the file system: the block's object in
     /// `/dev/shm` (Linux), or its record file (macOS and the BSDs).
     pub path: Option<std::path::PathBuf>,

@@ -131,6 +131,7 @@ mod backend {
             name: base.to_owned(),
             path: Some(format!("{SHM_DIR}{shm}").into()),
             shm_name: shm,
+            segment: segment.map(|s| s.id),
             size,
             file,
             holders,
@@ -324,6 +325,7 @@ mod backend {
         BlockInfo {
             name: record.name,
             shm_name: shm,
+            segment: None,
             path: Some(path),
             size,
             file,
