@@ -9,7 +9,6 @@ import sys
 
 import pytest
 from _child import assert_child_ok
-from conftest import PORTABLE
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="counts /proc/self and /dev/shm"
@@ -82,8 +81,8 @@ def cycle(i):
     m = mmapfile.mmapfile(None, name, 2 * page)
     m2 = mmapfile.mmapfile(None, name, 0)
     m2.write(b"xyz")
-    # A new window (a named block can grow on Linux only).
-    m.resize(3 * page if GROWS else 2 * page, page, page)
+    # A new window (a named block cannot grow).
+    m.resize(2 * page, page, page)
     m2.close()
     m.close()
     # No unlink here: the last close must remove the block itself, which the
@@ -131,7 +130,7 @@ def cycle(i):
 @pytest.mark.parametrize("kind", sorted(CYCLE_BODIES))
 def test_open_close_cycles_leave_no_descriptors_mappings_or_blocks(kind):
     n = CYCLES // 3 if kind in ("failed_opens", "truncated_then_closed") else CYCLES
-    body = f"GROWS = {not PORTABLE}\n" + CYCLE_BODIES[kind]
+    body = CYCLE_BODIES[kind]
     out = assert_child_ok(COUNTERS + body + f"\nmeasure(cycle, {n})\n", timeout=600)
     result = json.loads(out.strip().splitlines()[-1])
     assert result["after"] == result["before"], result

@@ -9,7 +9,7 @@ import os
 import tempfile
 
 import mmapfile
-from conftest import PORTABLE, WINDOWS, opened_size
+from conftest import opened_size
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -50,7 +50,7 @@ class Model:
     def __init__(self, backing, access, offset, length, growable=True):
         self.backing = backing  # the file's or block's bytes
         self.access = access
-        self.growable = growable  # False for a named block on Windows
+        self.growable = growable  # False for a named block
         self.closed = False
         self.pos = 0
         self.map_window(offset, length)
@@ -254,10 +254,11 @@ class MappingMatchesModel(RuleBasedStateMachine):
             self.cleanup.append(writer.close)
             self.m = mmapfile.mmapfile(None, name, 0, offset, length, access=access)
             # Windows: the opener sees the block in whole pages, zeros after
-            # `initial`, and a section cannot grow (nor can a shared-memory
-            # object on macOS).
+            # `initial`. A named block cannot grow: a section is sized once,
+            # as are a System V segment on Linux and a shared-memory object on
+            # macOS.
             initial += bytes(opened_size(len(initial)) - len(initial))
-            growable = not (WINDOWS or PORTABLE)
+            growable = False
         else:
             self.m = mmapfile.mmapfile(None, None, len(initial), offset, length, access=access)
             # An unnamed block starts zeroed, whatever `initial` held.

@@ -179,12 +179,14 @@ def test_read_only_holder_keeps_the_block_alive(block_name):
     assert not os.path.exists(shm_path(block_name))
 
 
-@pytest.mark.skipif(PORTABLE, reason="a named block cannot grow on macOS (nor on Windows)")
 def test_resize_keeps_the_block_alive_and_its_data(block_name):
-    m = mmapfile.mmapfile(None, block_name, 4096)
+    # A named block cannot grow (on every OS: see test_named.py), but a
+    # resize that maps a new view of it keeps the holder holding.
+    m = mmapfile.mmapfile(None, block_name, 3 * 4096)
     other = mmapfile.mmapfile(None, block_name, 0)
     m.write(b"before resize")
-    m.resize(3 * 4096)
+    m.resize(0, 4096, 8192)
+    m.resize(0)
     assert m.size() == 3 * 4096
     m.seek(0)
     assert m.read(13) == b"before resize"
@@ -358,6 +360,7 @@ def test_private_block_is_refused_to_another_user_by_the_os(block_name):
 # --- interop ----------------------------------------------------------------
 
 
+@pytest.mark.skipif(not PORTABLE, reason="Linux keeps a block in a System V segment")
 def test_shared_memory_attaches_to_the_same_bytes(block_name):
     m = mmapfile.mmapfile(None, block_name, 4096)
     m.write(b"from mmapfile")
@@ -379,6 +382,36 @@ def test_shared_memory_attaches_to_the_same_bytes(block_name):
     assert out.strip() == "from mmapfile", err
     m.seek(100)
     assert m.read(11) == b"from python"
+    m.close()
+    assert not os.path.exists(shm_path(block_name))
+
+
+@pytest.mark.skipif(PORTABLE, reason="the portable backend keeps a block in a POSIX object")
+def test_shared_memory_is_refused_the_name_of_a_block_rather_than_shown_zeros(block_name):
+    # On Linux the name is an empty record of the System V segment that holds
+    # the bytes (so that the kernel frees them with the last holder), which
+    # multiprocessing.shared_memory cannot attach: it must fail, never map
+    # something else.
+    m = mmapfile.mmapfile(None, block_name, 4096)
+    m.write(b"from mmapfile")
+    child = start_python(
+        """
+        import sys
+        from multiprocessing import resource_tracker, shared_memory
+        try:
+            shm = shared_memory.SharedMemory(name=sys.argv[1])
+        except (ValueError, OSError) as e:
+            print("refused", type(e).__name__, flush=True)
+        else:
+            resource_tracker.unregister(shm._name, "shared_memory")
+            print("attached", shm.size, flush=True)
+        """,
+        mmapfile._mmapfile._block_info(block_name)["shm_name"].lstrip("/"),
+    )
+    out, err = child.communicate(timeout=30)
+    assert out.split()[0] == "refused", (out, err)
+    m.seek(0)
+    assert m.read(13) == b"from mmapfile"
     m.close()
     assert not os.path.exists(shm_path(block_name))
 

@@ -76,19 +76,26 @@ def fill(path):
 """
 
 
-def run_small(files: Path, code: str) -> str:
+def run_small(files: Path, code: str, segments: bool = True) -> str:
     """Runs `code` in a child with a 1 MiB /dev/shm and a 1 MiB tmpfs at
-    `files`; asserts it exits 0 and returns its stdout."""
+    `files`; asserts it exits 0 and returns its stdout.
+
+    Without `segments`, the child runs in an IPC namespace of its own where
+    no System V segment can be made (`kernel.shmmni` 0), so that named blocks
+    keep their memory in /dev/shm, as they do wherever segments are refused
+    (docs/named-blocks.md): that is the memory these tests fill."""
     files.mkdir(exist_ok=True)
     script = PRELUDE + textwrap.dedent(code)
     shell = (
-        f"mount -t tmpfs -o size={SMALL} tmpfs /dev/shm && "
+        ("" if segments else "echo 0 > /proc/sys/kernel/shmmni && ")
+        + f"mount -t tmpfs -o size={SMALL} tmpfs /dev/shm && "
         f'mount -t tmpfs -o size={SMALL} tmpfs "$FILES" && '
         'exec "$PYTHON" -c "$SCRIPT"'
     )
     env = dict(os.environ, FILES=str(files), PYTHON=sys.executable, SCRIPT=script)
+    ipc = [] if segments else ["--ipc"]
     proc = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", shell],
+        ["unshare", "--mount", *ipc, "--propagation", "private", "sh", "-c", shell],
         capture_output=True,
         text=True,
         timeout=120,
@@ -114,6 +121,31 @@ def test_block_bigger_than_dev_shm_fails_at_creation_and_leaves_nothing(tmp_path
         assert os.listdir("/dev/shm") == [], os.listdir("/dev/shm")
         # Creating it only, as create=True asks, is refused the same way.
         expect(lambda: mmapfile.mmapfile(None, "big", 8 * MiB, create=True), errno.ENOSPC)
+        assert os.listdir("/dev/shm") == []
+        """,
+        segments=False,
+    )
+
+
+@needs_namespace
+@pytest.mark.skipif(PORTABLE, reason="the portable backend keeps blocks in POSIX objects")
+def test_block_in_a_segment_is_not_bound_by_dev_shm_and_keeps_nothing_there(tmp_path):
+    # A named block's memory is a System V segment on Linux: /dev/shm holds
+    # only its empty record, so a container's --shm-size no longer bounds it
+    # (memory and swap do, as test_block_larger_than_memory_and_swap_...
+    # checks), and a full /dev/shm does not take its pages.
+    run_small(
+        tmp_path,
+        """
+        m = mmapfile.mmapfile(None, "big", 8 * MiB)
+        assert os.stat("/dev/shm/mmapfile.big").st_size == 0
+        fill("/dev/shm/filler")
+        m.write(b"x" * (8 * MiB))
+        r = mmapfile.mmapfile(None, "res", 4 * MiB, space="reserve")
+        r.write(b"r" * (4 * MiB))
+        os.unlink("/dev/shm/filler")
+        m.close()
+        r.close()
         assert os.listdir("/dev/shm") == []
         """,
     )
@@ -186,6 +218,7 @@ def test_reserve_allocates_at_creation_or_fails_there(tmp_path):
         assert os.stat("/dev/shm/mmapfile.res").st_blocks * 512 >= 512 * 1024
         b.close()
         """,
+        segments=False,
     )
 
 
@@ -226,6 +259,7 @@ def test_block_filled_by_others_raises_no_space_on_write(tmp_path):
         m.close()
         assert os.listdir("/dev/shm") == []
         """,
+        segments=False,
     )
 
 

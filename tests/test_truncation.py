@@ -9,6 +9,7 @@ import sys
 import mmapfile
 import pytest
 from _child import assert_child_ok, describe, run_child
+from conftest import PORTABLE
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="SIGBUS on truncation is Linux")
 
@@ -96,6 +97,9 @@ print(first)
     assert f"offset {mmapfile.PAGESIZE} of the view" in out
 
 
+@pytest.mark.skipif(
+    not PORTABLE, reason="Linux keeps a named block in a segment, which cannot shrink"
+)
 def test_named_block_shrunk_by_another_handle_raises():
     assert_child_ok(
         """
@@ -103,8 +107,8 @@ import errno, os, mmapfile
 from mmapfile import _mmapfile
 name = f"trunc-{os.getpid()}"
 m = mmapfile.mmapfile(None, name, 3 * mmapfile.PAGESIZE)
-# Where the bytes are (/mmapfile.<name> on Linux, a random name under the
-# portable backend, whose macOS would refuse this ftruncate).
+# Where the bytes are (a random name under the portable backend, whose macOS
+# would refuse this ftruncate).
 obj = "/dev/shm" + _mmapfile._block_info(name)["shm_name"]
 fd = os.open(obj, os.O_RDWR)
 os.ftruncate(fd, 0)
@@ -123,6 +127,31 @@ except OSError as e:
     assert e.errno == errno.ENOENT, e
 else:
     raise AssertionError("the name outlived its last holder")
+"""
+    )
+
+
+@pytest.mark.skipif(PORTABLE, reason="the portable backend keeps a block in a POSIX object")
+def test_named_block_cannot_be_shrunk_through_its_name_on_linux():
+    # The name is an empty record of the System V segment that holds the
+    # bytes: cutting the record changes nothing, and a segment has no size
+    # to cut.
+    assert_child_ok(
+        """
+import os, mmapfile
+from mmapfile import _mmapfile
+name = f"trunc-{os.getpid()}"
+m = mmapfile.mmapfile(None, name, 3 * mmapfile.PAGESIZE)
+m.write(b"kept")
+obj = "/dev/shm" + _mmapfile._block_info(name)["shm_name"]
+fd = os.open(obj, os.O_RDWR)
+os.ftruncate(fd, 0)
+os.close(fd)
+m.seek(0)
+data = m.read()
+assert len(data) == 3 * mmapfile.PAGESIZE and data[:4] == b"kept", data[:8]
+m.close()
+assert not os.path.exists(obj), "the last close removes the name"
 """
     )
 

@@ -121,6 +121,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("kind", "file mapping" if info["kind"] == "file" else "block of shared memory"),
         *([("file", info["file"])] if info["file"] is not None else []),
         ("shm object", shm or "-"),
+        *(
+            [("segment", f"System V id {info['segment']}")]
+            if info.get("segment") is not None
+            else []
+        ),
         ("path", info["path"] or "-"),
         ("size", f"{info['size']} bytes"),
         ("holders", _holders(info)),
@@ -205,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="List every named block and named file mapping of this user: name, "
         "kind (block or file), size, live holders (0 (dead): all holders exited without "
         "closing; `gc` removes it), owner, age (since creation or the last resize) and, "
-        "for a file mapping, the file.",
+        "for a file mapping, the file. On Linux the name of a block whose memory the "
+        "kernel freed with its last holder is removed instead of listed.",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_ls)

@@ -255,8 +255,9 @@ class mmapfile:
     - ``space``: what creating a block, or growing a file (here or in
       ``resize``), does about the storage it needs. ``"check"`` (the
       default) refuses, with ``mmapfile.error`` and ``errno`` ``ENOSPC``,
-      what does not fit in the free space now (``/dev/shm`` for named
-      blocks on Linux), and blocks larger than memory plus swap (``ENOMEM``).
+      what does not fit in the free space now (for named blocks on Linux,
+      only those kept in ``/dev/shm`` where no System V segment can be
+      had), and blocks larger than memory plus swap (``ENOMEM``).
       ``"reserve"`` allocates the storage at once (``fallocate``), so no
       later write can find it missing: cheap for a file on ext4 or xfs, but
       a block is then in memory from the start. ``"sparse"`` does neither,

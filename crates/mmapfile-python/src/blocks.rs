@@ -13,6 +13,7 @@ fn info_dict<'py>(py: Python<'py>, info: &BlockInfo) -> PyResult<Bound<'py, PyDi
     let d = PyDict::new(py);
     d.set_item("name", &info.name)?;
     d.set_item("shm_name", &info.shm_name)?;
+    d.set_item("segment", info.segment)?;
     d.set_item("path", info.path.as_ref().map(|p| p.as_os_str()))?;
     d.set_item("size", info.size)?;
     d.set_item("kind", if info.file.is_some() { "file" } else { "block" })?;

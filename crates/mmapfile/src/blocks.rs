@@ -37,8 +37,14 @@ pub struct BlockInfo {
     /// the BSDs: a random name per block), for `shm_open` or
     /// `multiprocessing.shared_memory.SharedMemory(name=...)` (without the
     /// leading slash there). Empty for a file mapping on macOS and the BSDs,
-    /// which has no such object.
+    /// which has no such object. On Linux a block whose bytes are in
+    /// [`segment`](Self::segment) has an empty object: that name leads to
+    /// no bytes.
     pub shm_name: String,
+    /// On Linux, the id of the System V segment that holds the block's
+    /// bytes (`ipcs -m`; a C program may `shmat` it and must check it as
+    /// `docs/named-blocks.md` says), where they are in one.
+    pub segment: Option<i32>,
     /// Where the name lives in the file system: the block's object in
     /// `/dev/shm` (Linux), or its record file (macOS and the BSDs).
     pub path: Option<std::path::PathBuf>,
@@ -67,9 +73,11 @@ impl BlockInfo {
     }
 }
 
-/// Every named block that belongs to the calling user, sorted by name.
+/// Every named block that belongs to the calling user, sorted by name. On
+/// Linux, the names of blocks whose memory the kernel freed when their last
+/// holder died are removed as they are found, not listed.
 pub fn list() -> Result<Vec<BlockInfo>> {
-    os::list_blocks()
+    os::list_blocks(true)
 }
 
 /// Information on the block `name`.
@@ -78,9 +86,11 @@ pub fn info(name: &str) -> Result<BlockInfo> {
 }
 
 /// Copies up to `len` bytes (`None`: to the end) from `offset` in the block
-/// `name` without becoming a holder, so a dead block can be inspected before
-/// it is removed. A length past the end returns fewer bytes; an offset past
-/// the end is [`crate::Error::InvalidArgument`]. For a named file
+/// `name` without becoming a holder, so a dead block kept in a file can be
+/// inspected before it is removed (on Linux a block in a System V segment
+/// has no bytes left once dead: `ENOENT`). A length past the end returns
+/// fewer bytes; an offset past the end is [`crate::Error::InvalidArgument`].
+/// For a named file
 /// mapping, the bytes are the mapped file's (within the mapping's size).
 pub fn read(name: &str, offset: u64, len: Option<u64>) -> Result<Vec<u8>> {
     os::read_block(BlockName::new(name)?.base(), offset, len)
@@ -105,7 +115,9 @@ pub fn collect_garbage() -> Result<Vec<String>> {
     // What creators that died while creating left (where any is left).
     os::collect_leftovers()?;
     let mut removed = Vec::new();
-    for block in list()? {
+    // Names whose memory the kernel already freed are listed too: removing
+    // them is what is left to do.
+    for block in os::list_blocks(false)? {
         if os::collect_block(&block.name)? {
             removed.push(block.name);
         }

@@ -5,16 +5,18 @@
 //! - a **file** on disk ([`MapOptions::file`]): created if missing, grown
 //!   when a larger size is asked for, never padded otherwise;
 //! - a **named block** of shared memory ([`MapOptions::name`]): any process
-//!   that opens the same name sees the same bytes. On Linux it is the
-//!   shared-memory object `/mmapfile.<name>` (so `/dev/shm/mmapfile.<name>`),
-//!   with a `Local\` or `Global\` prefix removed; on macOS and the BSDs an
-//!   object recorded under the name in `/var/tmp/mmapfile`;
+//!   that opens the same name sees the same bytes. On Linux the name is the
+//!   file `/dev/shm/mmapfile.<name>` (a `Local\` or `Global\` prefix
+//!   removed), a record of the System V segment that holds the bytes; on
+//!   macOS and the BSDs an object recorded under the name in
+//!   `/var/tmp/mmapfile`;
 //! - an **unnamed block** (neither): shared with forked children only.
 //!
 //! A named block lives as on Windows: while at least one mapping object
 //! holds it, in any process. When the last holder closes it, exits or is
 //! killed, the name is free again and the next open creates a fresh,
-//! zero-filled block (see `docs/named-blocks.md` for how, on each OS).
+//! zero-filled block; on Linux and Windows the kernel frees its memory at
+//! once, even after SIGKILL (see `docs/named-blocks.md` for how, on each OS).
 //! [`blocks`] lists and inspects blocks.
 //!
 //! [`MapFile`] then offers pywin32's `mmapfile` operations — `read`,

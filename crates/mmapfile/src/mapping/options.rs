@@ -336,8 +336,9 @@ pub(super) fn mapping_size(
         }
         if !backing.can_grow() {
             return Err(Error::InvalidArgument(format!(
-                "a named block cannot grow on this OS (it is {current} bytes): a \
-                 shared-memory object is sized once on macOS, and a section on Windows"
+                "a named block cannot grow (it is {current} bytes): its memory is sized \
+                 once, as a section is on Windows (a System V segment on Linux, a \
+                 shared-memory object on macOS)"
             )));
         }
         backing.grow(requested, space)?;

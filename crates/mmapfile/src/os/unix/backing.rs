@@ -11,6 +11,7 @@ use super::copy;
 use super::join::{Held, New};
 use super::lifetime;
 use super::record::FileRecord;
+use super::segment::Segment;
 use super::space::{make_room, Purpose};
 use super::sys::{anonymous_fd, cstring, cvt, fstat, ftruncate, getpid, mmap, open_path};
 use super::view::RawView;
@@ -71,6 +72,11 @@ pub(crate) struct Backing {
     /// The object's size where `fd`'s is not exact: macOS reports a
     /// shared-memory object's size rounded up to whole pages.
     pub(super) exact_len: Option<u64>,
+    /// A named block's memory where it is a System V segment (Linux):
+    /// `fd` is then the block's record, which is empty. Last, so that it is
+    /// detached after the record is closed. Boxed, so that a `Backing`
+    /// stays small enough to travel in errors.
+    segment: Option<Box<Segment>>,
 }
 
 impl Backing {
@@ -87,6 +93,7 @@ impl Backing {
                 fd,
                 kind,
                 exact_len: None,
+                segment: None,
             };
             Ok((backing, created))
         };
@@ -138,7 +145,11 @@ impl Backing {
             make_room(fd.as_fd(), 0, size, Purpose::NamedBlock, space)?;
             ftruncate(fd, size)
         };
-        let new = (size > 0).then_some(New::Block { size, init: &init });
+        let new = (size > 0).then_some(New::Block {
+            size,
+            init: &init,
+            space,
+        });
         let joined = lifetime::join(
             &key,
             name.base(),
@@ -149,6 +160,7 @@ impl Backing {
             allow_other_owner,
         )?;
         let created = joined.created;
+        let segment = joined.segment.map(Box::new);
         let (fd, held, block_size, file) = match joined.what {
             Held::Block { size } => match joined.memory {
                 Some(memory) => (memory, Some(joined.held), size, None),
@@ -183,6 +195,7 @@ impl Backing {
                 released: false,
             },
             exact_len: block_size,
+            segment,
         };
         Ok((backing, created))
     }
@@ -249,6 +262,7 @@ impl Backing {
             fd,
             kind: Source::Anonymous,
             exact_len: SIZE_ROUNDED_UP.then_some(size),
+            segment: None,
         };
         make_room(backing.fd.as_fd(), 0, size, Purpose::UnnamedBlock, space)?;
         ftruncate(&backing.fd, size)?;
@@ -271,14 +285,12 @@ impl Backing {
         Ok(st.st_size.max(0) as u64)
     }
 
-    /// Whether the object can be made longer: not a named block where a
-    /// shared-memory object is sized once (macOS, whose `fstat` does not
-    /// tell a block's exact size either).
+    /// Whether the object can be made longer: not a named block whose memory
+    /// is sized once (a System V segment on Linux; on macOS a shared-memory
+    /// object, whose `fstat` does not tell a block's exact size either).
     pub(crate) fn can_grow(&self) -> bool {
-        !matches!(
-            (&self.kind, self.exact_len),
-            (Source::Named { file: None, .. }, Some(_))
-        )
+        let sized_once = self.exact_len.is_some() || self.segment.is_some();
+        !(matches!(self.kind, Source::Named { file: None, .. }) && sized_once)
     }
 
     /// Makes the mapping object `len` bytes long (zero-filled), with room
@@ -323,6 +335,9 @@ impl Backing {
     /// Maps `len` bytes at `offset` (a multiple of
     /// [`allocation_granularity`]).
     pub(crate) fn map(&self, offset: u64, len: usize, access: Access) -> Result<RawView> {
+        if let Some(segment) = &self.segment {
+            return self.map_segment(segment, offset, len, access);
+        }
         // macOS maps a shared-memory object only shared.
         if let Some(view) = copy::private_copy(self, offset, len, access) {
             return view;
@@ -334,6 +349,46 @@ impl Backing {
         };
         let ptr = mmap(&self.fd, len, prot, flags, offset)?;
         Ok(RawView::new(ptr.cast(), len, self.fd.as_raw_fd(), offset))
+    }
+
+    /// A view of a named block whose memory is a System V segment: a
+    /// duplicate of this holder's attachment, or for a copy-on-write view
+    /// private memory holding a copy of the bytes, taken now (a segment
+    /// cannot be mapped privately; later writes by others are not seen).
+    fn map_segment(
+        &self,
+        segment: &Segment,
+        offset: u64,
+        len: usize,
+        access: Access,
+    ) -> Result<RawView> {
+        let ptr = match access {
+            Access::Write | Access::Read => segment.map(offset, len, access == Access::Write)?,
+            Access::Copy => {
+                // SAFETY: fresh private memory at an address the kernel
+                // chooses overlaps nothing; the result is checked below.
+                let ptr = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        len,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    )
+                };
+                if ptr == libc::MAP_FAILED {
+                    return Err(Error::last_os("mmap"));
+                }
+                if let Err(e) = segment.copy_to(offset, ptr.cast(), len) {
+                    // SAFETY: the private memory just mapped, unused.
+                    unsafe { libc::munmap(ptr, len) };
+                    return Err(e);
+                }
+                ptr.cast()
+            }
+        };
+        Ok(RawView::new(ptr, len, self.fd.as_raw_fd(), offset))
     }
 
     /// Makes data written through views durable on the storage device (files
@@ -381,14 +436,17 @@ impl Backing {
         self.forget_lock();
         let released = self.release();
         // What is left is the descriptor, closed by hand to see close's
-        // error. Drop must not run (it would close it again), and after this
-        // assignment nothing else in `self` owns memory.
+        // error. Drop must not run (it would close it again), and after these
+        // assignments nothing else in `self` owns memory. The segment is
+        // detached after the record is closed (see `Backing::segment`).
         self.kind = Source::Anonymous;
+        let segment = self.segment.take();
         let this = std::mem::ManuallyDrop::new(self);
         let fd = this.fd.as_raw_fd();
         // SAFETY: `this` is never dropped, so its OwnedFd will not close
         // `fd`; we close it exactly once here.
         let closed = cvt("close", unsafe { libc::close(fd) });
+        drop(segment);
         released.and(closed.map(drop))
     }
 

@@ -25,19 +25,28 @@ pub(crate) fn collect_block(base: &str) -> Result<bool> {
 /// block, without becoming a holder (so that a dead block can be looked at
 /// before it is collected).
 pub(crate) fn read_block(base: &str, offset: u64, len: Option<u64>) -> Result<Vec<u8>> {
-    let (fd, size) = source(base)?;
-    if offset > size {
-        return Err(Error::InvalidArgument(format!(
-            "offset {offset} is past the end of the block ({size} bytes)"
-        )));
-    }
-    let start = offset;
-    let end = match len {
-        Some(len) => start.saturating_add(len).min(size),
-        None => size,
+    let range = |size: u64| -> Result<(u64, usize)> {
+        if offset > size {
+            return Err(Error::InvalidArgument(format!(
+                "offset {offset} is past the end of the block ({size} bytes)"
+            )));
+        }
+        let end = match len {
+            Some(len) => offset.saturating_add(len).min(size),
+            None => size,
+        };
+        let count = usize::try_from(end - offset)
+            .map_err(|_| Error::InvalidArgument("the range does not fit in memory".into()))?;
+        Ok((offset, count))
     };
-    let count = usize::try_from(end - start)
-        .map_err(|_| Error::InvalidArgument("the range does not fit in memory".into()))?;
+    if let Some((segment, size)) = segment_source(base)? {
+        let (start, count) = range(size)?;
+        let mut out = vec![0u8; count];
+        segment.copy_to(start, out.as_mut_ptr(), count)?;
+        return Ok(out);
+    }
+    let (fd, size) = source(base)?;
+    let (start, count) = range(size)?;
     if count == 0 {
         return Ok(Vec::new());
     }
@@ -98,6 +107,7 @@ mod backend {
     use super::*;
     use crate::os::unix::names::{shm_name, SHM_PREFIX};
     use crate::os::unix::record::MARK;
+    use crate::os::unix::segment::{AttachError, Segment, SegmentRef};
     use crate::os::unix::{shm_open, shm_unlink, SHM_DIR};
 
     fn open_readonly(base: &str) -> Result<OwnedFd> {
@@ -115,15 +125,17 @@ mod backend {
         st: &libc::stat,
         holders: Option<u32>,
         record: Option<FileRecord>,
+        segment: Option<SegmentRef>,
     ) -> BlockInfo {
         let (size, file) = match record {
             Some(record) => (record.size, Some(record.path)),
-            None => (st.st_size.max(0) as u64, None),
+            None => (segment.map_or(st.st_size.max(0) as u64, |s| s.size), None),
         };
         BlockInfo {
             name: base.to_owned(),
             path: Some(format!("{SHM_DIR}{shm}").into()),
             shm_name: shm,
+            segment: segment.map(|s| s.id),
             size,
             file,
             holders,
@@ -145,7 +157,37 @@ mod backend {
         } else {
             None
         };
-        Ok(info_from_stat(base, shm_name(base), &st, holders, record))
+        let segment = lifetime::segment_of(&fd);
+        Ok(info_from_stat(
+            base,
+            shm_name(base),
+            &st,
+            holders,
+            record,
+            segment,
+        ))
+    }
+
+    /// The segment that holds the block `base`'s memory, attached read-only,
+    /// and the block's size; `None` where the record is the memory itself.
+    pub(super) fn segment_source(base: &str) -> Result<Option<(Segment, u64)>> {
+        let fd = open_readonly(base)?;
+        let Some(reference) = lifetime::segment_of(&fd) else {
+            return Ok(None);
+        };
+        let st = fstat(&fd)?;
+        match Segment::attach(&reference, st.st_uid, false) {
+            Ok(segment) => {
+                let size = segment.size();
+                Ok(Some((segment, size)))
+            }
+            // Its last holder ended, and the kernel freed its memory.
+            Err(AttachError::NotTheBlock) => Err(Error::io(
+                "shmat",
+                io::Error::from_raw_os_error(libc::ENOENT),
+            )),
+            Err(AttachError::Failed(e)) => Err(e),
+        }
     }
 
     pub(super) fn source(base: &str) -> Result<(OwnedFd, u64)> {
@@ -169,8 +211,10 @@ mod backend {
         Ok(())
     }
 
-    /// Every named block of this user.
-    pub(crate) fn list_blocks() -> Result<Vec<BlockInfo>> {
+    /// Every named block of this user. With `tidy`, the names of blocks
+    /// whose memory the kernel freed with their last holder (which died
+    /// without closing) are removed instead of listed.
+    pub(crate) fn list_blocks(tidy: bool) -> Result<Vec<BlockInfo>> {
         let prefix = &SHM_PREFIX.as_bytes()[1..];
         let counts = holder_counts();
         // SAFETY: geteuid has no preconditions.
@@ -198,6 +242,19 @@ mod backend {
                 continue;
             }
             let holders = counts.as_ref().map(|c| count_for(c, &st));
+            let shm = format!("{SHM_PREFIX}{base}");
+            let segment = lifetime::segment_of(&fd);
+            if tidy && holders == Some(0) && segment.is_some() {
+                // What the last holder of a block in a segment leaves when it
+                // dies without closing: the kernel freed the memory, and
+                // this record of nothing goes now (a live holder that joins
+                // meanwhile keeps it: `collect` takes the exclusive lock).
+                drop(fd);
+                if let Ok(key) = CString::new(shm) {
+                    let _ = lifetime::collect(&key);
+                }
+                continue;
+            }
             let record = if is_record(&st) {
                 // Not readable: list it as it is.
                 FileRecord::read(&fd).ok()
@@ -206,8 +263,7 @@ mod backend {
             };
             // A digested name shows its full name where it was kept.
             let name = lifetime::label_of(&fd).unwrap_or_else(|| base.to_owned());
-            let shm = format!("{SHM_PREFIX}{base}");
-            blocks.push(info_from_stat(&name, shm, &st, holders, record));
+            blocks.push(info_from_stat(&name, shm, &st, holders, record, segment));
         }
         blocks.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(blocks)
@@ -273,6 +329,7 @@ mod backend {
         BlockInfo {
             name: record.name,
             shm_name: shm,
+            segment: None,
             path: Some(path),
             size,
             file,
@@ -290,6 +347,13 @@ mod backend {
     /// Information on the named block `base`.
     pub(crate) fn block_info(base: &str) -> Result<BlockInfo> {
         Ok(info_from(lifetime::look(base)?))
+    }
+
+    /// Blocks here are shared-memory objects, never segments.
+    pub(super) fn segment_source(
+        _base: &str,
+    ) -> Result<Option<(crate::os::unix::segment::Segment, u64)>> {
+        Ok(None)
     }
 
     pub(super) fn source(base: &str) -> Result<(OwnedFd, u64)> {
@@ -321,7 +385,7 @@ mod backend {
     }
 
     /// Every named block of this user, from the records.
-    pub(crate) fn list_blocks() -> Result<Vec<BlockInfo>> {
+    pub(crate) fn list_blocks(_tidy: bool) -> Result<Vec<BlockInfo>> {
         // SAFETY: geteuid has no preconditions.
         let (listed, _) = lifetime::list(unsafe { libc::geteuid() })?;
         let mut blocks: Vec<BlockInfo> = listed.into_iter().map(info_from).collect();
@@ -330,5 +394,5 @@ mod backend {
     }
 }
 
-use backend::source;
 pub(crate) use backend::{block_info, collect_leftovers, list_blocks, remove_block};
+use backend::{segment_source, source};

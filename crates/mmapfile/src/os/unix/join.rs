@@ -5,6 +5,8 @@
 use std::os::fd::OwnedFd;
 
 use super::record::FileRecord;
+use super::segment::Segment;
+use crate::access::Space;
 use crate::error::Result;
 
 /// Fills a new shared-memory object before it gets its name: a block's
@@ -13,12 +15,13 @@ pub(crate) type Init<'a> = &'a dyn Fn(&OwnedFd) -> Result<()>;
 
 /// What a creating open makes under a name.
 pub(crate) enum New<'a> {
-    /// A block of `size` bytes; `init` sizes its new object. (Linux reads
-    /// the size back from the object, which the portable backend cannot.)
+    /// A block of `size` bytes with room as `space` says; `init` sizes its
+    /// new object where that object is the block's memory.
     Block {
-        #[cfg_attr(not(portable_lifetime), allow(dead_code))]
         size: u64,
         init: Init<'a>,
+        #[cfg_attr(portable_lifetime, allow(dead_code))]
+        space: Space,
     },
     /// A file mapping, described by its record.
     File(&'a FileRecord),
@@ -39,6 +42,8 @@ pub(crate) struct Joined {
     pub(crate) held: OwnedFd,
     /// A block's memory, where it is another object than `held`.
     pub(crate) memory: Option<OwnedFd>,
+    /// A block's memory, where it is a System V segment (Linux).
+    pub(crate) segment: Option<Segment>,
     pub(crate) what: Held,
     /// Whether this holder can end the block's life (see `backing::Source::Named`).
     pub(crate) lockable: bool,

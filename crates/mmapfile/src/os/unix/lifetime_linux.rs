@@ -18,17 +18,26 @@
 //! - Anyone who gets a lock re-checks `st_nlink`: an object unlinked in the
 //!   meantime is never used, the caller starts over with the name.
 
+use std::cell::RefCell;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use super::names::{is_digested, shm_name};
 use super::record::{FileRecord, MARK};
+use super::segment::{AttachError, Segment, SegmentRef};
+use super::space::{populate, room_in_memory};
 use super::sys::errno;
 use super::{cstring, fchmod, fstat, shm_open, shm_unlink, Held, Init, Joined, New, SHM_DIR};
 use crate::access::CreateMode;
 use crate::error::{Error, Result};
+
+fn geteuid() -> libc::uid_t {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
 
 /// The byte whose lock marks a holder. Byte 1 and up are free for
 /// user-level locks, which must never touch byte 0.
@@ -248,18 +257,23 @@ pub(crate) fn key(base: &str) -> Result<CString> {
 /// The extended attribute that keeps a digested name's full name.
 const LABEL: &std::ffi::CStr = c"user.mmapfile.name";
 
-/// Writes the full name `base` on the new object `fd`, where tmpfs keeps
-/// user extended attributes (Linux 6.6 and later); elsewhere `ls` shows
-/// the digest.
-fn label(fd: &OwnedFd, base: &str) -> Result<()> {
+/// The extended attribute of a record whose block's memory is a System V
+/// segment ([`SegmentRef`]). A record without it is the block's memory
+/// itself (where segments cannot be had, and blocks of earlier versions).
+const SEGMENT: &std::ffi::CStr = c"user.mmapfile.shm";
+
+/// Sets the extended attribute `name` of the new object `fd` to `value`.
+/// `Ok(false)`: this file system keeps no user extended attributes (tmpfs
+/// before Linux 6.6).
+fn set_attr(fd: &OwnedFd, name: &std::ffi::CStr, value: &[u8]) -> Result<bool> {
     // SAFETY: `fd` is open; the name is NUL-terminated and the value is
-    // `base.len()` readable bytes.
+    // `value.len()` readable bytes.
     let ret = unsafe {
         libc::fsetxattr(
             fd.as_raw_fd(),
-            LABEL.as_ptr(),
-            base.as_ptr().cast(),
-            base.len(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
             0,
         )
     };
@@ -268,27 +282,23 @@ fn label(fd: &OwnedFd, base: &str) -> Result<()> {
         if !matches!(err.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EPERM)) {
             return Err(Error::io("fsetxattr", err));
         }
+        return Ok(false);
     }
-    Ok(())
+    Ok(true)
 }
 
-/// The full name kept on the object `fd` ([`label`]), if it has one that
-/// is text.
-pub(crate) fn label_of(fd: &OwnedFd) -> Option<String> {
-    String::from_utf8(read_label(fd)?).ok()
-}
-
-/// The label's bytes as the object `fd` has them, `None` if it has none
-/// (or tmpfs keeps none). One longer than any name's (780 bytes) comes back
-/// as its first 1024 bytes, which no name matches.
-fn read_label(fd: &OwnedFd) -> Option<Vec<u8>> {
+/// The extended attribute `name` of the object `fd` as the object has it,
+/// `None` if it has none (or tmpfs keeps none). One longer than any value we
+/// write (a label of 780 bytes, a segment reference) comes back as its first
+/// 1024 bytes, which no name matches and no segment reference parses as.
+fn attr(fd: &OwnedFd, name: &std::ffi::CStr) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; 1024];
     // SAFETY: `fd` is open; the name is NUL-terminated and `buf` is
     // writable memory of its length.
     let n = unsafe {
         libc::fgetxattr(
             fd.as_raw_fd(),
-            LABEL.as_ptr(),
+            name.as_ptr(),
             buf.as_mut_ptr().cast(),
             buf.len(),
         )
@@ -300,12 +310,40 @@ fn read_label(fd: &OwnedFd) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// The label's bytes as the object `fd` has them ([`attr`]).
+fn read_label(fd: &OwnedFd) -> Option<Vec<u8>> {
+    attr(fd, LABEL)
+}
+
 /// Whether an object labelled `label` ([`read_label`]) is another name's
 /// than `base`: a label that is not exactly `base`'s bytes is. No label
 /// (tmpfs before Linux 6.6) says nothing.
 pub(super) fn labelled_for_another(label: Option<&[u8]>, base: &str) -> bool {
     label.is_some_and(|label| label != base.as_bytes())
 }
+
+/// Writes the full name `base` on the new object `fd`, where tmpfs keeps
+/// user extended attributes (Linux 6.6 and later); elsewhere `ls` shows
+/// the digest.
+fn label(fd: &OwnedFd, base: &str) -> Result<()> {
+    set_attr(fd, LABEL, base.as_bytes()).map(drop)
+}
+
+/// The full name kept on the object `fd` ([`label`]), if it has one that
+/// is text.
+pub(crate) fn label_of(fd: &OwnedFd) -> Option<String> {
+    String::from_utf8(read_label(fd)?).ok()
+}
+
+/// The segment that holds the memory of the block whose record is `fd`,
+/// if its memory is a segment (see [`SEGMENT`]).
+pub(crate) fn segment_of(fd: &OwnedFd) -> Option<SegmentRef> {
+    SegmentRef::decode(&attr(fd, SEGMENT)?)
+}
+
+/// How long an opener waits for the holders of a record whose segment is
+/// gone to finish dying before it calls the record damaged.
+const DYING: Duration = Duration::from_secs(2);
 
 /// Opens or creates the name `key` (of the name `base`) and joins it as a
 /// holder; `new` is what a creating call makes (none: the name must exist).
@@ -319,14 +357,34 @@ pub(crate) fn join(
     allow_other_owner: bool,
 ) -> Result<Joined> {
     let digested = is_digested(base);
-    let (init, mode, file): (Option<Init<'_>>, u32, Option<&FileRecord>) = match new {
-        Some(New::Block { init, .. }) => (Some(init), mode, None),
+    let (block, mode, file) = match new {
+        Some(New::Block { size, init, space }) => (Some((size, init, space)), mode, None),
         Some(New::File(record)) => (None, mode | MARK, Some(record)),
         None => (None, mode, None),
     };
+    // The segment a creating call made for the record it is filling: the
+    // last one, if a name taken meanwhile made it start over.
+    let made: RefCell<Option<Segment>> = RefCell::new(None);
     let fill = |fd: &OwnedFd| {
-        match (init, file) {
-            (Some(init), _) => init(fd)?,
+        made.replace(None);
+        match (block, file) {
+            (Some((size, init, space)), _) => {
+                room_in_memory(size, space)?;
+                match Segment::create(size, mode)? {
+                    // The record stays empty: a program that maps it by
+                    // its path (`SharedMemory(name=...)`, `shm_open`) is
+                    // refused rather than shown zeros.
+                    Some((segment, reference)) => {
+                        if set_attr(fd, SEGMENT, reference.encode().as_bytes())? {
+                            populate(&segment, size, space)?;
+                            made.replace(Some(segment));
+                        } else {
+                            init(fd)?;
+                        }
+                    }
+                    None => init(fd)?,
+                }
+            }
             (None, Some(record)) => drop(record.write(fd)?),
             (None, None) => {}
         }
@@ -335,15 +393,52 @@ pub(crate) fn join(
         }
         Ok(())
     };
-    let making = init.is_some() || file.is_some();
-    let (fd, lockable, created) = open(
-        key,
-        making.then_some(&fill as Init<'_>),
-        create,
-        writable,
-        mode,
-        allow_other_owner,
-    )?;
+    let making = block.is_some() || file.is_some();
+    let started = Instant::now();
+    let (fd, lockable, created, segment) = loop {
+        let (fd, lockable, created, owner) = open(
+            key,
+            making.then_some(&fill as Init<'_>),
+            create,
+            writable,
+            mode,
+            allow_other_owner,
+        )?;
+        if created {
+            break (fd, lockable, created, made.take());
+        }
+        made.replace(None);
+        let Some(reference) = segment_of(&fd) else {
+            break (fd, lockable, created, None);
+        };
+        // The kernel detaches a killed holder's memory before it drops its
+        // locks, so for a moment a record can look held while its segment is
+        // already gone (or its id already another segment's): wait that out.
+        match Segment::attach(&reference, owner, writable) {
+            Ok(segment) => break (fd, lockable, created, Some(segment)),
+            Err(AttachError::Failed(e)) => {
+                let _ = unlock(&fd);
+                return Err(e);
+            }
+            Err(AttachError::NotTheBlock) if started.elapsed() < DYING => {
+                // Its holders are dying: let go and look again.
+                unlock(&fd)?;
+                drop(fd);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            Err(AttachError::NotTheBlock) => {
+                let _ = unlock(&fd);
+                return Err(Error::FileChanged {
+                    message: format!(
+                        "the named block {base:?} is held, but its record leads to no \
+                         block of its own (segment {} is gone or another's)",
+                        reference.id
+                    ),
+                    code: libc::EIDRM,
+                });
+            }
+        }
+    };
     if digested && !created {
         let label = read_label(&fd);
         if labelled_for_another(label.as_deref(), base) {
@@ -357,6 +452,9 @@ pub(crate) fn join(
     // An object with the mark is the record of a file mapping with this
     // name (a new object is what we asked for).
     let what = match file {
+        _ if segment.is_some() => Held::Block {
+            size: segment.as_ref().map(Segment::size),
+        },
         Some(record) if created => Held::File(record.clone()),
         _ if created => Held::Block { size: None },
         // mode_t is u32 on Linux, and this file is built for Linux only.
@@ -372,6 +470,7 @@ pub(crate) fn join(
     Ok(Joined {
         held: fd,
         memory: None,
+        segment,
         what,
         lockable,
         created,
@@ -381,7 +480,8 @@ pub(crate) fn join(
 /// Opens or creates the named object `shm` and joins it as a holder; `new`
 /// fills an object this call creates (none: the name must exist).
 /// Returns the descriptor, whether it was opened read-write (only those can
-/// end the object's life on close), and whether this call created it.
+/// end the object's life on close), whether this call created it, and the
+/// object's owner.
 fn open(
     shm: &CString,
     new: Option<Init<'_>>,
@@ -389,12 +489,12 @@ fn open(
     writable: bool,
     mode: u32,
     allow_other_owner: bool,
-) -> Result<(OwnedFd, bool, bool)> {
+) -> Result<(OwnedFd, bool, bool, libc::uid_t)> {
     let may_create = new.is_some() && create != CreateMode::OpenOnly;
     loop {
         if let (CreateMode::CreateOnly, Some(init)) = (create, new) {
             if let Some(fd) = publish(shm, init, mode)? {
-                return Ok((fd, true, true));
+                return Ok((fd, true, true, geteuid()));
             }
         }
         // Read-write even for read-only access where permitted: a read-only
@@ -412,7 +512,7 @@ fn open(
                     unreachable!("may_create needs an init")
                 };
                 match publish(shm, init, mode)? {
-                    Some(fd) => return Ok((fd, true, true)),
+                    Some(fd) => return Ok((fd, true, true, geteuid())),
                     None => continue,
                 }
             }
@@ -441,7 +541,7 @@ fn open(
         }
         let hold = create != CreateMode::CreateOnly;
         match examine(&fd, shm, lockable, hold)? {
-            Found::Held => return Ok((fd, lockable, false)),
+            Found::Held => return Ok((fd, lockable, false, st.st_uid)),
             Found::Live => return Err(errno("shm_open", libc::EEXIST)),
             Found::Gone => continue,
         }

@@ -494,7 +494,7 @@ impl Draft {
 fn create(key: &CString, base: &str, new: &New<'_>, mode: u32) -> Result<Option<Joined>> {
     let (mut draft, suffix) = Draft::new(mode)?;
     let (what, stored, memory) = match new {
-        New::Block { size, init } => {
+        New::Block { size, init, .. } => {
             let object = format!("{OBJECT_PREFIX}{suffix}");
             let cobject = cstring("shm_open", object.as_bytes())?;
             let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL;
@@ -527,6 +527,7 @@ fn create(key: &CString, base: &str, new: &New<'_>, mode: u32) -> Result<Option<
     Ok(Some(Joined {
         held,
         memory,
+        segment: None,
         what,
         lockable: true,
         created: true,
@@ -719,6 +720,7 @@ pub(crate) fn join(
         return Ok(Joined {
             held: fd,
             memory,
+            segment: None,
             what,
             lockable: true,
             created: false,

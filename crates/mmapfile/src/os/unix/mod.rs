@@ -12,6 +12,9 @@
 //!   `lifetime_portable.rs` (so does Linux built with the `simulate-macos`
 //!   feature, see `build.rs`); `record.rs`, what a named file mapping's
 //!   record holds.
+//! - `segment.rs`: where a named block's memory is on Linux, a System V
+//!   segment that the kernel frees with its last holder
+//!   (`segment_none.rs` where there are none: the portable backend).
 //! - `names.rs`: what a name becomes at the OS level.
 //! - `space.rs`: room for new storage before an object is sized.
 //! - `view.rs` and `fault.rs`: one mapped view, and the `SIGBUS` guard that
@@ -42,6 +45,11 @@ mod names;
 #[cfg(test)]
 mod parser_props;
 mod record;
+#[cfg(not(portable_lifetime))]
+mod segment;
+#[cfg(portable_lifetime)]
+#[path = "segment_none.rs"]
+mod segment;
 #[cfg(simulated)]
 mod simulated;
 mod space;

@@ -60,6 +60,58 @@ pub(crate) fn make_room(
     }
 }
 
+/// Makes room, as `space` says, for a block of `size` bytes whose memory is
+/// not in any file system (a System V segment, see `segment.rs`): only the
+/// machine's memory and swap bound it, so `/dev/shm`'s free space is not
+/// asked (nor is it the limit: a container's `--shm-size` does not apply).
+#[cfg(not(portable_lifetime))]
+pub(crate) fn room_in_memory(size: u64, space: Space) -> Result<()> {
+    match space {
+        Space::Sparse => Ok(()),
+        Space::Check | Space::Reserve => check_memory(size, Purpose::NamedBlock),
+    }
+}
+
+/// With [`Space::Reserve`], allocates the first `size` bytes of the new
+/// segment now (`MADV_POPULATE_WRITE`, Linux 5.14 and later; older kernels
+/// leave it to the first writes).
+#[cfg(not(portable_lifetime))]
+pub(crate) fn populate(segment: &super::segment::Segment, size: u64, space: Space) -> Result<()> {
+    if space != Space::Reserve || size == 0 {
+        return Ok(());
+    }
+    let Ok(len) = usize::try_from(size) else {
+        return Err(Error::io(
+            "madvise",
+            std::io::Error::from_raw_os_error(libc::EFBIG),
+        ));
+    };
+    let len = len.next_multiple_of(super::page_size());
+    // SAFETY: the first `len` bytes (the user's, rounded up to pages) lie
+    // inside the segment's attachment; populating does not change contents.
+    let ret = unsafe { libc::madvise(segment.base().cast(), len, libc::MADV_POPULATE_WRITE) };
+    if ret == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EINVAL) => Ok(()),
+        Some(code @ (libc::ENOMEM | libc::EFAULT)) => Err(Error::storage(
+            Some("madvise"),
+            if code == libc::EFAULT {
+                libc::ENOMEM
+            } else {
+                code
+            },
+            format!(
+                "no memory for a named block of {}: the machine's memory could not back it",
+                amount(size)
+            ),
+        )),
+        _ => Err(Error::io("madvise", err)),
+    }
+}
+
 /// Refuses `need` more bytes (growing to `to`) if they cannot fit now:
 /// one `fstatvfs`.
 fn check(fd: BorrowedFd<'_>, need: u64, to: u64, purpose: Purpose) -> Result<()> {

@@ -13,7 +13,7 @@ fn blocks_unsupported<T>() -> Result<T> {
     ))
 }
 
-pub(crate) fn list_blocks() -> Result<Vec<crate::blocks::BlockInfo>> {
+pub(crate) fn list_blocks(_tidy: bool) -> Result<Vec<crate::blocks::BlockInfo>> {
     blocks_unsupported()
 }
 

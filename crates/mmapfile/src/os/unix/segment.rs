@@ -1,0 +1,483 @@
+//! The memory of a named block on Linux: a System V shared-memory segment
+//! that the kernel frees when its last attachment goes, however its
+//! holders end (close, exit, SIGKILL, a crash).
+//!
+//! The segment is marked for removal (`IPC_RMID`) as soon as its creator has
+//! attached it, so no key and no name lead to it and nothing outlives the
+//! last holder; Linux still lets a process attach a marked segment by its
+//! id while it exists. The name (`/dev/shm/mmapfile.<name>`) stays a small
+//! record file that says which segment holds the block ([`SegmentRef`], in
+//! an extended attribute, so the record holds no page of memory) and keeps
+//! the holders' locks of `lifetime_linux.rs`.
+//!
+//! Ids are reused, and anybody can write a record under a name of their
+//! own, so an opener checks what it attached: the segment's owner must be
+//! the record's owner, and the random tag of the record must be in the
+//! segment's trailer page (see [`object_len`]).
+//!
+//! Every holder keeps the whole segment attached ([`Segment`]) for as long
+//! as it holds the block: that attachment is what keeps the memory alive,
+//! and views are duplicates of it (`mremap` of a shared mapping with an old
+//! size of 0), which costs less than attaching again.
+
+use std::io;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use super::page_size;
+use crate::error::{Error, Result};
+
+/// Where the block's bookkeeping lives in the segment's trailer page (the
+/// page after the user's bytes, see [`object_len`]): bytes
+/// `TRAILER_TAG..TRAILER_TAG + 16` hold [`MAGIC`] and the tag. Bytes
+/// `0..256` of the trailer page belong to the mapping lock.
+pub(crate) const TRAILER_TAG: usize = 256;
+
+/// Marks a trailer written by this crate (and its layout's version).
+const MAGIC: u64 = u64::from_le_bytes(*b"mmapf-s1");
+
+/// The offset of the trailer page in an object holding `user_len` bytes:
+/// the user's bytes rounded up to whole pages. `None` on overflow.
+pub(crate) fn trailer_offset(user_len: u64) -> Option<u64> {
+    let page = page_size() as u64;
+    user_len.checked_next_multiple_of(page)
+}
+
+/// The length of an object that holds `user_len` bytes of the user's and a
+/// trailer page after them. `None` on overflow.
+pub(crate) fn object_len(user_len: u64) -> Option<u64> {
+    trailer_offset(user_len)?.checked_add(page_size() as u64)
+}
+
+/// What a record says about its block's segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentRef {
+    pub(crate) id: libc::c_int,
+    pub(crate) tag: u64,
+    /// The IPC namespace the segment lives in (the inode of
+    /// `/proc/self/ns/ipc`), 0 where unknown.
+    pub(crate) ipc_ns: u64,
+    /// The block's size (the segment is longer: whole pages and the trailer).
+    pub(crate) size: u64,
+}
+
+impl SegmentRef {
+    /// The text kept in the record: `<id> <tag in hex> <namespace> <size>`.
+    pub(crate) fn encode(&self) -> String {
+        format!(
+            "{} {:016x} {} {}",
+            self.id, self.tag, self.ipc_ns, self.size
+        )
+    }
+
+    pub(crate) fn decode(text: &[u8]) -> Option<SegmentRef> {
+        let text = std::str::from_utf8(text).ok()?;
+        let mut parts = text.split(' ');
+        let id = parts.next()?.parse().ok()?;
+        let tag = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let ipc_ns = parts.next()?.parse().ok()?;
+        let size = parts.next()?.parse().ok()?;
+        parts.next().is_none().then_some(SegmentRef {
+            id,
+            tag,
+            ipc_ns,
+            size,
+        })
+    }
+}
+
+/// The IPC namespace of this process (the inode number of
+/// `/proc/self/ns/ipc`), 0 where `/proc` cannot tell. Asked once: a
+/// process that moves to another namespace (`setns`) after its first block
+/// is not supported.
+pub(crate) fn ipc_namespace() -> u64 {
+    static NS: OnceLock<u64> = OnceLock::new();
+    *NS.get_or_init(|| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self/ns/ipc").map_or(0, |m| m.ino())
+    })
+}
+
+/// Why attaching a record's segment failed.
+pub(crate) enum AttachError {
+    /// The segment is not the record's block: gone (its holders are dying,
+    /// and the id may already be another segment's), or not this record's.
+    NotTheBlock,
+    /// A real error, to report.
+    Failed(Error),
+}
+
+/// A holder's attachment of a segment: what keeps its memory alive.
+///
+/// It starts as one attachment of the whole segment. The first view of the
+/// whole block takes the user's part of it over (so a create or open that
+/// maps the block once attaches once); the trailer page stays, as this
+/// holder's own hold on the memory, until drop. Other views attach anew.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    id: libc::c_int,
+    /// The whole attachment, until a view takes it over (then null).
+    whole: AtomicPtr<u8>,
+    /// The trailer page, mapped as long as this value lives.
+    trailer: *mut u8,
+    /// The block's size: the user's bytes.
+    size: u64,
+    /// The segment's length: the user's bytes, rounded up, and the trailer page.
+    len: u64,
+    writable: bool,
+}
+
+// SAFETY: a Segment is address ranges owned by this value; nothing in it is
+// tied to the thread that created it.
+unsafe impl Send for Segment {}
+// SAFETY: `&Segment` only reads its plain fields, and takes `whole` over
+// atomically; memory is reached through raw pointers whose users synchronise.
+unsafe impl Sync for Segment {}
+
+/// A tag for a new segment: one the segments of this machine do not
+/// share by chance. It tells an opener that the id in a record still names
+/// that record's segment (ids are reused); it is no secret (anyone who may
+/// read the segment reads it), so a counter mixed with a random seed drawn
+/// once per process does, without a system call per block.
+fn new_tag() -> Result<u64> {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = match SEED.get() {
+        Some(&seed) => seed,
+        None => {
+            let mut bytes = [0u8; 8];
+            // SAFETY: `bytes` is writable memory of its length (at most 256).
+            if unsafe { libc::getentropy(bytes.as_mut_ptr().cast(), bytes.len()) } != 0 {
+                return Err(Error::last_os("getentropy"));
+            }
+            *SEED.get_or_init(|| u64::from_ne_bytes(bytes))
+        }
+    };
+    // SplitMix64's finaliser: distinct inputs give distinct, scattered tags.
+    let mut z = seed.wrapping_add(
+        COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    );
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    Ok(z ^ (z >> 31))
+}
+
+/// Keeps the attachment at `ptr` out of this process's core dumps, as a
+/// block in a `/dev/shm` file always was: the kernel dumps System V memory
+/// by default (`coredump_filter` bit 1) and files' shared mappings not (bit
+/// 3), and a crash should neither copy a large block into a core file nor
+/// keep its memory while the dump is written. `MADV_DODUMP` on a view
+/// brings them back.
+fn leave_out_of_core_dumps(ptr: *mut u8, len: usize) {
+    // SAFETY: `ptr..ptr + len` is an attachment of ours; the advice changes
+    // no contents. It can only fail on a bad range, which would be a bug
+    // caught by the test of this, and then the block is merely dumped.
+    unsafe { libc::madvise(ptr.cast(), len, libc::MADV_DONTDUMP) };
+}
+
+fn shmat(id: libc::c_int, writable: bool) -> io::Result<*mut u8> {
+    let flags = if writable { 0 } else { libc::SHM_RDONLY };
+    // SAFETY: attaching at an address the kernel chooses overlaps nothing;
+    // the result is checked below.
+    let ptr = unsafe { libc::shmat(id, std::ptr::null(), flags) };
+    if ptr as isize == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ptr.cast())
+}
+
+fn stat(id: libc::c_int) -> io::Result<libc::shmid_ds> {
+    // SAFETY: an all-zero shmid_ds is a valid value of this plain C struct.
+    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: `ds` is writable memory for one shmid_ds.
+    if unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ds)
+}
+
+impl Segment {
+    /// Creates a segment for `user_len` bytes with the permission bits
+    /// `mode`, attaches it and marks it for removal, so that it dies with
+    /// its last attachment. `Ok(None)`: segments cannot be had here (none
+    /// left under `kernel.shmmni`, larger than `kernel.shmmax`, or refused
+    /// by a sandbox); the caller keeps the block in `/dev/shm` instead.
+    pub(crate) fn create(user_len: u64, mode: u32) -> Result<Option<(Segment, SegmentRef)>> {
+        let too_large = || Error::io("shmget", io::Error::from_raw_os_error(libc::EFBIG));
+        let len = object_len(user_len).ok_or_else(too_large)?;
+        let size = usize::try_from(len).map_err(|_| too_large())?;
+        let flags = libc::IPC_CREAT | libc::IPC_EXCL | libc::SHM_NORESERVE | (mode & 0o777) as i32;
+        // SAFETY: shmget has no memory preconditions.
+        let id = unsafe { libc::shmget(libc::IPC_PRIVATE, size, flags) };
+        if id < 0 {
+            let err = io::Error::last_os_error();
+            return match err.raw_os_error() {
+                Some(libc::ENOSPC | libc::EINVAL | libc::EPERM | libc::ENOSYS | libc::EACCES) => {
+                    Ok(None)
+                }
+                _ => Err(Error::io("shmget", err)),
+            };
+        }
+        let attached = shmat(id, true);
+        // Marked at once, attached or not: the segment then dies with the
+        // attachment (or now, without one), whatever happens to this process.
+        // SAFETY: IPC_RMID takes no buffer.
+        let removed = unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+        let base = attached.map_err(|e| Error::io("shmat", e))?;
+        let segment = Segment::new(id, base, user_len, len, true);
+        if removed != 0 {
+            return Err(Error::last_os("shmctl"));
+        }
+        let tag = new_tag()?;
+        let trailer = segment.trailer_words();
+        // SAFETY: the trailer page is inside the attachment (see object_len),
+        // and the words at TRAILER_TAG are 8-byte aligned in it; nobody else
+        // can reach the segment yet.
+        unsafe {
+            trailer.write(MAGIC);
+            trailer.add(1).write(tag);
+        }
+        let reference = SegmentRef {
+            id,
+            tag,
+            ipc_ns: ipc_namespace(),
+            size: user_len,
+        };
+        Ok(Some((segment, reference)))
+    }
+
+    /// Attaches the segment a record of the user `owner` refers to, and
+    /// checks that it is that record's block.
+    pub(crate) fn attach(
+        reference: &SegmentRef,
+        owner: libc::uid_t,
+        writable: bool,
+    ) -> std::result::Result<Segment, AttachError> {
+        let here = ipc_namespace();
+        if reference.ipc_ns != 0 && here != 0 && reference.ipc_ns != here {
+            return Err(AttachError::Failed(Error::FileChanged {
+                message: format!(
+                    "this named block lives in another IPC namespace (ipc:[{}], this process \
+                     is in ipc:[{here}]): a container that shares /dev/shm with its host \
+                     must share its IPC namespace too (docker run --ipc=host, or the same \
+                     --ipc=container:<name>)",
+                    reference.ipc_ns
+                ),
+                code: libc::EXDEV,
+            }));
+        }
+        let gone = |e: io::Error| match e.raw_os_error() {
+            Some(libc::EINVAL | libc::EIDRM) => AttachError::NotTheBlock,
+            _ => AttachError::Failed(Error::io("shmat", e)),
+        };
+        let ds = stat(reference.id).map_err(gone)?;
+        if ds.shm_perm.uid != owner || ds.shm_perm.cuid != owner {
+            return Err(AttachError::NotTheBlock);
+        }
+        let len = ds.shm_segsz as u64;
+        if object_len(reference.size) != Some(len) {
+            return Err(AttachError::NotTheBlock);
+        }
+        let base = shmat(reference.id, writable).map_err(gone)?;
+        let segment = Segment::new(reference.id, base, reference.size, len, writable);
+        let trailer = segment.trailer_words();
+        // SAFETY: the trailer page is inside the attachment; the words are
+        // aligned; another process may write them at any time, so they are
+        // read as plain values through a raw pointer.
+        let (magic, tag) = unsafe { (trailer.read_volatile(), trailer.add(1).read_volatile()) };
+        if magic != MAGIC || tag != reference.tag {
+            return Err(AttachError::NotTheBlock);
+        }
+        Ok(segment)
+    }
+
+    fn new(id: libc::c_int, base: *mut u8, size: u64, len: u64, writable: bool) -> Segment {
+        leave_out_of_core_dumps(base, len as usize);
+        // SAFETY: `len` is at least one page (the trailer), so the trailer
+        // page lies in the attachment.
+        let trailer = unsafe { base.add(len as usize - page_size()) };
+        Segment {
+            id,
+            whole: AtomicPtr::new(base),
+            trailer,
+            size,
+            len,
+            writable,
+        }
+    }
+
+    fn trailer_words(&self) -> *mut u64 {
+        // SAFETY: TRAILER_TAG + 16 is within the trailer page.
+        unsafe { self.trailer.add(TRAILER_TAG) }.cast()
+    }
+
+    /// The block's size.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The whole attachment, before any view took it over (else null).
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.whole.load(Ordering::Acquire)
+    }
+
+    /// The segment's trailer page (see [`object_len`]), mapped as long as
+    /// this value lives.
+    #[allow(dead_code)] // for the mapping lock, which keeps its word there
+    pub(crate) fn trailer(&self) -> *mut u8 {
+        self.trailer
+    }
+
+    /// A mapping of the `len` bytes at `offset` (page-aligned) of the
+    /// user's part of the segment, shared with every other attachment,
+    /// writable if `writable` (this holder's attachment must be). The caller
+    /// unmaps it (`munmap`), which detaches it.
+    pub(crate) fn map(&self, offset: u64, len: usize, writable: bool) -> Result<*mut u8> {
+        let page = page_size() as u64;
+        let user_part = self.len - page;
+        let end = (offset.checked_add(len as u64))
+            .and_then(|end| end.checked_next_multiple_of(page))
+            .filter(|&end| len > 0 && end <= user_part);
+        let Some(end) = end else {
+            return Err(Error::io(
+                "shmat",
+                io::Error::from_raw_os_error(libc::EINVAL),
+            ));
+        };
+        if writable && !self.writable {
+            return Err(Error::io(
+                "shmat",
+                io::Error::from_raw_os_error(libc::EACCES),
+            ));
+        }
+        if offset == 0 && end == user_part && writable == self.writable {
+            let whole = self.whole.swap(std::ptr::null_mut(), Ordering::AcqRel);
+            if !whole.is_null() {
+                return Ok(whole);
+            }
+        }
+        self.attach_window(offset, end, writable)
+    }
+
+    /// A new attachment of the segment cut down to `offset..end` (both
+    /// page-aligned, inside it).
+    fn attach_window(&self, offset: u64, end: u64, writable: bool) -> Result<*mut u8> {
+        let base = shmat(self.id, writable).map_err(|e| Error::io("shmat", e))?;
+        let cut = |from: u64, to: u64| -> Result<()> {
+            if from == to {
+                return Ok(());
+            }
+            // SAFETY: `from..to` lies inside the attachment just made, which
+            // nothing else uses yet.
+            let ret = unsafe { libc::munmap(base.add(from as usize).cast(), (to - from) as usize) };
+            if ret != 0 {
+                return Err(Error::last_os("munmap"));
+            }
+            Ok(())
+        };
+        if let Err(e) = cut(0, offset).and_then(|()| cut(end, self.len)) {
+            // SAFETY: as above; what is left of it is unmapped once.
+            unsafe { libc::munmap(base.add(offset as usize).cast(), (end - offset) as usize) };
+            return Err(e);
+        }
+        // SAFETY: `offset` lies inside the attachment.
+        let window = unsafe { base.add(offset as usize) };
+        leave_out_of_core_dumps(window, (end - offset) as usize);
+        Ok(window)
+    }
+
+    /// Copies the `len` bytes at `offset` (inside the user's part) to `dst`,
+    /// through an attachment of its own.
+    pub(crate) fn copy_to(&self, offset: u64, dst: *mut u8, len: usize) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let page = page_size() as u64;
+        let start = offset - offset % page;
+        let end = offset
+            .checked_add(len as u64)
+            .and_then(|end| end.checked_next_multiple_of(page))
+            .filter(|&end| end <= self.len - page)
+            .ok_or_else(|| Error::io("shmat", io::Error::from_raw_os_error(libc::EINVAL)))?;
+        let window = self.attach_window(start, end, false)?;
+        // SAFETY: the source lies inside the window just attached, and the
+        // caller gives `len` writable bytes at `dst` that it owns. Another
+        // process may write the source meanwhile, so the copy goes through
+        // raw pointers and no reference to shared memory is formed.
+        unsafe {
+            std::ptr::copy_nonoverlapping(window.add((offset - start) as usize), dst, len);
+            libc::munmap(window.cast(), (end - start) as usize);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        let whole = *self.whole.get_mut();
+        let (ptr, len) = if whole.is_null() {
+            (self.trailer, page_size())
+        } else {
+            (whole, self.len as usize)
+        };
+        // SAFETY: what is left of our attachment, unmapped (so detached)
+        // once. A failure could only leave the memory in place until exit.
+        unsafe { libc::munmap(ptr.cast(), len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_of_segments_read_back() {
+        let r = SegmentRef {
+            id: 42,
+            tag: 0xdead_beef_0123_4567,
+            ipc_ns: 4_026_531_839,
+            size: 1 << 40,
+        };
+        assert_eq!(SegmentRef::decode(r.encode().as_bytes()), Some(r));
+        assert_eq!(SegmentRef::decode(b"42 12 1"), None);
+        assert_eq!(SegmentRef::decode(b"42 zz 1 4"), None);
+        assert_eq!(SegmentRef::decode(b"42 12 1 9 9"), None);
+    }
+
+    #[test]
+    fn the_trailer_page_follows_the_users_bytes() {
+        let page = page_size() as u64;
+        assert_eq!(trailer_offset(1), Some(page));
+        assert_eq!(object_len(page), Some(2 * page));
+        assert_eq!(object_len(0), Some(page));
+        assert_eq!(object_len(u64::MAX), None);
+    }
+
+    #[test]
+    fn an_opener_attaches_only_the_segment_its_record_names() {
+        let (seg, r) = Segment::create(10, 0o600).unwrap().expect("segments");
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        assert!(Segment::attach(&r, me, true).is_ok());
+        let forged = SegmentRef {
+            tag: r.tag ^ 1,
+            ..r
+        };
+        assert!(matches!(
+            Segment::attach(&forged, me, true),
+            Err(AttachError::NotTheBlock)
+        ));
+        assert!(matches!(
+            Segment::attach(&r, me + 1, true),
+            Err(AttachError::NotTheBlock)
+        ));
+        drop(seg);
+        // The only attachment is gone, and the segment with it.
+        assert!(matches!(
+            Segment::attach(&r, me, true),
+            Err(AttachError::NotTheBlock)
+        ));
+    }
+}
