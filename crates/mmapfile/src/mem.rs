@@ -12,17 +12,21 @@ use std::sync::OnceLock;
 use memchr::memmem;
 
 use crate::error::{Error, Result};
+use crate::os::guarded::{self, Fault};
 use crate::os::{self, Vanished};
 
 /// A byte range of mapped memory: `ptr..ptr + len`, valid for the duration of
 /// the borrow that produced it.
 ///
-/// Every access is checked afterwards against the view's fault record
-/// ([`os::RawView::fault`]): if the backing file or block shrank and a
-/// touched page no longer exists, the access returns [`Error::Truncated`]
-/// instead of the process dying of `SIGBUS`, and so does every later access
-/// to the view (its pages were replaced, so it must not be used again until
-/// it is mapped anew).
+/// Every access is made by the OS's guarded routines ([`os::guarded`]) and
+/// checked afterwards against the view's fault record
+/// ([`os::RawView::fault`]). On Unix, if the backing file or block shrank
+/// and a touched page no longer exists, the access returns
+/// [`Error::Truncated`] instead of the process dying of `SIGBUS`, and so
+/// does every later access to the view (its pages were replaced, so it must
+/// not be used again until it is mapped anew). On Windows the routine
+/// itself stops at a page that cannot be brought in and the access returns
+/// that fault's error; the view stays usable.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Region<'a> {
     pub(crate) ptr: *mut u8,
@@ -31,12 +35,12 @@ pub(crate) struct Region<'a> {
 }
 
 impl Region<'_> {
-    /// Runs `access`, which touches `offset..offset + len` of the region.
+    /// Runs `access`, which touches the region through [`os::guarded`].
     #[inline(always)]
-    fn guard<R>(self, access: impl FnOnce() -> R) -> Result<R> {
+    fn guard<R>(self, access: impl FnOnce() -> Result<R, Fault>) -> Result<R> {
         let result = access();
         match self.view.fault() {
-            None => Ok(result),
+            None => result.map_err(Fault::error),
             Some(addr) => Err(vanished(self.view, self.ptr, addr)),
         }
     }
@@ -54,7 +58,7 @@ impl Region<'_> {
         self.guard(|| {
             // SAFETY: the caller guarantees the source range is mapped and
             // in bounds; `copy` allows the ranges to overlap.
-            unsafe { std::ptr::copy(self.ptr.add(offset), dst.as_mut_ptr(), len) }
+            unsafe { guarded::copy(dst.as_mut_ptr(), self.ptr.add(offset), len) }
         })
     }
 
@@ -78,7 +82,7 @@ impl Region<'_> {
             // bytes into `MaybeUninit<u8>` needs no prior initialisation. A
             // plain `&mut` cannot point into the mapping, but `copy` costs no
             // more than `copy_nonoverlapping` and needs no such argument.
-            unsafe { std::ptr::copy(self.ptr.add(offset), dst.as_mut_ptr().cast(), len) }
+            unsafe { guarded::copy(dst.as_mut_ptr().cast(), self.ptr.add(offset), len) }
         })
     }
 
@@ -93,7 +97,7 @@ impl Region<'_> {
         self.guard(|| {
             // SAFETY: the caller guarantees the destination range is mapped,
             // writable and in bounds; `copy` allows the ranges to overlap.
-            unsafe { std::ptr::copy(src.as_ptr(), self.ptr.add(offset), src.len()) }
+            unsafe { guarded::copy(self.ptr.add(offset), src.as_ptr(), src.len()) }
         })
     }
 
@@ -106,11 +110,42 @@ impl Region<'_> {
     pub(crate) unsafe fn read_with<R>(
         self,
         offset: usize,
+        len: usize,
         f: impl FnOnce(*const u8) -> R,
     ) -> Result<R> {
+        debug_assert!(offset + len <= self.len);
         // SAFETY: the caller guarantees `offset` is inside the region.
         let ptr = unsafe { self.ptr.add(offset) };
-        self.guard(|| f(ptr))
+        if !guarded::DIRECT_READS {
+            // SAFETY: forwarded from the caller.
+            return unsafe { self.read_with_copy(offset, len, f) };
+        }
+        self.guard(|| Ok(f(ptr)))
+    }
+
+    /// [`Region::read_with`] where only the guarded routines may read the
+    /// view: `f` gets a copy of the bytes (on the stack when short).
+    ///
+    /// # Safety
+    /// As for [`Region::read_with`].
+    #[inline(never)]
+    unsafe fn read_with_copy<R>(
+        self,
+        offset: usize,
+        len: usize,
+        f: impl FnOnce(*const u8) -> R,
+    ) -> Result<R> {
+        let mut stack = [MaybeUninit::<u8>::uninit(); COPY_BUFFER];
+        let mut heap = Vec::new();
+        let buf = if len <= COPY_BUFFER {
+            &mut stack[..len]
+        } else {
+            heap.reserve_exact(len);
+            &mut heap.spare_capacity_mut()[..len]
+        };
+        // SAFETY: forwarded from the caller; `buf` holds `len` bytes.
+        unsafe { self.copy_out_uninit(offset, buf)? };
+        Ok(f(buf.as_ptr().cast()))
     }
 
     /// Copies `len` bytes starting at `offset` to the raw pointer `dst`.
@@ -125,7 +160,7 @@ impl Region<'_> {
         self.guard(|| {
             // SAFETY: the caller guarantees both ranges are valid; `copy`
             // allows them to overlap.
-            unsafe { std::ptr::copy(self.ptr.add(offset), dst, len) }
+            unsafe { guarded::copy(dst, self.ptr.add(offset), len) }
         })
     }
 
@@ -145,13 +180,12 @@ impl Region<'_> {
         // The indices may be spread over the whole region: guard all of it.
         self.guard(|| {
             // SAFETY: `start < len` when `dst` is not empty (caller's
-            // guarantee); for an empty `dst` the pointer is never dereferenced.
-            let first = unsafe { self.ptr.add(start) };
-            for (k, out) in dst.iter_mut().enumerate() {
-                // SAFETY: the caller guarantees `start + k * step` is inside
-                // the region, so the offset stays inside the mapping; a
-                // volatile read because another process may change the byte.
-                out.write(unsafe { first.offset(k as isize * step).read_volatile() });
+            // guarantee), and every `start + k * step` is inside the region;
+            // for an empty `dst` nothing is read. `dst` is a unique borrow
+            // outside the region.
+            unsafe {
+                let first = self.ptr.add(start);
+                guarded::gather(dst.as_mut_ptr().cast(), first, step, dst.len())
             }
         })
     }
@@ -165,12 +199,11 @@ impl Region<'_> {
     /// not point into the region.
     pub(crate) unsafe fn scatter(self, start: usize, step: isize, src: &[u8]) -> Result<()> {
         self.guard(|| {
-            // SAFETY: as in `gather`.
-            let first = unsafe { self.ptr.add(start) };
-            for (k, &b) in src.iter().enumerate() {
-                // SAFETY: the caller guarantees `start + k * step` is inside
-                // the writable region.
-                unsafe { first.offset(k as isize * step).write_volatile(b) };
+            // SAFETY: as in `gather`, with every index inside the writable
+            // region and `src` outside it.
+            unsafe {
+                let first = self.ptr.add(start);
+                guarded::scatter(first, src.as_ptr(), step, src.len())
             }
         })
     }
@@ -185,7 +218,7 @@ impl Region<'_> {
         self.guard(|| {
             // SAFETY: the caller guarantees both ranges are mapped and in
             // bounds; `copy` allows overlap.
-            unsafe { std::ptr::copy(self.ptr.add(src), self.ptr.add(dest), count) }
+            unsafe { guarded::copy(self.ptr.add(dest), self.ptr.add(src), count) }
         })
     }
 
@@ -210,7 +243,7 @@ impl Region<'_> {
             // SAFETY: the caller guarantees the range is mapped and in
             // bounds; the slice does not outlive this call.
             let bytes = unsafe { std::slice::from_raw_parts(self.ptr.add(start), end - start) };
-            f(bytes)
+            Ok(f(bytes))
         })
     }
 
@@ -334,6 +367,10 @@ impl Region<'_> {
         take: impl FnOnce(*const u8, usize) -> Result<B, E>,
     ) -> Result<Result<(B, usize), E>> {
         debug_assert!(start <= self.len);
+        if !guarded::DIRECT_READS {
+            // SAFETY: forwarded from the caller.
+            return unsafe { self.read_line_copy(start, take) };
+        }
         let rest = self.len - start;
         self.guard(|| {
             // SAFETY: the caller guarantees `start..len` is mapped and in
@@ -343,8 +380,45 @@ impl Region<'_> {
             // slice, and it does not outlive this closure.
             let hay = unsafe { std::slice::from_raw_parts(line, rest) };
             let n = os::find_byte(b'\n', hay).map_or(rest, |i| i + 1);
-            Ok((take(line, n)?, n))
+            Ok(take(line, n).map(|owner| (owner, n)))
         })
+    }
+
+    /// [`Region::read_line`] where only the guarded routines may read the
+    /// view: the first bytes are copied to the stack and searched there (a
+    /// line that ends in them is handed over from there); a longer line is
+    /// found by a search of the view and copied whole.
+    ///
+    /// # Safety
+    /// As for [`Region::read_line`].
+    #[inline(never)]
+    unsafe fn read_line_copy<B, E>(
+        self,
+        start: usize,
+        take: impl FnOnce(*const u8, usize) -> Result<B, E>,
+    ) -> Result<Result<(B, usize), E>> {
+        let rest = self.len - start;
+        let mut stack = [MaybeUninit::<u8>::uninit(); LINE_PROBE];
+        let head = &mut stack[..rest.min(LINE_PROBE)];
+        // SAFETY: `start..start + head.len()` lies inside the region.
+        unsafe { self.copy_out_uninit(start, head)? };
+        // SAFETY: `copy_out_uninit` initialised all of `head`.
+        let bytes = unsafe { &*(std::ptr::from_ref::<[MaybeUninit<u8>]>(head) as *const [u8]) };
+        let n = match os::find_byte(b'\n', bytes) {
+            Some(i) => Some(i + 1),
+            None if bytes.len() == rest => Some(rest),
+            None => None,
+        };
+        if let Some(n) = n {
+            return Ok(take(bytes.as_ptr(), n).map(|owner| (owner, n)));
+        }
+        // SAFETY: the rest of the region is inside it.
+        let newline = unsafe { self.find(b"\n", start + LINE_PROBE, self.len)? };
+        let n = newline.map_or(rest, |i| i + 1 - start);
+        let mut line = Vec::with_capacity(n);
+        // SAFETY: `start..start + n` lies inside the region.
+        unsafe { self.copy_out_uninit(start, &mut line.spare_capacity_mut()[..n])? };
+        Ok(take(line.as_ptr(), n).map(|owner| (owner, n)))
     }
 
     /// Reads one byte.
@@ -355,9 +429,9 @@ impl Region<'_> {
         debug_assert!(offset < self.len);
         self.guard(|| {
             // SAFETY: the caller guarantees `offset` is in bounds and mapped;
-            // a volatile read keeps the compiler from assuming the byte is
-            // stable.
-            unsafe { self.ptr.add(offset).read_volatile() }
+            // `load` reads it once, as a volatile read (another process may
+            // change the byte).
+            unsafe { guarded::load(self.ptr.add(offset)) }
         })
     }
 
@@ -370,7 +444,7 @@ impl Region<'_> {
         self.guard(|| {
             // SAFETY: the caller guarantees `offset` is in bounds, mapped and
             // writable.
-            unsafe { self.ptr.add(offset).write_volatile(value) }
+            unsafe { guarded::store(self.ptr.add(offset), value) }
         })
     }
 }
@@ -491,10 +565,98 @@ impl SendRegion<'_> {
             Direction::Forward => search_forward,
             Direction::Backward => search_backward,
         };
+        if !guarded::DIRECT_READS {
+            // SAFETY: as below.
+            return unsafe { self.0.search_copy(needle, from, to, direction) };
+        }
         // SAFETY: `from..to` lies inside the range the caller of
         // `Region::search` vouched for, which stays mapped until it returns.
         let found = unsafe { self.0.with_slice(from, to, |hay| search(hay, needle)) }?;
         Ok(found.map(|i| i + from))
+    }
+}
+
+/// How many bytes a copy on the stack holds where only the guarded
+/// routines may read a view ([`guarded::DIRECT_READS`] false): the largest
+/// window of a search, and the largest object made from a copy on the
+/// stack.
+const COPY_BUFFER: usize = 16 * 1024;
+
+/// The first window of such a search: a match near where it starts costs a
+/// small copy. Windows double from there up to [`COPY_BUFFER`].
+const FIRST_WINDOW: usize = 1024;
+
+/// How many bytes a line is first looked for in, on the stack.
+const LINE_PROBE: usize = 256;
+
+impl Region<'_> {
+    /// The absolute index of the first (or last) match in `from..to`,
+    /// found in copies of the view made by the guarded routines: windows of
+    /// the range, each overlapping the next by the needle's length less one
+    /// byte, so that every match lies whole in some window.
+    ///
+    /// # Safety
+    /// `from <= to <= self.len`, and the region must be mapped for the
+    /// duration of the call.
+    #[inline(never)]
+    unsafe fn search_copy(
+        self,
+        needle: &[u8],
+        from: usize,
+        to: usize,
+        direction: Direction,
+    ) -> Result<Option<usize>> {
+        let n = needle.len();
+        if n == 0 {
+            return Ok(Some(match direction {
+                Direction::Forward => from,
+                Direction::Backward => to,
+            }));
+        }
+        // A window must hold a whole match and move on past it.
+        let largest = COPY_BUFFER.max(2 * n);
+        let mut stack = [MaybeUninit::<u8>::uninit(); COPY_BUFFER];
+        let mut heap = Vec::new();
+        let buf = if largest <= COPY_BUFFER {
+            &mut stack[..]
+        } else {
+            heap.reserve_exact(largest);
+            &mut heap.spare_capacity_mut()[..largest]
+        };
+        let mut window = FIRST_WINDOW.max(2 * n);
+        // The part of `from..to` not yet searched.
+        let (mut lo, mut hi) = (from, to);
+        loop {
+            if hi - lo < n {
+                return Ok(None);
+            }
+            let (start, end) = match direction {
+                Direction::Forward => (lo, hi.min(lo.saturating_add(window))),
+                Direction::Backward => (lo.max(hi.saturating_sub(window)), hi),
+            };
+            let part = &mut buf[..end - start];
+            // SAFETY: `start..end` lies inside `from..to`, which the caller
+            // vouched for; `part` holds `end - start` bytes.
+            unsafe { self.copy_out_uninit(start, part)? };
+            // SAFETY: `copy_out_uninit` initialised all of `part`.
+            let hay = unsafe { &*(std::ptr::from_ref::<[MaybeUninit<u8>]>(part) as *const [u8]) };
+            let found = match direction {
+                Direction::Forward => search_forward(hay, needle),
+                Direction::Backward => search_backward(hay, needle),
+            };
+            if let Some(i) = found {
+                return Ok(Some(start + i));
+            }
+            // Matches starting in the window's last `n - 1` bytes (first,
+            // backward) are not whole in it: the next window starts there.
+            match direction {
+                Direction::Forward if end == hi => return Ok(None),
+                Direction::Forward => lo = end - (n - 1),
+                Direction::Backward if start == lo => return Ok(None),
+                Direction::Backward => hi = start + (n - 1),
+            }
+            window = (window * 2).min(largest);
+        }
     }
 }
 

@@ -564,7 +564,7 @@ impl MapFile {
         }
         // SAFETY: the range was checked to lie inside the live view; the
         // caller's contract for `f` is the one `read_with` needs.
-        unsafe { region.read_with(offset, f) }
+        unsafe { region.read_with(offset, len, f) }
     }
 
     /// Copies `src` to `offset` (not the position).
