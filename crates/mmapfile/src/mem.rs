@@ -124,28 +124,22 @@ impl Region<'_> {
     }
 
     /// [`Region::read_with`] where only the guarded routines may read the
-    /// view: `f` gets a copy of the bytes (on the stack when short).
+    /// view: `f` gets a copy of the bytes.
     ///
     /// # Safety
     /// As for [`Region::read_with`].
-    #[inline(never)]
+    #[inline(always)]
     unsafe fn read_with_copy<R>(
         self,
         offset: usize,
         len: usize,
         f: impl FnOnce(*const u8) -> R,
     ) -> Result<R> {
-        let mut stack = [MaybeUninit::<u8>::uninit(); COPY_BUFFER];
-        let mut heap = Vec::new();
-        let buf = if len <= COPY_BUFFER {
-            &mut stack[..len]
-        } else {
-            heap.reserve_exact(len);
-            &mut heap.spare_capacity_mut()[..len]
-        };
-        // SAFETY: forwarded from the caller; `buf` holds `len` bytes.
-        unsafe { self.copy_out_uninit(offset, buf)? };
-        Ok(f(buf.as_ptr().cast()))
+        with_buffer(len, |buf| {
+            // SAFETY: forwarded from the caller; `buf` holds `len` bytes.
+            unsafe { self.copy_out_uninit(offset, buf)? };
+            Ok(f(buf.as_ptr().cast()))
+        })
     }
 
     /// Copies `len` bytes starting at `offset` to the raw pointer `dst`.
@@ -398,12 +392,12 @@ impl Region<'_> {
         take: impl FnOnce(*const u8, usize) -> Result<B, E>,
     ) -> Result<Result<(B, usize), E>> {
         let rest = self.len - start;
-        let mut stack = [MaybeUninit::<u8>::uninit(); LINE_PROBE];
-        let head = &mut stack[..rest.min(LINE_PROBE)];
+        let mut stack = [MaybeUninit::<u8>::uninit(); SMALL_COPY];
+        let head = &mut stack[..rest.min(SMALL_COPY)];
         // SAFETY: `start..start + head.len()` lies inside the region.
         unsafe { self.copy_out_uninit(start, head)? };
         // SAFETY: `copy_out_uninit` initialised all of `head`.
-        let bytes = unsafe { &*(std::ptr::from_ref::<[MaybeUninit<u8>]>(head) as *const [u8]) };
+        let bytes = unsafe { assume_init(head) };
         let n = match os::find_byte(b'\n', bytes) {
             Some(i) => Some(i + 1),
             None if bytes.len() == rest => Some(rest),
@@ -413,7 +407,7 @@ impl Region<'_> {
             return Ok(take(bytes.as_ptr(), n).map(|owner| (owner, n)));
         }
         // SAFETY: the rest of the region is inside it.
-        let newline = unsafe { self.find(b"\n", start + LINE_PROBE, self.len)? };
+        let newline = unsafe { self.find(b"\n", start + SMALL_COPY, self.len)? };
         let n = newline.map_or(rest, |i| i + 1 - start);
         let mut line = Vec::with_capacity(n);
         // SAFETY: `start..start + n` lies inside the region.
@@ -576,29 +570,64 @@ impl SendRegion<'_> {
     }
 }
 
-/// How many bytes a copy on the stack holds where only the guarded
-/// routines may read a view ([`guarded::DIRECT_READS`] false): the largest
+/// How many bytes a short copy holds, on the stack of the function that
+/// makes it, where only the guarded routines may read a view
+/// ([`guarded::DIRECT_READS`] false): the first window of a search, the
+/// first part of a line, a short slice.
+const SMALL_COPY: usize = 256;
+
+/// How many bytes a longer copy holds on the stack (in a function of its
+/// own, so that short ones do not pay for probing its pages): the largest
 /// window of a search, and the largest object made from a copy on the
-/// stack.
+/// stack. Longer ones go to the heap.
 const COPY_BUFFER: usize = 16 * 1024;
 
-/// The first window of such a search: a match near where it starts costs a
-/// small copy. Windows double from there up to [`COPY_BUFFER`].
-const FIRST_WINDOW: usize = 1024;
+/// Runs `f` on `len` bytes of uninitialised memory: on the stack unless
+/// `len` is large.
+#[inline(always)]
+fn with_buffer<R>(len: usize, f: impl FnOnce(&mut [MaybeUninit<u8>]) -> R) -> R {
+    if len <= SMALL_COPY {
+        let mut small = [MaybeUninit::<u8>::uninit(); SMALL_COPY];
+        f(&mut small[..len])
+    } else {
+        with_large_buffer(len, f)
+    }
+}
 
-/// How many bytes a line is first looked for in, on the stack.
-const LINE_PROBE: usize = 256;
+/// [`with_buffer`] for more than [`SMALL_COPY`] bytes.
+#[inline(never)]
+fn with_large_buffer<R>(len: usize, f: impl FnOnce(&mut [MaybeUninit<u8>]) -> R) -> R {
+    if len <= COPY_BUFFER {
+        let mut stack = [MaybeUninit::<u8>::uninit(); COPY_BUFFER];
+        f(&mut stack[..len])
+    } else {
+        let mut heap = Vec::<u8>::with_capacity(len);
+        f(&mut heap.spare_capacity_mut()[..len])
+    }
+}
+
+/// The bytes of `buf`, all of which a copy initialised.
+///
+/// # Safety
+/// Every byte of `buf` must be initialised.
+unsafe fn assume_init(buf: &[MaybeUninit<u8>]) -> &[u8] {
+    // SAFETY: the caller guarantees every byte is initialised, and
+    // `MaybeUninit<u8>` has the layout of `u8`.
+    unsafe { &*(std::ptr::from_ref::<[MaybeUninit<u8>]>(buf) as *const [u8]) }
+}
 
 impl Region<'_> {
     /// The absolute index of the first (or last) match in `from..to`,
     /// found in copies of the view made by the guarded routines: windows of
     /// the range, each overlapping the next by the needle's length less one
-    /// byte, so that every match lies whole in some window.
+    /// byte, so that every match lies whole in some window. The first
+    /// window is small, so a match near where the search starts costs a
+    /// small copy; the windows after it double up to [`COPY_BUFFER`].
     ///
     /// # Safety
     /// `from <= to <= self.len`, and the region must be mapped for the
     /// duration of the call.
-    #[inline(never)]
+    #[inline(always)]
     unsafe fn search_copy(
         self,
         needle: &[u8],
@@ -613,50 +642,91 @@ impl Region<'_> {
                 Direction::Backward => to,
             }));
         }
+        let mut span = (from, to);
+        if 2 * n <= SMALL_COPY {
+            let mut small = [MaybeUninit::<u8>::uninit(); SMALL_COPY];
+            // SAFETY: forwarded from the caller.
+            let first = unsafe { self.search_windows(needle, &mut span, direction, &mut small, 0) };
+            if let Some(answer) = first? {
+                return Ok(answer);
+            }
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.search_copy_rest(needle, span, direction) }
+    }
+
+    /// [`Region::search_copy`] past its first window.
+    ///
+    /// # Safety
+    /// As for [`Region::search_copy`].
+    #[inline(never)]
+    unsafe fn search_copy_rest(
+        self,
+        needle: &[u8],
+        mut span: (usize, usize),
+        direction: Direction,
+    ) -> Result<Option<usize>> {
         // A window must hold a whole match and move on past it.
-        let largest = COPY_BUFFER.max(2 * n);
-        let mut stack = [MaybeUninit::<u8>::uninit(); COPY_BUFFER];
-        let mut heap = Vec::new();
-        let buf = if largest <= COPY_BUFFER {
-            &mut stack[..]
-        } else {
-            heap.reserve_exact(largest);
-            &mut heap.spare_capacity_mut()[..largest]
-        };
-        let mut window = FIRST_WINDOW.max(2 * n);
-        // The part of `from..to` not yet searched.
-        let (mut lo, mut hi) = (from, to);
-        loop {
+        let largest = COPY_BUFFER.max(2 * needle.len());
+        with_large_buffer(largest, |buf| {
+            // SAFETY: forwarded from the caller.
+            let answer =
+                unsafe { self.search_windows(needle, &mut span, direction, buf, usize::MAX) };
+            Ok(answer?.unwrap_or(None))
+        })
+    }
+
+    /// Searches windows of `span` through copies in `buf`, each window
+    /// twice as long as the one before (the first is `4 * SMALL_COPY` bytes,
+    /// or all of `buf` if that is shorter), for at most `1 + more` windows. Returns the answer once it is known, or None with `span`
+    /// narrowed to what is left to search.
+    ///
+    /// # Safety
+    /// As for [`Region::search_copy`], for `span`; `buf` holds at least
+    /// twice the needle's length.
+    unsafe fn search_windows(
+        self,
+        needle: &[u8],
+        span: &mut (usize, usize),
+        direction: Direction,
+        buf: &mut [MaybeUninit<u8>],
+        more: usize,
+    ) -> Result<Option<Option<usize>>> {
+        let n = needle.len();
+        let mut window = buf.len().min(4 * SMALL_COPY);
+        for _ in 0..=more {
+            let (lo, hi) = *span;
             if hi - lo < n {
-                return Ok(None);
+                return Ok(Some(None));
             }
             let (start, end) = match direction {
                 Direction::Forward => (lo, hi.min(lo.saturating_add(window))),
                 Direction::Backward => (lo.max(hi.saturating_sub(window)), hi),
             };
             let part = &mut buf[..end - start];
-            // SAFETY: `start..end` lies inside `from..to`, which the caller
+            // SAFETY: `start..end` lies inside `span`, which the caller
             // vouched for; `part` holds `end - start` bytes.
             unsafe { self.copy_out_uninit(start, part)? };
             // SAFETY: `copy_out_uninit` initialised all of `part`.
-            let hay = unsafe { &*(std::ptr::from_ref::<[MaybeUninit<u8>]>(part) as *const [u8]) };
+            let hay = unsafe { assume_init(part) };
             let found = match direction {
                 Direction::Forward => search_forward(hay, needle),
                 Direction::Backward => search_backward(hay, needle),
             };
             if let Some(i) = found {
-                return Ok(Some(start + i));
+                return Ok(Some(Some(start + i)));
             }
             // Matches starting in the window's last `n - 1` bytes (first,
             // backward) are not whole in it: the next window starts there.
             match direction {
-                Direction::Forward if end == hi => return Ok(None),
-                Direction::Forward => lo = end - (n - 1),
-                Direction::Backward if start == lo => return Ok(None),
-                Direction::Backward => hi = start + (n - 1),
+                Direction::Forward if end == hi => return Ok(Some(None)),
+                Direction::Forward => span.0 = end - (n - 1),
+                Direction::Backward if start == lo => return Ok(Some(None)),
+                Direction::Backward => span.1 = start + (n - 1),
             }
-            window = (window * 2).min(largest);
+            window = (window * 2).min(buf.len());
         }
+        Ok(None)
     }
 }
 
@@ -952,5 +1022,78 @@ mod tests {
         assert_eq!(rfind_blockwise(b"ababa", b"aba", 2), Some(2));
         assert_eq!(rfind_blockwise(b"aaaaaa", b"aa", 3), Some(4));
         assert_eq!(rfind_blockwise(b"a", b"aa", 3), None);
+    }
+}
+
+#[cfg(test)]
+mod copy_tests {
+    use super::*;
+    use crate::MapOptions;
+
+    #[test]
+    fn searches_through_copies_agree_with_direct_ones_across_windows() {
+        // Matches placed around the window edges (256, 1 KiB, 2 KiB, ...)
+        // and far out, for needles short and long (longer than a small
+        // window holds, so the first window is skipped).
+        let len = 40_000;
+        let mut m = MapOptions::new().maximum_size(len as u64).open().unwrap();
+        let mut data = vec![b'.'; len];
+        let long: Vec<u8> = (0..200).map(|i| b'a' + (i % 26) as u8).collect();
+        for at in [
+            3, 254, 255, 256, 1020, 1023, 2047, 3070, 7165, 15_000, 39_000,
+        ] {
+            data[at] = b'x';
+        }
+        for at in [500, 17_000, 39_700] {
+            data[at..at + long.len()].copy_from_slice(&long);
+        }
+        m.write(&data).unwrap();
+        let region = m.region().unwrap();
+        let needles: [&[u8]; 4] = [b"x", b".x", &long, &long[..130]];
+        for needle in needles {
+            for (from, to) in [
+                (0, len),
+                (4, len),
+                (0, 2048),
+                (255, 1100),
+                (600, 39_800),
+                (0, 0),
+            ] {
+                for direction in [Direction::Forward, Direction::Backward] {
+                    let hay = &data[from..to];
+                    let expected = match direction {
+                        Direction::Forward => search_forward(hay, needle),
+                        Direction::Backward => search_backward(hay, needle),
+                    }
+                    .map(|i| i + from);
+                    // SAFETY: `from..to` lies inside the live view.
+                    let got = unsafe { region.search_copy(needle, from, to, direction) }.unwrap();
+                    assert_eq!(got, expected, "{from}..{to}, needle of {}", needle.len());
+                }
+            }
+        }
+        // A line longer than the first copy, and one that ends in it.
+        let mut m = MapOptions::new().maximum_size(1000).open().unwrap();
+        m.write(&[b"short\n".as_slice(), &[b'y'; 600], b"\nend"].concat())
+            .unwrap();
+        let region = m.region().unwrap();
+        for (start, want) in [(0, 6), (6, 601), (607, 393)] {
+            let take = |ptr: *const u8, n: usize| {
+                // SAFETY: `read_line_copy` hands over `n` readable bytes.
+                Ok::<_, ()>(unsafe { std::slice::from_raw_parts(ptr, n) }.to_vec())
+            };
+            // SAFETY: `start` lies inside the live view.
+            let (line, n) = unsafe { region.read_line_copy(start, take) }
+                .unwrap()
+                .unwrap();
+            assert_eq!(n, want);
+            let expected: Vec<u8> = {
+                let all = [b"short\n".as_slice(), &[b'y'; 600], b"\nend"].concat();
+                let mut v = all;
+                v.resize(1000, 0);
+                v[start..start + want].to_vec()
+            };
+            assert_eq!(line, expected, "line at {start}");
+        }
     }
 }

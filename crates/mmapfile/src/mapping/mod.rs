@@ -168,7 +168,7 @@ impl MapFile {
         self.live.as_ref().ok_or_else(|| Error::Closed)
     }
 
-    fn region(&self) -> Result<Region<'_>> {
+    pub(crate) fn region(&self) -> Result<Region<'_>> {
         self.live()?.region()
     }
 

@@ -187,8 +187,9 @@ std::arch::global_asm!(
     "mmapfile_guarded_begin:",
     // copy(dst = rcx, src = rdx, len = r8) -> 0. Every size up to 32 bytes
     // loads all before it stores, so overlap needs no care; larger copies
-    // go forward with `rep movsb` (correct for overlap with dst below src),
-    // or backward by 16 bytes when dst lies inside the source.
+    // go forward (by 16 bytes up to 256, then with `rep movsb`: both
+    // correct for overlap with dst below src), or backward by 16 bytes when
+    // dst lies inside the source.
     ".globl mmapfile_guarded_copy",
     "mmapfile_guarded_copy:",
     "mov r10, rsi",
@@ -240,6 +241,24 @@ std::arch::global_asm!(
     "jz 29f",
     "cmp rax, r8",
     "jb 26f",
+    "cmp r8, 256",
+    "ja 30f",
+    // 33 to 256 bytes, forward by 16 (faster than `rep movsb` to start on
+    // some processors); the last 16 bytes are loaded first and stored last,
+    // so a destination below the source cannot clobber them.
+    "movdqu xmm2, xmmword ptr [rdx + r8 - 16]",
+    "xor eax, eax",
+    "31:",
+    "movdqu xmm0, xmmword ptr [rdx + rax]",
+    "movdqu xmmword ptr [rcx + rax], xmm0",
+    "add rax, 16",
+    "lea r9, [rax + 16]",
+    "cmp r9, r8",
+    "jb 31b",
+    "movdqu xmmword ptr [rcx + r8 - 16], xmm2",
+    "xor eax, eax",
+    "ret",
+    "30:",
     "mov rdi, rcx",
     "mov rsi, rdx",
     "mov rcx, r8",
@@ -409,7 +428,9 @@ mod tests {
 
     #[test]
     fn copy_agrees_with_memmove_for_every_size_and_overlap() {
-        let sizes = (0..=70).chain([95, 96, 97, 127, 128, 129, 1000, 4096, 65_537]);
+        let sizes = (0..=70).chain([
+            95, 96, 97, 127, 128, 129, 200, 255, 256, 257, 1000, 4096, 65_537,
+        ]);
         for len in sizes {
             // Disjoint.
             let src = pattern(len);
