@@ -58,17 +58,19 @@ def main():
     theirs = theirs_module.mmapfile(path, None)
     with open(path, "r+b") as f:
         cpython = mmap.mmap(f.fileno(), 0)
+    # Calls that write come last: write(16) overwrites the lines' newlines
+    # from the start of the file on.
     rows = [
         ("read_byte", "m.read_byte()", theirs),
         ("read(16)", "m.read(16)", theirs),
         ("seek(0) + read(4096)", "m.seek(0); m.read(4096)", theirs),
-        ("write(16)", "m.write(b'0123456789abcdef')", theirs),
-        ("write_byte", "m.write_byte(b'A')", theirs),
         ("readline (80-byte lines)", "m.readline()", theirs),
         ("find, hit 79 bytes on", "m.find(b'\\n')", theirs),
         ("tell", "m.tell()", theirs),
         ("m[i]", "m[1000]", cpython),
         ("m[i:i+16]", "m[1000:1016]", cpython),
+        ("write(16)", "m.write(b'0123456789abcdef')", theirs),
+        ("write_byte", "m.write_byte(b'A')", theirs),
         ("m[i] = v", "m[1000] = 65", cpython),
         ("m[i:i+16] = bytes", "m[1000:1016] = b'0123456789abcdef'", cpython),
     ]

@@ -379,40 +379,28 @@ impl Region<'_> {
     }
 
     /// [`Region::read_line`] where only the guarded routines may read the
-    /// view: the first bytes are copied to the stack and searched there (a
-    /// line that ends in them is handed over from there); a longer line is
-    /// found by a search of the view and copied whole.
+    /// view: the newline is found by the guarded byte search, and the line
+    /// handed over from a copy (on the stack when short).
     ///
     /// # Safety
     /// As for [`Region::read_line`].
-    #[inline(never)]
+    #[inline(always)]
     unsafe fn read_line_copy<B, E>(
         self,
         start: usize,
         take: impl FnOnce(*const u8, usize) -> Result<B, E>,
     ) -> Result<Result<(B, usize), E>> {
         let rest = self.len - start;
-        let mut stack = [MaybeUninit::<u8>::uninit(); SMALL_COPY];
-        let head = &mut stack[..rest.min(SMALL_COPY)];
-        // SAFETY: `start..start + head.len()` lies inside the region.
-        unsafe { self.copy_out_uninit(start, head)? };
-        // SAFETY: `copy_out_uninit` initialised all of `head`.
-        let bytes = unsafe { assume_init(head) };
-        let n = match os::find_byte(b'\n', bytes) {
-            Some(i) => Some(i + 1),
-            None if bytes.len() == rest => Some(rest),
-            None => None,
-        };
-        if let Some(n) = n {
-            return Ok(take(bytes.as_ptr(), n).map(|owner| (owner, n)));
-        }
-        // SAFETY: the rest of the region is inside it.
-        let newline = unsafe { self.find(b"\n", start + SMALL_COPY, self.len)? };
-        let n = newline.map_or(rest, |i| i + 1 - start);
-        let mut line = Vec::with_capacity(n);
-        // SAFETY: `start..start + n` lies inside the region.
-        unsafe { self.copy_out_uninit(start, &mut line.spare_capacity_mut()[..n])? };
-        Ok(take(line.as_ptr(), n).map(|owner| (owner, n)))
+        // SAFETY: the caller guarantees `start..len` is mapped and in bounds.
+        let newline =
+            self.guard(|| unsafe { guarded::find_byte(self.ptr.add(start), rest, b'\n') })?;
+        let n = if newline < rest { newline + 1 } else { rest };
+        with_buffer(n, |buf| {
+            // SAFETY: `start..start + n` lies inside the region; `buf`
+            // holds `n` bytes.
+            unsafe { self.copy_out_uninit(start, buf)? };
+            Ok(take(buf.as_ptr().cast(), n).map(|owner| (owner, n)))
+        })
     }
 
     /// Reads one byte.
@@ -641,6 +629,15 @@ impl Region<'_> {
                 Direction::Forward => from,
                 Direction::Backward => to,
             }));
+        }
+        if n == 1 && matches!(direction, Direction::Forward) {
+            // The guarded byte search reads the view itself: no copy.
+            // SAFETY: the caller guarantees `from..to` is mapped and in
+            // bounds.
+            let at = self.guard(|| unsafe {
+                guarded::find_byte(self.ptr.add(from), to - from, needle[0])
+            })?;
+            return Ok((at < to - from).then_some(from + at));
         }
         let mut span = (from, to);
         if 2 * n <= SMALL_COPY {

@@ -18,7 +18,7 @@
 //!   `vanished`, why that page vanished ([`Vanished`]: the object shrank,
 //!   or its file system had no space), asked after the access.
 //! - `guarded`: every access to a view's memory (`copy`, `load`, `store`,
-//!   `gather`, `scatter`), each returning a `Fault` where the OS stops an
+//!   `gather`, `scatter`, `find_byte`), each returning a `Fault` where the OS stops an
 //!   access at a page that cannot be brought in (Windows; on Unix `Fault`
 //!   has no values, the `SIGBUS` guard lets accesses finish), and
 //!   `DIRECT_READS`: whether other code (a search over a slice, a foreign

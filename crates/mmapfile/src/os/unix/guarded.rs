@@ -57,6 +57,19 @@ pub(crate) unsafe fn store(dst: *mut u8, value: u8) -> Result<(), Fault> {
     Ok(())
 }
 
+/// The index of the first `byte` in the `len` bytes at `hay`, or `len` if
+/// there is none.
+///
+/// # Safety
+/// `hay..hay + len` must be valid for reads for the duration of the call.
+#[inline(always)]
+pub(crate) unsafe fn find_byte(hay: *const u8, len: usize, byte: u8) -> Result<usize, Fault> {
+    // SAFETY: forwarded from the caller; only memchr reads the slice, which
+    // tolerates contents changing under it.
+    let hay = unsafe { std::slice::from_raw_parts(hay, len) };
+    Ok(super::find_byte(byte, hay).unwrap_or(len))
+}
+
 /// Copies the `count` bytes at `first`, `first + step`, … to `dst`.
 ///
 /// # Safety

@@ -10,7 +10,8 @@
 //! the access finishes; that does not carry over (see [`super::RawView::fault`]
 //! for why). Here every access of this crate to a view's memory runs in one
 //! of a few small routines written in assembly ([`copy`], [`load`],
-//! [`store`], [`gather`], [`scatter`]), all between two known addresses. A
+//! [`store`], [`gather`], [`scatter`], [`find_byte`]), all between two
+//! known addresses. A
 //! vectored exception handler, installed with the first view, recognises an
 //! in-page error or access violation raised by an instruction between those
 //! addresses and resumes the thread at the routines' recovery point, with
@@ -27,8 +28,8 @@
 //! there works.
 //!
 //! Code outside these routines must not read a view directly
-//! ([`DIRECT_READS`] is false): a search copies the view through a buffer
-//! in chunks and searches the copy, and a foreign runtime that makes an
+//! ([`DIRECT_READS`] is false): a search for a longer needle copies the
+//! view through a buffer in chunks and searches the copy, and a foreign runtime that makes an
 //! object from mapped bytes is handed a copy. Accesses that are not this
 //! crate's (a buffer exported to numpy or `memoryview`) are out of reach, as
 //! with CPython's `mmap`.
@@ -58,6 +59,10 @@ pub(crate) struct Fault(u64);
 
 /// Bit of a routine's return value that says the faulting access wrote.
 const WROTE: u64 = 1 << 32;
+
+/// Bit set in every fault's return value: no result of `find_byte` (an
+/// index into a slice, below `isize::MAX`) has it.
+const FAULTED: u64 = 1 << 63;
 
 impl Fault {
     /// The `NTSTATUS` that says why the page could not be brought in.
@@ -136,6 +141,23 @@ pub(crate) unsafe fn load(src: *const u8) -> Result<u8, Fault> {
 pub(crate) unsafe fn store(dst: *mut u8, value: u8) -> Result<(), Fault> {
     // SAFETY: as in `copy`.
     done(unsafe { mmapfile_guarded_store(dst, value) })
+}
+
+/// The index of the first `byte` in the `len` bytes at `hay`, or `len` if
+/// there is none.
+///
+/// # Safety
+/// As for [`copy`], for `hay..hay + len`. (The routine reads whole aligned
+/// 16-byte blocks, which may reach outside the range but never outside the
+/// pages it lies in.)
+#[inline(always)]
+pub(crate) unsafe fn find_byte(hay: *const u8, len: usize, byte: u8) -> Result<usize, Fault> {
+    // SAFETY: as in `copy`.
+    let ret = unsafe { mmapfile_guarded_find_byte(hay, len, byte) };
+    match ret & FAULTED {
+        0 => Ok(ret as usize),
+        _ => Err(Fault(ret)),
+    }
 }
 
 /// Copies the `count` bytes at `first`, `first + step`, … to `dst`.
@@ -337,6 +359,56 @@ std::arch::global_asm!(
     "35:",
     "xor eax, eax",
     "ret",
+    // find_byte(hay = rcx, len = rdx, byte = r8b) -> index, or len. Reads
+    // aligned 16-byte blocks (never crossing into a page the range does not
+    // touch); bits of bytes before `hay` in the first block are dropped,
+    // and a match past the end means none.
+    ".p2align 4",
+    ".globl mmapfile_guarded_find_byte",
+    "mmapfile_guarded_find_byte:",
+    "mov r10, rsi",
+    "mov r11, rdi",
+    "xor eax, eax",
+    "test rdx, rdx",
+    "jz 39f",
+    "movd xmm1, r8d",
+    "punpcklbw xmm1, xmm1",
+    "punpcklwd xmm1, xmm1",
+    "pshufd xmm1, xmm1, 0",
+    "mov rdi, rcx",
+    "lea r8, [rcx + rdx]",
+    "mov r9, rcx",
+    "and r9, -16",
+    "and ecx, 15",
+    "movdqa xmm0, xmmword ptr [r9]",
+    "pcmpeqb xmm0, xmm1",
+    "pmovmskb eax, xmm0",
+    "shr eax, cl",
+    "shl eax, cl",
+    "36:",
+    "test eax, eax",
+    "jnz 37f",
+    "add r9, 16",
+    "cmp r9, r8",
+    "jae 38f",
+    "movdqa xmm0, xmmword ptr [r9]",
+    "pcmpeqb xmm0, xmm1",
+    "pmovmskb eax, xmm0",
+    "jmp 36b",
+    "37:",
+    "bsf eax, eax",
+    "add rax, r9",
+    "cmp rax, r8",
+    "jae 38f",
+    "sub rax, rdi",
+    "jmp 39f",
+    "38:",
+    "mov rax, r8",
+    "sub rax, rdi",
+    "39:",
+    "mov rsi, r10",
+    "mov rdi, r11",
+    "ret",
     ".globl mmapfile_guarded_end",
     "mmapfile_guarded_end:",
     // Where a faulting routine resumes, with the fault in rax: restore what
@@ -356,6 +428,7 @@ extern "C" {
     fn mmapfile_guarded_recover();
     fn mmapfile_guarded_copy(dst: *mut u8, src: *const u8, len: usize) -> u64;
     fn mmapfile_guarded_load(src: *const u8) -> u64;
+    fn mmapfile_guarded_find_byte(hay: *const u8, len: usize, byte: u8) -> u64;
     fn mmapfile_guarded_store(dst: *mut u8, value: u8) -> u64;
     fn mmapfile_guarded_gather(dst: *mut u8, first: *const u8, step: isize, count: usize) -> u64;
     fn mmapfile_guarded_scatter(first: *mut u8, src: *const u8, step: isize, count: usize) -> u64;
@@ -409,7 +482,7 @@ unsafe extern "system" fn on_exception(info: *mut EXCEPTION_POINTERS) -> i32 {
     // A status the caller cannot tell from a result (0, or a byte value
     // for `load`) would be lost: the exception's own code says enough then.
     let status = if cause > 0xFF { cause } else { code as u32 };
-    context.Rax = u64::from(status) | if wrote { WROTE } else { 0 };
+    context.Rax = FAULTED | u64::from(status) | if wrote { WROTE } else { 0 };
     context.Rip = mmapfile_guarded_recover as *const () as usize as u64;
     EXCEPTION_CONTINUE_EXECUTION
 }
@@ -479,6 +552,22 @@ mod tests {
         }
     }
 
+    #[test]
+    fn find_byte_agrees_with_memchr_at_every_alignment() {
+        let data: Vec<u8> = (0..300).map(|i| (i % 7) as u8 + b'a').collect();
+        for start in 0..40 {
+            for len in (0..120).chain([200, 300 - start]) {
+                let hay = &data[start..start + len.min(300 - start)];
+                for byte in [b'a', b'c', b'g', b'z'] {
+                    // SAFETY: `hay` is a live slice.
+                    let got = unsafe { find_byte(hay.as_ptr(), hay.len(), byte) }.unwrap();
+                    let want = memchr::memchr(byte, hay).unwrap_or(hay.len());
+                    assert_eq!(got, want, "start {start}, len {}, {byte}", hay.len());
+                }
+            }
+        }
+    }
+
     /// One readable page followed by one that faults on every access.
     struct TwoPages(*mut u8);
 
@@ -541,6 +630,9 @@ mod tests {
             let fault = copy(bad.wrapping_sub(40), bad.wrapping_sub(4000), 3990).unwrap_err();
             assert_eq!(code(fault), AV);
             assert_eq!(code(load(bad).unwrap_err()), AV);
+            let fault = find_byte(bad.wrapping_sub(100), 200, b'q').unwrap_err();
+            assert_eq!(code(fault), AV);
+            assert_eq!(find_byte(bad.wrapping_sub(100), 100, b'q').unwrap(), 100);
             assert_eq!(code(store(bad, 1).unwrap_err()), AV);
             let fault = gather(buf.as_mut_ptr(), bad.wrapping_sub(8), 4, 4).unwrap_err();
             assert_eq!(code(fault), AV);
