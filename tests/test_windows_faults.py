@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
-from _child import describe, run_child
 
 LINUX_TRUNCATE = r"Z:\usr\bin\truncate"
 
@@ -147,10 +147,22 @@ ACCESSES = [
 
 
 @pytest.fixture(scope="module")
-def results():
-    proc = run_child(CHILD, timeout=300)
-    assert proc.returncode == 0, describe(proc)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def results(tmp_path_factory):
+    # The child's output goes to a file, not a pipe: if the guard failed,
+    # Wine's crash handler would keep an inherited pipe open and the wait
+    # for its end would never return.
+    out = tmp_path_factory.mktemp("faults") / "out.txt"
+    with open(out, "w") as f:
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD],
+            stdin=subprocess.DEVNULL,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            timeout=300,
+        )
+    text = out.read_text()
+    assert proc.returncode == 0, f"child exit code {proc.returncode}\n{text}"
+    return json.loads(text.strip().splitlines()[-1])
 
 
 def test_cpython_mmap_raises_oserror_for_the_same_fault(results):
