@@ -435,7 +435,8 @@ impl Region<'_> {
 ///
 /// # Safety
 /// `src` must be valid for reads of `dst.len()` bytes (a range of a view
-/// inside a guarded access).
+/// inside a guarded access; where only the guarded routines may read a
+/// view, [`Region::read_line`] hands over a copy, so `src` is that copy).
 pub(crate) unsafe fn copy_from_view(src: *const u8, dst: &mut [MaybeUninit<u8>]) {
     // SAFETY: forwarded from the caller; `dst` is a unique borrow, and
     // `copy` allows the ranges to overlap.
