@@ -36,6 +36,12 @@
 
 use std::sync::Once;
 
+// The routines below are x86-64 assembly, the only Windows target built
+// (`x86_64-pc-windows-gnu`). Another architecture needs its own routines
+// (and the handler its own context registers) before it can build.
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!("the Windows fault guard's routines are written for x86-64 only");
+
 use windows_sys::Win32::Foundation::{
     RtlNtStatusToDosError, EXCEPTION_ACCESS_VIOLATION, EXCEPTION_IN_PAGE_ERROR,
 };
