@@ -8,8 +8,11 @@ use std::sync::OnceLock;
 
 use memchr::memmem;
 
+use std::mem::MaybeUninit;
+
 use crate::error::Result;
-use crate::mem::Region;
+use crate::mem::{assume_init, with_large_buffer, Region, COPY_BUFFER, SMALL_COPY};
+use crate::os::guarded;
 
 impl Region<'_> {
     /// Index (absolute) of the first `needle` in `start..end`.
@@ -186,10 +189,134 @@ impl SendRegion<'_> {
             Direction::Forward => search_forward,
             Direction::Backward => search_backward,
         };
+        if !guarded::DIRECT_READS {
+            // SAFETY: as below.
+            return unsafe { self.0.search_copy(needle, from, to, direction) };
+        }
         // SAFETY: `from..to` lies inside the range the caller of
         // `Region::search` vouched for, which stays mapped until it returns.
         let found = unsafe { self.0.with_slice(from, to, |hay| search(hay, needle)) }?;
         Ok(found.map(|i| i + from))
+    }
+}
+
+impl Region<'_> {
+    /// The absolute index of the first (or last) match in `from..to`,
+    /// found in copies of the view made by the guarded routines: windows of
+    /// the range, each overlapping the next by the needle's length less one
+    /// byte, so that every match lies whole in some window. The first
+    /// window is small, so a match near where the search starts costs a
+    /// small copy; the windows after it double up to [`COPY_BUFFER`].
+    ///
+    /// # Safety
+    /// `from <= to <= self.len`, and the region must be mapped for the
+    /// duration of the call.
+    #[inline(always)]
+    unsafe fn search_copy(
+        self,
+        needle: &[u8],
+        from: usize,
+        to: usize,
+        direction: Direction,
+    ) -> Result<Option<usize>> {
+        let n = needle.len();
+        if n == 0 {
+            return Ok(Some(match direction {
+                Direction::Forward => from,
+                Direction::Backward => to,
+            }));
+        }
+        if n == 1 && matches!(direction, Direction::Forward) {
+            // The guarded byte search reads the view itself: no copy.
+            // SAFETY: the caller guarantees `from..to` is mapped and in
+            // bounds.
+            return unsafe { self.find_byte(from, to, needle[0]) };
+        }
+        let mut span = (from, to);
+        if 2 * n <= SMALL_COPY {
+            let mut small = [MaybeUninit::<u8>::uninit(); SMALL_COPY];
+            // SAFETY: forwarded from the caller.
+            let first = unsafe { self.search_windows(needle, &mut span, direction, &mut small, 0) };
+            if let Some(answer) = first? {
+                return Ok(answer);
+            }
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.search_copy_rest(needle, span, direction) }
+    }
+
+    /// [`Region::search_copy`] past its first window.
+    ///
+    /// # Safety
+    /// As for [`Region::search_copy`].
+    #[inline(never)]
+    unsafe fn search_copy_rest(
+        self,
+        needle: &[u8],
+        mut span: (usize, usize),
+        direction: Direction,
+    ) -> Result<Option<usize>> {
+        // A window must hold a whole match and move on past it.
+        let largest = COPY_BUFFER.max(2 * needle.len());
+        with_large_buffer(largest, |buf| {
+            // SAFETY: forwarded from the caller.
+            let answer =
+                unsafe { self.search_windows(needle, &mut span, direction, buf, usize::MAX) };
+            Ok(answer?.unwrap_or(None))
+        })
+    }
+
+    /// Searches windows of `span` through copies in `buf`, each window
+    /// twice as long as the one before (the first is `4 * SMALL_COPY` bytes,
+    /// or all of `buf` if that is shorter), for at most `1 + more` windows. Returns the answer once it is known, or None with `span`
+    /// narrowed to what is left to search.
+    ///
+    /// # Safety
+    /// As for [`Region::search_copy`], for `span`; `buf` holds at least
+    /// twice the needle's length.
+    unsafe fn search_windows(
+        self,
+        needle: &[u8],
+        span: &mut (usize, usize),
+        direction: Direction,
+        buf: &mut [MaybeUninit<u8>],
+        more: usize,
+    ) -> Result<Option<Option<usize>>> {
+        let n = needle.len();
+        let mut window = buf.len().min(4 * SMALL_COPY);
+        for _ in 0..=more {
+            let (lo, hi) = *span;
+            if hi - lo < n {
+                return Ok(Some(None));
+            }
+            let (start, end) = match direction {
+                Direction::Forward => (lo, hi.min(lo.saturating_add(window))),
+                Direction::Backward => (lo.max(hi.saturating_sub(window)), hi),
+            };
+            let part = &mut buf[..end - start];
+            // SAFETY: `start..end` lies inside `span`, which the caller
+            // vouched for; `part` holds `end - start` bytes.
+            unsafe { self.copy_out_uninit(start, part)? };
+            // SAFETY: `copy_out_uninit` initialised all of `part`.
+            let hay = unsafe { assume_init(part) };
+            let found = match direction {
+                Direction::Forward => search_forward(hay, needle),
+                Direction::Backward => search_backward(hay, needle),
+            };
+            if let Some(i) = found {
+                return Ok(Some(Some(start + i)));
+            }
+            // Matches starting in the window's last `n - 1` bytes (first,
+            // backward) are not whole in it: the next window starts there.
+            match direction {
+                Direction::Forward if end == hi => return Ok(Some(None)),
+                Direction::Forward => span.0 = end - (n - 1),
+                Direction::Backward if start == lo => return Ok(Some(None)),
+                Direction::Backward => span.1 = start + (n - 1),
+            }
+            window = (window * 2).min(buf.len());
+        }
+        Ok(None)
     }
 }
 
@@ -485,5 +612,55 @@ mod tests {
         assert_eq!(rfind_blockwise(b"ababa", b"aba", 2), Some(2));
         assert_eq!(rfind_blockwise(b"aaaaaa", b"aa", 3), Some(4));
         assert_eq!(rfind_blockwise(b"a", b"aa", 3), None);
+    }
+}
+
+#[cfg(test)]
+mod copy_tests {
+    use super::*;
+    use crate::MapOptions;
+
+    #[test]
+    fn searches_through_copies_agree_with_direct_ones_across_windows() {
+        // Matches placed around the window edges (256, 1 KiB, 2 KiB, ...)
+        // and far out, for needles short and long (longer than a small
+        // window holds, so the first window is skipped).
+        let len = 40_000;
+        let mut m = MapOptions::new().maximum_size(len as u64).open().unwrap();
+        let mut data = vec![b'.'; len];
+        let long: Vec<u8> = (0..200).map(|i| b'a' + (i % 26) as u8).collect();
+        for at in [
+            3, 254, 255, 256, 1020, 1023, 2047, 3070, 7165, 15_000, 39_000,
+        ] {
+            data[at] = b'x';
+        }
+        for at in [500, 17_000, 39_700] {
+            data[at..at + long.len()].copy_from_slice(&long);
+        }
+        m.write(&data).unwrap();
+        let region = m.region().unwrap();
+        let needles: [&[u8]; 4] = [b"x", b".x", &long, &long[..130]];
+        for needle in needles {
+            for (from, to) in [
+                (0, len),
+                (4, len),
+                (0, 2048),
+                (255, 1100),
+                (600, 39_800),
+                (0, 0),
+            ] {
+                for direction in [Direction::Forward, Direction::Backward] {
+                    let hay = &data[from..to];
+                    let expected = match direction {
+                        Direction::Forward => search_forward(hay, needle),
+                        Direction::Backward => search_backward(hay, needle),
+                    }
+                    .map(|i| i + from);
+                    // SAFETY: `from..to` lies inside the live view.
+                    let got = unsafe { region.search_copy(needle, from, to, direction) }.unwrap();
+                    assert_eq!(got, expected, "{from}..{to}, needle of {}", needle.len());
+                }
+            }
+        }
     }
 }

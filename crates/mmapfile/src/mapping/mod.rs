@@ -161,7 +161,7 @@ impl MapFile {
         self.live.as_ref().ok_or_else(|| Error::Closed)
     }
 
-    fn region(&self) -> Result<Region<'_>> {
+    pub(crate) fn region(&self) -> Result<Region<'_>> {
         self.live()?.region()
     }
 
@@ -575,7 +575,7 @@ impl MapFile {
         }
         // SAFETY: the range was checked to lie inside the live view; the
         // caller's contract for `f` is the one `read_with` needs.
-        unsafe { region.read_with(offset, f) }
+        unsafe { region.read_with(offset, len, f) }
     }
 
     /// Copies `src` to `offset` (not the position).

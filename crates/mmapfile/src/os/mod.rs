@@ -15,10 +15,16 @@
 //!   `unmap` and `fault`: the lowest address at which a page of the view
 //!   vanished under an access (its file was truncated), which every access
 //!   checks afterwards; the page was replaced so the access could finish
-//!   instead of killing the process (Windows: always None; see
-//!   `windows::RawView::fault` for why no guard is needed there); and
+//!   instead of killing the process (Windows: always None, its
+//!   accesses stop at a fault instead, see `guarded`); and
 //!   `vanished`, why that page vanished ([`Vanished`]: the object shrank,
 //!   or its file system had no space), asked after the access.
+//! - `guarded`: every access to a view's memory (`copy`, `load`, `store`,
+//!   `gather`, `scatter`, `find_byte`), each returning a `Fault` where the OS stops an
+//!   access at a page that cannot be brought in (Windows; on Unix `Fault`
+//!   has no values, the `SIGBUS` guard lets accesses finish), and
+//!   `DIRECT_READS`: whether other code (a search over a slice, a foreign
+//!   runtime copying from a pointer) may read a view directly.
 //! - `ADVICE`: the `madvise` values this OS offers, as `(C name, value)`
 //!   pairs (empty where there is no such call).
 //! - `LockTarget` (`description`, `is_locked`) and `LockDesc` (`try_lock`,
@@ -54,7 +60,8 @@ pub(crate) use windows::*;
 /// Why a page of a view vanished under an access (see
 /// `RawView::vanished`). The `SIGBUS` is the same for all three.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-// Windows views never report a vanished page (see `windows::RawView::fault`).
+// Windows views never report a vanished page: their accesses stop at a fault
+// instead (see `windows::RawView::fault`).
 #[cfg_attr(windows, allow(dead_code))]
 pub(crate) enum Vanished {
     /// The file or block is now too short for the page.

@@ -33,6 +33,7 @@ mod backing;
 mod blocks;
 mod copy;
 mod fault;
+pub(crate) mod guarded;
 mod huge_pages;
 mod join;
 #[cfg_attr(not(portable_lifetime), path = "lifetime_linux.rs")]

@@ -14,6 +14,7 @@
 
 mod backing;
 mod blocks;
+pub(crate) mod guarded;
 mod huge_pages;
 mod lock;
 mod names;

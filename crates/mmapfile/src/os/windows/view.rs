@@ -1,5 +1,5 @@
-//! A mapped view on Windows (`MapViewOfFile`), and why it needs no fault
-//! guard.
+//! A mapped view on Windows (`MapViewOfFile`); its accesses are guarded by
+//! the routines of `guarded.rs`, not by the view.
 
 use windows_sys::Win32::System::Memory::{
     FlushViewOfFile, MapViewOfFile, UnmapViewOfFile, MEMORY_MAPPED_VIEW_ADDRESS,
@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 use crate::os::Vanished;
 
 pub(super) fn map_raw(section: &Handle, offset: u64, len: usize, access: u32) -> Result<RawView> {
+    // Before any view can be touched, faults in its accesses must be caught.
+    super::guarded::install();
     let (hi, lo) = split(offset);
     // SAFETY: `section` is an open section handle; the system chooses the
     // address; the result is checked.
@@ -89,26 +91,19 @@ impl Drop for RawView {
 pub(crate) const ADVICE: &[(&str, i32)] = &[];
 
 impl RawView {
-    /// Always None: Windows needs no guard for the case the POSIX one exists
-    /// for. A file cannot be truncated below a mapped view there
-    /// (`SetEndOfFile` fails with `ERROR_USER_MAPPED_FILE`), and a
-    /// pagefile-backed section never shrinks, so no page of a view can vanish
-    /// under an access.
+    /// Always None: a view never loses pages here. A page that cannot be
+    /// brought in (the file shrank under Wine, its storage failed or went
+    /// away, a full disk under a sparse file) raises an exception, which
+    /// the routine making the access catches and returns as a fault
+    /// (`guarded.rs`); the view itself stays as it was.
     ///
-    /// What remains is storage failing under a file view (a network share or
-    /// removable media going away, a full disk under a sparse file), which
-    /// Windows raises as `EXCEPTION_IN_PAGE_ERROR`; like CPython's `mmap`,
-    /// this crate does not catch that. A vectored exception handler would
-    /// see it, with the cause (`ExceptionInformation[2]`, e.g.
-    /// `STATUS_DISK_FULL`), but cannot recover the way the POSIX guard does:
-    /// part of a view cannot be unmapped, so replacing its missing pages
-    /// means unmapping the whole view and putting fresh memory at the same
-    /// addresses. Between the two, another thread may be given that address
-    /// range (and the re-run instruction would write into its memory), or,
-    /// with placeholders (`UnmapViewOfFile2` + `VirtualAlloc2`, Windows 10
-    /// 1803 and later) keeping the range, a thread touching the still-valid
-    /// part of the view faults on the placeholder and needs handling too.
-    /// Not attempted without a real Windows machine to test it on.
+    /// Why not replace the pages as the POSIX guard does: part of a view
+    /// cannot be unmapped, so that would mean unmapping the whole view and
+    /// putting fresh memory at the same addresses; in between, another
+    /// thread may be given that address range (and the re-run instruction
+    /// would write into its memory), or, with placeholders
+    /// (`UnmapViewOfFile2` + `VirtualAlloc2`), a thread touching the
+    /// still-valid part of the view faults on the placeholder.
     #[inline(always)]
     pub(crate) fn fault(&self) -> Option<usize> {
         None
