@@ -67,12 +67,17 @@ def expect(call, code, *words):
     raise AssertionError("no error raised")
 
 def fill(path):
-    # Takes what is left of the file system holding `path`.
-    with open(path, "wb") as f:
+    # Takes what is left of the file system holding `path`. Unbuffered
+    # writes until one fails: a buffered file may report ENOSPC only at
+    # close() (CPython 3.14+ does), and a raw write may write part.
+    with open(path, "wb", buffering=0) as f:
         try:
-            f.write(b"f" * MiB)
+            while f.write(b"f" * MiB):
+                pass
         except OSError as e:
             assert e.errno == errno.ENOSPC, e
+        else:
+            raise AssertionError("the file system never filled up")
 """
 
 

@@ -39,7 +39,7 @@ use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyType};
 
-use mmapfile::Error;
+use mmapfile::{Access, Error, MapFile};
 
 use crate::errors::Failure;
 use crate::object::{PyMapFile, DETACH_THRESHOLD};
@@ -443,7 +443,10 @@ unsafe extern "C" fn ass_subscript(
                     return Ok(None);
                 };
                 // SAFETY (attached): `set_byte_at` runs no Python code.
-                this(py, slf).attached(py, |file| file.set_byte_at(index, v))?;
+                this(py, slf).attached(py, |file| {
+                    refuse_read_only(file)?;
+                    file.set_byte_at(index, v)
+                })?;
                 Ok(Some(0))
             })
         } else if ffi::PyBytes_CheckExact(value) != 0 {
@@ -452,6 +455,7 @@ unsafe extern "C" fn ass_subscript(
                 // which release the GIL, are left to PyO3's slot.
                 run(Some(-1), |py| {
                     this(py, slf).attached(py, |file| {
+                        refuse_read_only(file)?;
                         let (start, count) = resolve(file.len()?, bounds);
                         if count >= DETACH_THRESHOLD {
                             return Ok(None);
@@ -484,6 +488,16 @@ unsafe extern "C" fn ass_subscript(
             None => (ASS_SUBSCRIPT.get().expect("installed"))(slf, key, value),
         }
     }
+}
+
+/// Item and slice assignment refuse a read-only map before anything else,
+/// even before a closed one, as CPython 3.15's `mmap` does (docs/migrating.md).
+#[inline(always)]
+pub(crate) fn refuse_read_only(file: &MapFile) -> Result<(), Error> {
+    if file.access() == Access::Read {
+        return Err(Error::ReadOnly);
+    }
+    Ok(())
 }
 
 /// `sq_item`: what iteration, `reversed()` and `in` use. As in CPython's
