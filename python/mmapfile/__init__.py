@@ -20,6 +20,36 @@ from ._mmapfile import (
     mmapfile,
 )
 
+
+def _pywintypes_error():
+    """pywin32's ``pywintypes.error`` where pywin32 is installed, else None."""
+    try:
+        import pywintypes
+    except ImportError:
+        return None
+    cls = getattr(pywintypes, "error", None)
+    return cls if isinstance(cls, type) and issubclass(cls, Exception) else None
+
+
+_pywin32_error = _pywintypes_error()
+if _pywin32_error is not None:
+    # Code written for pywin32 catches ``pywintypes.error``: make ours one too
+    # (still an OSError and the extension's ``error``), with pywin32's
+    # ``args`` ``(winerror, funcname, strerror)``. docs/migrating.md.
+    from ._mmapfile import _use_error_class
+
+    class error(error, _pywin32_error):  # noqa: F811 - deliberately replaces it
+        """An operating-system call failed: an :exc:`OSError` (``errno``,
+        ``strerror``, ``winerror``, ``funcname``) that is also a
+        ``pywintypes.error``, with pywin32's ``args``
+        ``(winerror, funcname, strerror)``."""
+
+        __module__ = "mmapfile"
+
+    _use_error_class(error)
+    del _use_error_class
+del _pywintypes_error, _pywin32_error
+
 __all__ = [
     "ACCESS_COPY",
     "ACCESS_DEFAULT",
