@@ -5,6 +5,7 @@ maps a file (``File``), a named block of shared memory (``Name`` and no ``File``
 or an unnamed block (neither). See ``_mmapfile.pyi`` for the full reference.
 """
 
+import importlib
 import sys
 
 from ._mmapfile import (
@@ -21,34 +22,34 @@ from ._mmapfile import (
 )
 
 
-def _pywintypes_error():
-    """pywin32's ``pywintypes.error`` where pywin32 is installed, else None."""
+def _pywin32_compatible_error():
+    """Where pywin32's ``pywintypes`` is importable: a subclass of the
+    extension's ``error`` and of ``pywintypes.error``, which the extension
+    then raises with pywin32's ``args`` ``(winerror, funcname, strerror)``,
+    so that code written for pywin32 (``except pywintypes.error``) catches
+    ours. None without pywin32. docs/migrating.md."""
     try:
-        import pywintypes
+        pywintypes = importlib.import_module("pywintypes")
     except ImportError:
         return None
-    cls = getattr(pywintypes, "error", None)
-    return cls if isinstance(cls, type) and issubclass(cls, Exception) else None
-
-
-_pywin32_error = _pywintypes_error()
-if _pywin32_error is not None:
-    # Code written for pywin32 catches ``pywintypes.error``: make ours one too
-    # (still an OSError and the extension's ``error``), with pywin32's
-    # ``args`` ``(winerror, funcname, strerror)``. docs/migrating.md.
+    base = getattr(pywintypes, "error", None)
+    if not (isinstance(base, type) and issubclass(base, Exception)):
+        return None
+    doc = (
+        "An operating-system call failed: an OSError (errno, strerror, winerror, "
+        "funcname) that is also a pywintypes.error, with pywin32's args "
+        "(winerror, funcname, strerror)."
+    )
+    cls = type("error", (error, base), {"__module__": "mmapfile", "__doc__": doc})
     from ._mmapfile import _use_error_class
 
-    class error(error, _pywin32_error):  # noqa: F811 - deliberately replaces it
-        """An operating-system call failed: an :exc:`OSError` (``errno``,
-        ``strerror``, ``winerror``, ``funcname``) that is also a
-        ``pywintypes.error``, with pywin32's ``args``
-        ``(winerror, funcname, strerror)``."""
+    _use_error_class(cls)
+    return cls
 
-        __module__ = "mmapfile"
 
-    _use_error_class(error)
-    del _use_error_class
-del _pywintypes_error, _pywin32_error
+# Replaces the name, not the type the stubs give it: still an OSError.
+globals()["error"] = _pywin32_compatible_error() or error
+del _pywin32_compatible_error
 
 __all__ = [
     "ACCESS_COPY",

@@ -340,7 +340,7 @@ class mmapfile:
         """Return the lowest index of ``needle`` in ``m[start:end]`` (slice
         semantics: negative values count from the end; ``start`` defaults to
         the position, ``end`` to the end; ``None`` means the default), or -1,
-        as :meth:`bytes.find` gives it: a ``start`` past the end finds nothing,
+        as ``bytes.find`` gives it: a ``start`` past the end finds nothing,
         not even ``b""``. The position does not move."""
 
     def rfind(self, needle: Buffer, start: int | None = None, end: int | None = None) -> int:
