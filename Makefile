@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP_TOOLS := maturin pytest hypothesis numpy ruff mypy
 
-.PHONY: all help venv develop demo fmt fmt-check lint test-rust test-python test-portable stubtest test-windows docs test bench bench-chart bench-rust bench-calls wheel-tools wheels test-wheels ci-wheels lint-free-threaded
+.PHONY: all help venv develop demo fmt fmt-check lint test-rust test-python test-portable stubtest test-windows docs test bench bench-chart bench-rust bench-calls wheel-tools wheels test-wheels test-wheels-aarch64 ci-wheels lint-free-threaded
 
 # Windows: cross-built with mingw, run under Wine (ci/windows/windows-env.sh).
 WIN_TARGET := x86_64-pc-windows-gnu
@@ -185,8 +185,15 @@ wheels: wheel-tools ## the release wheels and sdist into dist/
 test-wheels: wheel-tools ## the pytest suite against each wheel in dist/
 	bash ci/wheels/test.sh
 
+# The aarch64 wheel run, not just built: the suite against the installed
+# manylinux2014 aarch64 wheel on an emulated arm64 Debian 12 (qemu-user,
+# debootstrap; needs root). About 5 minutes once the root is cached.
+test-wheels-aarch64: wheel-tools ## the suite against the aarch64 wheel under qemu (root; ~5 min)
+	bash ci/wheels/test-aarch64.sh
+
 # What CI adds to `make test` (which tests the default python3): the x86_64
-# wheels of the oldest and newest other CPython found, built and tested.
+# wheels of the oldest and newest other CPython found and of the newest
+# free-threaded one (ci/wheels/pythons.sh), built and tested.
 CI_DIST := target/ci-wheels
 ci-wheels: wheel-tools ## what CI adds: wheels of two more CPythons, built and tested
 	DIST=$(CI_DIST) WHEEL_PYTHONS=ci WHEEL_TARGETS=x86_64-unknown-linux-gnu \

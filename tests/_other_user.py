@@ -44,7 +44,9 @@ def as_nobody(code: str, *args: str, preload: tuple[str, ...] = ("mmapfile",)) -
 # import is imported first.
 CLI_AS_NOBODY = (
     "import sys\nfrom mmapfile.__main__ import main\nmain(sys.argv[1:])\n",
-    ("mmapfile", "mmapfile.__main__", "argparse", "gettext", "locale", "json", "shutil"),
+    ("mmapfile", "mmapfile.__main__", "argparse", "gettext", "locale", "json", "shutil")
+    # argparse imports _colorize when it builds a parser, from 3.14 on.
+    + (("_colorize",) if sys.version_info >= (3, 14) else ()),
 )
 
 

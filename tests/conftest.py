@@ -95,6 +95,15 @@ def _under_wine() -> bool:
 
 
 UNDER_WINE = _under_wine()
+# Set by ci/wheels/test-aarch64.sh, which runs the suite under qemu-user:
+# the few tests that need what qemu does not model skip, with the reason.
+EMULATOR = os.environ.get("MMAPFILE_EMULATOR")
+
+
+def not_under_emulation(reason: str):
+    return pytest.mark.skipif(bool(EMULATOR), reason=f"under {EMULATOR}: {reason}")
+
+
 windows_only = pytest.mark.skipif(not WINDOWS, reason="Windows behaviour")
 no_madvise = pytest.mark.skipif(WINDOWS, reason="Windows has no madvise")
 

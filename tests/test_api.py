@@ -378,7 +378,7 @@ def test_flush_returns_one(m, path):
 
 
 def test_flush_out_of_range_raises(m):
-    for args in ((17, 0), (0, 17), (10, 7), (-1, 0), (0, -1)):
+    for args in ((17, 0), (0, 17), (10, 7), (-1, 0), (0, -2), (17, -1)):
         with pytest.raises(ValueError, match="^flush values out of range$"):
             m.flush(*args)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import mmapfile
 import pytest
-from conftest import LINUX
+from conftest import LINUX, not_under_emulation
 
 MiB = 1 << 20
 HUGE = 2 * MiB
@@ -163,6 +163,7 @@ print("hg" in mapping_of(data_address(result) + {4 * MiB})["VmFlags"].split())
 
 @pytest.mark.skipif(not LINUX, reason="PR_SET_THP_DISABLE is Linux's")
 @pytest.mark.skipif(bool(os.environ.get(THP_DISABLED_RUN)), reason="already the disabled run")
+@not_under_emulation("qemu-user answers prctl(PR_SET_THP_DISABLE) with EINVAL")
 def test_this_file_passes_with_thp_disabled_for_the_process():
     code = f"""
 import ctypes, sys

@@ -15,9 +15,11 @@
 # docs/releasing.md).
 #
 # Environment:
-#   WHEEL_PYTHONS  minor versions to build for (default: every one of
-#                  3.9 ... 3.14 found; "ci": the oldest and newest other
-#                  than the default python3's, see pythons.sh)
+#   WHEEL_PYTHONS  versions to build for (default: every one of 3.9 ...
+#                  3.15 and 3.14t found; "ci": the oldest and newest other
+#                  than the default python3's and the free-threaded one,
+#                  see pythons.sh)
+#   PYTHON_TOOLS   where else to look for interpreters (pythons.sh)
 #   WHEEL_TARGETS  Linux targets (default: all four; e.g. "x86_64-unknown-linux-gnu")
 #   WHEEL_WINDOWS  0 to skip the Windows wheel (default 1)
 #   WHEEL_SDIST    0 to skip the sdist (default 1)

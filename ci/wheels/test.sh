@@ -10,8 +10,9 @@
 # aarch64 wheel under qemu).
 #
 # Environment:
-#   WHEEL_PYTHONS  minor versions to test, or "ci" as in build.sh (default:
-#                  every one with a wheel in DIST)
+#   WHEEL_PYTHONS  versions to test (3.15, 3.14t, ...), or "ci" as in
+#                  build.sh (default: every one with a wheel in DIST)
+#   PYTHON_TOOLS   where else to look for interpreters (pythons.sh)
 #   DIST           the wheels (default dist)
 #   WHEEL_VENVS    where the venvs go (default target/wheel-venvs)
 set -euo pipefail
@@ -33,8 +34,9 @@ read -r -a VERSIONS <<<"${WHEEL_PYTHONS:+$(wheel_versions)}"
 [ -n "${WHEEL_PYTHONS:-}" ] || read -r -a VERSIONS <<<"$SUPPORTED_VERSIONS"
 tested=()
 for v in "${VERSIONS[@]}"; do
-    tag=cp${v/./}
-    wheels=("$DIST"/mmapfile-*-"$tag"-"$tag"-*manylinux*_x86_64.whl)
+    read -r pytag abitag <<<"$(wheel_tags "$v")"
+    tag=$abitag
+    wheels=("$DIST"/mmapfile-*-"$pytag"-"$abitag"-*manylinux*_x86_64.whl)
     if [ ! -f "${wheels[0]}" ]; then
         [ -n "${WHEEL_PYTHONS:-}" ] && { echo "test.sh: no x86_64 wheel for $v in $DIST" >&2; exit 1; }
         continue
@@ -49,12 +51,18 @@ for v in "${VERSIONS[@]}"; do
     (
         cd "$RUN_DIR"
         "$ROOT/$venv/bin/python" - "$ROOT/$venv" <<'EOF'
-import os, sys
+import os, sys, sysconfig
 import mmapfile, mmapfile._mmapfile as ext
 venv = os.path.realpath(sys.argv[1])
 for path in (mmapfile.__file__, ext.__file__):
     if not os.path.realpath(path).startswith(venv + os.sep):
         sys.exit(f"mmapfile was imported from {path}, not from the wheel in {venv}")
+# A free-threaded CPython turns the GIL back on when it imports an
+# extension that does not declare free-threading support: check it stayed off.
+if sysconfig.get_config_var("Py_GIL_DISABLED"):
+    if sys._is_gil_enabled():
+        sys.exit("importing mmapfile turned the GIL on")
+    print("    free-threaded: the GIL stays off after import")
 print(f"    testing {ext.__file__}")
 EOF
         "$ROOT/$venv/bin/python" -m pytest -q -p no:cacheprovider "$ROOT/tests"

@@ -5,6 +5,7 @@ maps a file (``File``), a named block of shared memory (``Name`` and no ``File``
 or an unnamed block (neither). See ``_mmapfile.pyi`` for the full reference.
 """
 
+import importlib
 import sys
 
 from ._mmapfile import (
@@ -19,6 +20,36 @@ from ._mmapfile import (
     error,
     mmapfile,
 )
+
+
+def _pywin32_compatible_error():
+    """Where pywin32's ``pywintypes`` is importable: a subclass of the
+    extension's ``error`` and of ``pywintypes.error``, which the extension
+    then raises with pywin32's ``args`` ``(winerror, funcname, strerror)``,
+    so that code written for pywin32 (``except pywintypes.error``) catches
+    ours. None without pywin32. docs/migrating.md."""
+    try:
+        pywintypes = importlib.import_module("pywintypes")
+    except ImportError:
+        return None
+    base = getattr(pywintypes, "error", None)
+    if not (isinstance(base, type) and issubclass(base, Exception)):
+        return None
+    doc = (
+        "An operating-system call failed: an OSError (errno, strerror, winerror, "
+        "funcname) that is also a pywintypes.error, with pywin32's args "
+        "(winerror, funcname, strerror)."
+    )
+    cls = type("error", (error, base), {"__module__": "mmapfile", "__doc__": doc})
+    from ._mmapfile import _use_error_class
+
+    _use_error_class(cls)
+    return cls
+
+
+# Replaces the name, not the type the stubs give it: still an OSError.
+globals()["error"] = _pywin32_compatible_error() or error
+del _pywin32_compatible_error
 
 __all__ = [
     "ACCESS_COPY",

@@ -30,6 +30,7 @@ __all__ = [
     "ACCESS_COPY",
     "__version__",
     "_backend",
+    "_use_error_class",
 ]
 
 if sys.platform != "win32":
@@ -339,7 +340,9 @@ class mmapfile:
     def find(self, needle: Buffer, start: int | None = None, end: int | None = None) -> int:
         """Return the lowest index of ``needle`` in ``m[start:end]`` (slice
         semantics: negative values count from the end; ``start`` defaults to
-        the position, ``end`` to the end), or -1. The position does not move."""
+        the position, ``end`` to the end; ``None`` means the default), or -1,
+        as ``bytes.find`` gives it: a ``start`` past the end finds nothing,
+        not even ``b""``. The position does not move."""
 
     def rfind(self, needle: Buffer, start: int | None = None, end: int | None = None) -> int:
         """Like :meth:`find`, but the highest index."""
@@ -349,8 +352,9 @@ class mmapfile:
         view; the ranges may overlap."""
 
     def flush(self, offset: int = 0, size: int = 0) -> int:
-        """Write ``size`` bytes of the view from ``offset`` (``size`` 0: to the
-        end) back to the file and wait until they are on the device. Return 1.
+        """Write ``size`` bytes of the view from ``offset`` (``size`` 0, as in
+        pywin32, or -1, as in CPython 3.15: to the end) back to the file and
+        wait until they are on the device. Return 1.
         Nothing to do for an ``ACCESS_COPY`` map."""
 
     def resize(self, MaximumSize: int, FileOffset: int = 0, NumberOfBytesToMap: int = 0) -> None:
@@ -396,9 +400,11 @@ class mmapfile:
     def __setitem__(self, key: int | slice, value: int | Buffer, /) -> None:
         """``m[i] = v`` sets one byte (an int in ``range(256)``);
         ``m[i:j:k] = data`` writes a bytes-like object that must have exactly
-        the slice's length (:exc:`IndexError` otherwise). As in CPython's
-        :mod:`mmap`, the index is checked before the value: an index out of
-        range raises :exc:`IndexError` whatever the value is."""
+        the slice's length (:exc:`IndexError` otherwise). The checks come in
+        CPython 3.15's order, on every Python: a read-only map
+        (:exc:`TypeError`), the key, the value (:exc:`TypeError`, or
+        :exc:`ValueError` outside ``range(256)``), a closed map
+        (:exc:`ValueError`), then the bounds (:exc:`IndexError`)."""
 
     def __delitem__(self, key: int | slice, /) -> None:
         """Always raises :exc:`TypeError`: a map's size is fixed."""
@@ -494,6 +500,7 @@ def _block_info(name: str) -> _BlockInfo: ...
 def _read_block(name: str, offset: int = 0, length: int | None = None) -> bytes: ...
 def _remove_block(name: str) -> bool | None: ...
 def _collect_garbage() -> list[str]: ...
+def _use_error_class(cls: type[error]) -> None: ...
 
 if sys.platform != "win32":
     def _winerror_of(errno: int) -> int | None: ...

@@ -410,9 +410,94 @@ def share_child(impl: str, name: str) -> None:
     m.close()
 
 
+def retry_client(server_impl: str) -> list:
+    """A pywin32 client's retry loop (the pattern of MRLaserTag's frame
+    channel): a child opens a named block by name alone and, while the other
+    side has not made it yet, catches ``pywintypes.error`` and tries again;
+    once the child has failed once, this process (``server_impl``) makes the
+    block and writes a frame. The client is ours: pywin32's own open by name
+    alone (size 0) fails with error 87 even once the block exists (fix 7).
+    Returns the child's exit code, its first line, its report and the end of
+    its stderr."""
+    name = f"Local\\compat-retry-{os.getpid()}-{server_impl}"
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--retry-client", "ours", name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = child.stdout.readline().strip()  # "waiting": it failed once
+    server = load(server_impl).mmapfile(None, name, PAGE)
+    server.write(b"frame 1")
+    try:
+        out, err = child.communicate(timeout=120)
+    finally:
+        server.close()
+    report = json.loads(out) if out.strip() else None
+    return [child.returncode, first, report, err.strip()[-500:]]
+
+
+def error_shape(e) -> dict:
+    """What a pywin32 handler can read from an error it caught."""
+    import pywintypes
+
+    return {
+        "type": type(e).__name__,
+        "is_pywintypes_error": isinstance(e, pywintypes.error),
+        "is_oserror": isinstance(e, OSError),
+        "args": plain(e.args),
+        "winerror": e.winerror,
+        "funcname": e.funcname,
+        "strerror": e.strerror,
+        "errno": getattr(e, "errno", None),
+    }
+
+
+def pywintypes_error(impl: str):
+    """The error of a call that fails with both implementations (a path in a
+    missing folder), caught as ``pywintypes.error``."""
+    import pywintypes
+
+    mod = load(impl)
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            mod.mmapfile(os.path.join(d, "no", "f"), None, PAGE)
+        except pywintypes.error as e:
+            return error_shape(e)
+    return None
+
+
+def retry_client_child(impl: str, name: str) -> None:
+    import time
+
+    import pywintypes
+
+    mod = load(impl)
+    attempts, first_error = 0, None
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            m = mod.mmapfile(None, name, 0)
+            break
+        except pywintypes.error as e:  # what the client catches
+            attempts += 1
+            if first_error is None:
+                first_error = error_shape(e)
+                print("waiting", flush=True)
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+    frame = m.read(16).rstrip(b"\0").decode()
+    m.close()
+    print(json.dumps({"attempts": attempts, "first_error": first_error, "frame": frame}))
+
+
 def main(argv):
     if argv[:1] == ["--child"]:
         share_child(argv[1], argv[2])
+        return
+    if argv[:1] == ["--retry-client"]:
+        retry_client_child(argv[1], argv[2])
         return
     impl, out = argv
     records = {"impl": impl, "platform": sys.platform, "scenarios": run_all(load(impl))}
@@ -421,6 +506,10 @@ def main(argv):
             "ours->pywin32": share("ours", "pywin32"),
             "pywin32->ours": share("pywin32", "ours"),
         }
+        records["retry_client"] = {
+            f"{server} server": retry_client(server) for server in ("ours", "pywin32")
+        }
+        records["pywintypes_error"] = {impl: pywintypes_error(impl) for impl in ("ours", "pywin32")}
         records["share_file"] = {
             "ours->pywin32": share("ours", "pywin32", file=True),
             "pywin32->ours": share("pywin32", "ours", file=True),

@@ -215,3 +215,33 @@ def test_ours_on_linux_matches_ours_on_windows(ours_windows, scenario):
             assert linux[step] == LINUX_DIFFERENCES[(scenario, step)], step
             continue
         assert os_neutral(linux[step], scenario) == os_neutral(windows[step], scenario), step
+
+
+@pytest.mark.parametrize("server", ["ours", "pywin32"])
+def test_a_pywin32_client_retry_loop_catches_our_error_until_the_block_exists(ours_windows, server):
+    # pywin32 and ours installed in one Windows Python: the client's
+    # `except pywintypes.error` catches our error, retries, and reads the
+    # frame once the server (either implementation) has made the block.
+    returncode, first_line, report, stderr = ours_windows["retry_client"][f"{server} server"]
+    assert returncode == 0, stderr
+    assert first_line == "waiting"
+    assert report["attempts"] >= 1
+    assert report["frame"] == "frame 1"
+    first = report["first_error"]
+    assert first["is_pywintypes_error"] and first["is_oserror"]
+    assert first["type"] == "error"
+    assert first["args"] == [2, "OpenFileMapping", first["strerror"]]  # ERROR_FILE_NOT_FOUND
+    assert first["winerror"] == 2 and first["funcname"] == "OpenFileMapping"
+    assert first["errno"] == 2  # ENOENT, as OSError derives it from winerror 2
+
+
+def test_our_error_has_the_shape_of_pywin32s(ours_windows):
+    ours, theirs = (ours_windows["pywintypes_error"][impl] for impl in ("ours", "pywin32"))
+    assert theirs["is_pywintypes_error"] and not theirs["is_oserror"]
+    assert ours["is_pywintypes_error"] and ours["is_oserror"]
+    for shape in (ours, theirs):
+        # pywin32's args: (winerror, funcname, strerror), also as attributes.
+        assert shape["args"] == [shape["winerror"], shape["funcname"], shape["strerror"]]
+    assert ours["winerror"] == theirs["winerror"] == 3  # ERROR_PATH_NOT_FOUND
+    assert ours["funcname"] == theirs["funcname"] == "CreateFile"
+    assert ours["strerror"] and theirs["strerror"]

@@ -7,6 +7,8 @@ use pyo3::exceptions::{
     PyValueError,
 };
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyTuple, PyType};
 
 #[allow(non_camel_case_types)]
 mod exc {
@@ -21,6 +23,52 @@ mod exc {
     );
 }
 pub(crate) use exc::error;
+
+/// The class `mmapfile.error` exceptions are made of: the extension's own
+/// `error`, or a subclass of it registered by `mmapfile/__init__.py` with
+/// `_use_error_class`. Where pywin32's `pywintypes` is importable that is a
+/// subclass of `pywintypes.error` as well, so that `except pywintypes.error`
+/// (what code written for pywin32 catches) catches ours too; its instances
+/// then carry pywin32's `args`, `(winerror, funcname, strerror)`.
+static ERROR_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// _use_error_class(cls): makes the extension raise `cls`, a subclass of
+/// `mmapfile._mmapfile.error` that also derives from `pywintypes.error`,
+/// with pywin32's `args`. Private; called once by `mmapfile/__init__.py`.
+#[pyfunction]
+pub(crate) fn _use_error_class(cls: &Bound<'_, PyType>) -> PyResult<()> {
+    let py = cls.py();
+    if !cls.is_subclass_of::<error>()? {
+        return Err(PyTypeError::new_err(
+            "the error class must derive from mmapfile._mmapfile.error",
+        ));
+    }
+    ERROR_CLASS
+        .set(py, cls.clone().unbind())
+        .map_err(|_| PyRuntimeError::new_err("the error class is already set"))
+}
+
+/// A new `mmapfile.error` (or the registered subclass) made from OSError's
+/// constructor arguments; with the pywin32 subclass, `args` becomes
+/// pywin32's `(winerror, funcname, strerror)` once OSError has set `errno`,
+/// `strerror` and `winerror` from the constructor's.
+fn new_error<A>(
+    py: Python<'_>,
+    args: A,
+    pywin32_args: impl FnOnce() -> (Option<i32>, Option<String>, String),
+) -> PyErr
+where
+    A: for<'py> IntoPyObject<'py, Target = PyTuple> + Send + Sync + 'static,
+{
+    let Some(cls) = ERROR_CLASS.get(py) else {
+        return error::new_err(args);
+    };
+    let err = PyErr::from_type(cls.bind(py).clone(), args);
+    // Setting an attribute on a fresh exception cannot fail short of memory
+    // exhaustion, in which case OSError's own args are still meaningful.
+    let _ = err.value(py).setattr("args", pywin32_args());
+    err
+}
 
 /// The text of an OS error without Rust's " (os error N)" suffix.
 fn strerror(source: &std::io::Error) -> String {
@@ -73,12 +121,20 @@ pub(crate) fn _winerror_of(errno: i32) -> Option<i32> {
 
 /// Builds a `mmapfile.error` with `funcname` and `winerror` set.
 fn os_error(py: Python<'_>, funcname: Option<&str>, code: Option<i32>, message: String) -> PyErr {
+    #[cfg(windows)]
+    let winerror = code;
+    #[cfg(not(windows))]
+    let winerror = code.and_then(winerror_of);
+    let pywin32_args = {
+        let (funcname, message) = (funcname.map(str::to_owned), message.clone());
+        move || (winerror, funcname, message)
+    };
     let err = match code {
         #[cfg(windows)]
-        Some(code) => error::new_err((py.None(), message, py.None(), code)),
+        Some(code) => new_error(py, (py.None(), message, py.None(), code), pywin32_args),
         #[cfg(not(windows))]
-        Some(code) => error::new_err((code, message)),
-        None => error::new_err((py.None(), message)),
+        Some(code) => new_error(py, (code, message), pywin32_args),
+        None => new_error(py, (py.None(), message), pywin32_args),
     };
     // Setting an attribute on a fresh exception instance cannot fail short of
     // memory exhaustion, in which case the exception without it is still right.
@@ -86,7 +142,7 @@ fn os_error(py: Python<'_>, funcname: Option<&str>, code: Option<i32>, message: 
     let _ = value.setattr("funcname", funcname);
     // On Windows OSError sets `winerror` itself from the fourth argument.
     #[cfg(not(windows))]
-    let _ = value.setattr("winerror", code.and_then(winerror_of));
+    let _ = value.setattr("winerror", winerror);
     #[cfg(windows)]
     if code.is_none() {
         let _ = value.setattr("winerror", py.None());
@@ -117,7 +173,8 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
         // No errno describes this; a plain message keeps str() free of
         // "[Errno None]".
         Error::Truncated(what) => {
-            let err = error::new_err(what);
+            let text = what.clone();
+            let err = new_error(py, (what,), move || (None, None, text));
             let value = err.value(py);
             let _ = value.setattr("funcname", py.None());
             let _ = value.setattr("winerror", py.None());

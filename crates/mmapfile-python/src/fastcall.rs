@@ -43,7 +43,7 @@ use mmapfile::Error;
 
 use crate::bytes::DETACH_THRESHOLD;
 use crate::errors::Failure;
-use crate::object::PyMapFile;
+use crate::object::{refuse_read_only, PyMapFile};
 
 /// Runs the body of an entry point: returns what it returns, or raises its
 /// error or panic and returns `failed`.
@@ -435,7 +435,10 @@ unsafe extern "C" fn ass_subscript(
                     return Ok(None);
                 };
                 // SAFETY (attached): `set_byte_at` runs no Python code.
-                this(py, slf).attached(py, |file| file.set_byte_at(index, v))?;
+                this(py, slf).attached(py, |file| {
+                    refuse_read_only(file)?;
+                    file.set_byte_at(index, v)
+                })?;
                 Ok(Some(0))
             })
         } else if ffi::PyBytes_CheckExact(value) != 0 {
@@ -444,6 +447,7 @@ unsafe extern "C" fn ass_subscript(
                 // which release the GIL, are left to PyO3's slot.
                 run(Some(-1), |py| {
                     this(py, slf).attached(py, |file| {
+                        refuse_read_only(file)?;
                         let (start, count) = resolve(file.len()?, bounds);
                         if count >= DETACH_THRESHOLD {
                             return Ok(None);

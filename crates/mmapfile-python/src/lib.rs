@@ -35,5 +35,6 @@ fn _mmapfile(m: &Bound<'_, PyModule>) -> PyResult<()> {
     blocks::register(m)?;
     #[cfg(not(windows))]
     m.add_function(wrap_pyfunction!(errors::_winerror_of, m)?)?;
+    m.add_function(wrap_pyfunction!(errors::_use_error_class, m)?)?;
     Ok(())
 }

@@ -19,6 +19,16 @@ use crate::bytes::{new_bytes_uninit, DETACH_THRESHOLD};
 use crate::errors::{CoreResultExt, Failure};
 use crate::pylock::{PyLock, PyLockGuard};
 
+/// Item and slice assignment refuse a read-only map before anything else,
+/// even before a closed one, as CPython 3.15's `mmap` does (docs/migrating.md).
+#[inline(always)]
+pub(crate) fn refuse_read_only(file: &MapFile) -> Result<(), mmapfile::Error> {
+    if file.access() == Access::Read {
+        return Err(mmapfile::Error::ReadOnly);
+    }
+    Ok(())
+}
+
 pub(crate) const ACCESS_DEFAULT: u8 = 0;
 pub(crate) const ACCESS_READ: u8 = 1;
 pub(crate) const ACCESS_WRITE: u8 = 2;
@@ -133,32 +143,16 @@ fn has_index(obj: &Bound<'_, PyAny>) -> bool {
 
 /// Converts a sequence index the way CPython's `mmap` does: anything with
 /// `__index__`; an int too large for the view is simply out of range (it
-/// saturates, so that the core reports a closed or read-only map first, as
-/// CPython does).
+/// saturates, so that the core reports a closed map first, as CPython's
+/// `m[i]` does).
 fn index_from_py(key: &Bound<'_, PyAny>) -> PyResult<i64> {
-    let py = key.py();
-    let int = if key.is_instance_of::<PyInt>() {
-        key.clone()
-    } else {
-        // SAFETY: `key` is a live object; PyNumber_Index returns a new
-        // reference, or NULL with an exception set, which
-        // `from_owned_ptr_or_err` turns into the error.
-        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyNumber_Index(key.as_ptr())) }.map_err(
-            |err| {
-                if err.is_instance_of::<PyTypeError>(py) {
-                    PyTypeError::new_err("mmap indices must be integers")
-                } else {
-                    err
-                }
-            },
-        )?
-    };
+    let int = index_int(key)?;
     let mut overflow: c_int = 0;
     // SAFETY: `int` is a live int (PyNumber_Index returns one); the call
     // reports an overflow in `overflow` without setting an exception.
     let value = unsafe { ffi::PyLong_AsLongLongAndOverflow(int.as_ptr(), &mut overflow) };
     match overflow {
-        0 if value == -1 => match PyErr::take(py) {
+        0 if value == -1 => match PyErr::take(key.py()) {
             Some(err) => Err(err),
             None => Ok(-1),
         },
@@ -166,6 +160,57 @@ fn index_from_py(key: &Bound<'_, PyAny>) -> PyResult<i64> {
         o if o > 0 => Ok(i64::MAX),
         _ => Ok(i64::MIN),
     }
+}
+
+/// Converts the index of `m[i] = value` as CPython 3.15's `mmap` does: an
+/// int that does not fit an index-sized integer is an IndexError at once,
+/// before the value, the closed map or the bounds are looked at.
+fn assignment_index_from_py(key: &Bound<'_, PyAny>) -> PyResult<i64> {
+    let int = index_int(key)?;
+    let py = key.py();
+    let value = int.extract::<isize>().map_err(|err| {
+        if err.is_instance_of::<PyOverflowError>(py) {
+            PyIndexError::new_err("cannot fit 'int' into an index-sized integer")
+        } else {
+            err
+        }
+    })?;
+    // isize is at most 64 bits on every target the binding builds for.
+    i64::try_from(value)
+        .map_err(|_| PyIndexError::new_err("cannot fit 'int' into an index-sized integer"))
+}
+
+/// `key` as an int: itself, or what its `__index__` returns.
+fn index_int<'py>(key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    if key.is_instance_of::<PyInt>() {
+        return Ok(key.clone());
+    }
+    let py = key.py();
+    // SAFETY: `key` is a live object; PyNumber_Index returns a new
+    // reference, or NULL with an exception set, which
+    // `from_owned_ptr_or_err` turns into the error.
+    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyNumber_Index(key.as_ptr())) }.map_err(|err| {
+        if err.is_instance_of::<PyTypeError>(py) {
+            PyTypeError::new_err("mmap indices must be integers")
+        } else {
+            err
+        }
+    })
+}
+
+/// A slice's start, stop and step as `PySlice_Unpack` gives them: converted
+/// (running any `__index__`), clamped to the index-sized range, not yet
+/// resolved against a length.
+fn unpack_slice(slice: &Bound<'_, PySlice>) -> PyResult<(isize, isize, isize)> {
+    let (mut start, mut stop, mut step): (ffi::Py_ssize_t, ffi::Py_ssize_t, ffi::Py_ssize_t) =
+        (0, 0, 0);
+    // SAFETY: `slice` is a live slice object and the three out-pointers are
+    // valid locals; the call returns -1 with an exception set on error.
+    let rc = unsafe { ffi::PySlice_Unpack(slice.as_ptr(), &mut start, &mut stop, &mut step) };
+    if rc < 0 {
+        return Err(PyErr::fetch(slice.py()));
+    }
+    Ok((start, stop, step))
 }
 
 /// Converts an item value for `m[i] = value` as CPython's `mmap` does.
@@ -220,12 +265,19 @@ impl PyMapFile {
         &self,
         py: Python<'_>,
         needle: &Bound<'_, PyAny>,
-        start: Option<i64>,
-        end: Option<i64>,
+        start: Option<&Bound<'_, PyAny>>,
+        end: Option<&Bound<'_, PyAny>>,
         (partial, whole): (PartialFn, SearchFn),
     ) -> PyResult<i64> {
+        // The needle first, then the bounds, as CPython's mmap converts them.
         let needle = Bytes::extract(needle)?;
         let needle = needle.as_slice();
+        let bound = |b: Option<&Bound<'_, PyAny>>| -> PyResult<Option<i64>> {
+            b.filter(|b| !b.is_none())
+                .map(|b| b.extract::<i64>())
+                .transpose()
+        };
+        let (start, end) = (bound(start)?, bound(end)?);
         let file = self.lock(py);
         let file: &MapFile = &file;
         let found = match partial(file, needle, start, end, DETACH_THRESHOLD).py_err(py)? {
@@ -396,8 +448,8 @@ impl PyMapFile {
         &self,
         py: Python<'_>,
         needle: &Bound<'_, PyAny>,
-        start: Option<i64>,
-        end: Option<i64>,
+        start: Option<&Bound<'_, PyAny>>,
+        end: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<i64> {
         self.search(
             py,
@@ -413,8 +465,8 @@ impl PyMapFile {
         &self,
         py: Python<'_>,
         needle: &Bound<'_, PyAny>,
-        start: Option<i64>,
-        end: Option<i64>,
+        start: Option<&Bound<'_, PyAny>>,
+        end: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<i64> {
         self.search(
             py,
@@ -432,9 +484,11 @@ impl PyMapFile {
         py.detach(|| file.move_within(dest, src, count)).py_err(py)
     }
 
-    /// flush(offset=0, size=0) -> 1
+    /// flush(offset=0, size=0) -> 1. A size of 0 (pywin32) or -1 (CPython
+    /// 3.15's default) means to the end of the view.
     #[pyo3(signature = (offset = 0, size = 0))]
     fn flush(&self, py: Python<'_>, offset: i64, size: i64) -> PyResult<i32> {
+        let size = if size == -1 { 0 } else { size };
         let file = self.lock(py);
         let file: &MapFile = &file;
         py.detach(|| file.flush(offset, size)).py_err(py)?;
@@ -510,20 +564,28 @@ impl PyMapFile {
             .map_err(|f| f.into_py(py))?;
             return Ok(bytes.into_any());
         }
+        if !key.is_instance_of::<PyInt>() {
+            // As CPython's mmap: a closed map is reported before the key is
+            // converted (its __index__ is not called).
+            self.lock(py).len().py_err(py)?;
+        }
         let index = index_from_py(key)?;
         let byte = self.lock(py).byte_at(index).py_err(py)?;
         Ok(byte.into_pyobject(py)?.into_any())
     }
 
+    /// `m[i] = value` and `m[i:j:k] = data`, checked in CPython 3.15's order
+    /// on every Python (docs/migrating.md): a read-only map; the key; the
+    /// value; a closed map; then the bounds (or the slice's size).
     fn __setitem__(
         &self,
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
+        refuse_read_only(&self.lock(py)).py_err(py)?;
         if let Ok(slice) = key.cast::<PySlice>() {
-            // The slice first, then the value, as CPython's mmap checks them.
-            let (start, step, count) = self.resolve_slice(py, slice)?;
+            let (start, stop, step) = unpack_slice(slice)?;
             let data = Bytes::extract(value)?;
             let src = data.as_slice();
             // A strided write goes byte by byte; copy first so that a source
@@ -537,6 +599,16 @@ impl PyMapFile {
             };
             let mut file = self.lock(py);
             let file: &mut MapFile = &mut file;
+            // The view never exceeds isize::MAX bytes.
+            let len = isize::try_from(file.len().py_err(py)?)
+                .map_err(|_| PyIndexError::new_err("view too large"))?;
+            let (mut start, mut stop) = (start, stop);
+            // SAFETY: plain arithmetic on the three locals (step is not 0:
+            // PySlice_Unpack refused that); it cannot fail.
+            let count = unsafe { ffi::PySlice_AdjustIndices(len, &mut start, &mut stop, step) };
+            // An empty slice may start at -1 (negative step); it touches nothing.
+            let start = usize::try_from(start).unwrap_or(0);
+            let count = usize::try_from(count).unwrap_or(0);
             return if count >= DETACH_THRESHOLD {
                 py.detach(|| file.write_slice(start, step, count, src))
                     .py_err(py)
@@ -544,13 +616,9 @@ impl PyMapFile {
                 file.write_slice(start, step, count, src).py_err(py)
             };
         }
-        let index = index_from_py(key)?;
-        // Converted now (its __index__ may run Python code), reported after
-        // the index is checked, as CPython's mmap does.
-        let value = item_value_from_py(value).map_err(Failure::Py);
-        self.lock(py)
-            .set_byte_at_checked(index, value)
-            .map_err(|failure| failure.into_py(py))
+        let index = assignment_index_from_py(key)?;
+        let value = item_value_from_py(value)?;
+        self.lock(py).set_byte_at(index, value).py_err(py)
     }
 
     fn __delitem__(&self, _key: &Bound<'_, PyAny>) -> PyResult<()> {

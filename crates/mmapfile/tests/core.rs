@@ -499,7 +499,12 @@ fn find_and_rfind_honour_start_end_and_the_position() {
     assert_eq!(m.find(b"abc", Some(-100), Some(-12)).unwrap(), Some(0));
     assert_eq!(m.find(b"\0\0", None, None).unwrap(), Some(7));
     assert_eq!(m.find(b"", Some(5), None).unwrap(), Some(5));
-    assert_eq!(m.find(b"", Some(100), None).unwrap(), Some(15));
+    // A start past the end finds nothing, as bytes.find and CPython 3.15.
+    assert_eq!(m.find(b"", Some(15), None).unwrap(), Some(15));
+    assert_eq!(m.find(b"", Some(16), None).unwrap(), None);
+    assert_eq!(m.find(b"", Some(100), None).unwrap(), None);
+    assert_eq!(m.rfind(b"", Some(16), Some(17)).unwrap(), None);
+    assert_eq!(m.find(b"", Some(i64::MAX), None).unwrap(), None);
     assert_eq!(m.find(b"", Some(5), Some(2)).unwrap(), None);
     assert_eq!(m.find(b"zzz", None, None).unwrap(), None);
     assert_eq!(m.find(b"x", Some(i64::MAX), Some(i64::MIN)).unwrap(), None);

@@ -31,7 +31,16 @@ impl MapFile {
         end: Option<i64>,
     ) -> Result<(Region<'_>, usize, usize)> {
         let region = self.region()?;
-        let start = clamp_bound(start, self.pos, region.len);
+        // A start past the end finds nothing, not even an empty needle (as
+        // `bytes.find` and CPython 3.15's `mmap.find`): it is moved to
+        // len + 1 (no overflow: a view is at most isize::MAX bytes), which
+        // no end reaches. Every caller returns no match when end < start.
+        let past_end = start.is_some_and(|s| u64::try_from(s).is_ok_and(|s| s > region.len as u64));
+        let start = if past_end {
+            region.len + 1
+        } else {
+            clamp_bound(start, self.pos, region.len)
+        };
         let end = clamp_bound(end, region.len, region.len);
         Ok((region, start, end))
     }
