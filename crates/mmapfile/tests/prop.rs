@@ -89,6 +89,11 @@ fn clamp(i: Option<i64>, default: usize, len: usize) -> usize {
 impl Model {
     fn search(&self, needle: &[u8], s: Option<i64>, e: Option<i64>, last: bool) -> Out {
         let len = self.data.len();
+        // A start past the end finds nothing, not even an empty needle
+        // (bytes.find and CPython 3.15's mmap, docs/migrating.md).
+        if s.is_some_and(|s| s > len as i64) {
+            return Out::Found(None);
+        }
         let (s, e) = (clamp(s, self.pos, len), clamp(e, len, len));
         if e < s || e - s < needle.len() {
             return Out::Found(None);
