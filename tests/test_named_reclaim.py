@@ -20,7 +20,7 @@ import time
 import mmapfile
 import pytest
 from _other_user import as_nobody, start_python
-from conftest import PORTABLE, linux_only, shm_path
+from conftest import IS_ROOT, PORTABLE, linux_only, shm_path
 
 pytestmark = [
     linux_only,
@@ -197,7 +197,7 @@ def test_two_thousand_blocks_open_at_once_with_two_descriptors_each(block_name):
 
 
 def test_a_block_in_another_ipc_namespace_is_refused_with_an_explanation(block_name):
-    if os.geteuid() != 0:
+    if not IS_ROOT:
         pytest.skip("needs root for unshare --ipc")
     m = mmapfile.mmapfile(None, block_name, 4096)
     m.write(b"host")
@@ -253,7 +253,7 @@ def segment_of(name: str) -> list[str]:
     return os.getxattr(shm_path(name), "user.mmapfile.shm").decode().split()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a child as nobody")
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to run a child as nobody")
 def test_the_segment_has_the_blocks_mode_and_the_kernel_enforces_it(block_name):
     m = mmapfile.mmapfile(None, block_name, 4096)  # mode 0600
     seg_id = segment_of(block_name)[0]
@@ -283,7 +283,7 @@ sys.stdin.readline()
 """
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a child as nobody")
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to run a child as nobody")
 def test_a_forged_record_naming_another_users_segment_is_never_attached(block_name):
     victim = mmapfile.mmapfile(None, block_name, 4096, mode=0o644)
     victim.write(b"victim")
