@@ -4,7 +4,7 @@
 
 use std::os::fd::OwnedFd;
 
-use super::record::FileRecord;
+use super::file_record::FileRecord;
 use super::segment::Segment;
 use crate::access::Space;
 use crate::error::Result;

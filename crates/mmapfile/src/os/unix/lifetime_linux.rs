@@ -25,8 +25,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::file_record::{FileRecord, MARK};
 use super::names::{is_digested, shm_name};
-use super::record::{FileRecord, MARK};
 use super::segment::{AttachError, Segment, SegmentRef};
 use super::space::{populate, room_in_memory};
 use super::sys::errno;

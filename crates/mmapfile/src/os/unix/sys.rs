@@ -90,6 +90,12 @@ mod hook {
     pub(super) fn round_size(st: libc::stat) -> libc::stat {
         st
     }
+
+    #[cfg(portable_lifetime)]
+    #[inline(always)]
+    pub(super) fn check_flock(_fd: &OwnedFd) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The error `op` failing with the OS code `code` would give.
@@ -189,6 +195,49 @@ pub(crate) fn ftruncate(fd: &OwnedFd, len: u64) -> Result<()> {
         let err = io::Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {
             return Err(Error::io("ftruncate", err));
+        }
+    }
+}
+
+/// `lstat(path)`: the file at `path` itself, not what a link there leads to.
+#[cfg(portable_lifetime)]
+pub(crate) fn lstat(path: &CString) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `path` is NUL-terminated and `st` writable memory for a stat.
+    if unsafe { libc::lstat(path.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: lstat returned 0, so it filled `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
+#[cfg(portable_lifetime)]
+pub(crate) fn unlink(path: &CString) -> io::Result<()> {
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    if unsafe { libc::unlink(path.as_ptr()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `flock(fd, op)`; `Ok(false)` if a non-blocking request was refused.
+/// A signal's `EINTR` is returned (an error of kind `Interrupted`) only when
+/// `interruptible`; otherwise the call is made again. (The portable
+/// lifetime and the mapping lock of `lock_portable.rs` use it.)
+#[cfg(portable_lifetime)]
+pub(crate) fn flock(fd: &OwnedFd, op: libc::c_int, interruptible: bool) -> Result<bool> {
+    hook::check_flock(fd)?;
+    loop {
+        // SAFETY: `fd` is an open descriptor.
+        if unsafe { libc::flock(fd.as_raw_fd(), op) } == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) if !interruptible => continue,
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            _ => return Err(Error::io("flock", err)),
         }
     }
 }
