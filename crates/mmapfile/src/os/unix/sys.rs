@@ -44,6 +44,20 @@ type ShmMode = libc::mode_t;
 #[cfg(portable_lifetime)]
 const OBJECTS_TAKE_FCHMOD: bool = !cfg!(macos_limits);
 
+/// The `mmap` system call's number on Linux, for calls that must not go
+/// through the C library (see [`map_fixed_in_handler`]): 32-bit systems have
+/// `mmap2`, which takes the offset in pages (the same for offset 0).
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    target_pointer_width = "64"
+))]
+const SYS_MMAP: libc::c_long = libc::SYS_mmap;
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    target_pointer_width = "32"
+))]
+const SYS_MMAP: libc::c_long = libc::SYS_mmap2;
+
 #[cfg(simulated)]
 use super::simulated as hook;
 
@@ -345,6 +359,63 @@ pub(crate) fn mmap(
         return Err(Error::last_os("mmap"));
     }
     Ok(ptr)
+}
+
+/// `mmap(addr, len, prot, flags, -1, 0)` with `MAP_FIXED` in `flags`,
+/// made so that a signal handler may call it; returns whether it worked.
+///
+/// The C library's `mmap` is not on POSIX's list of async-signal-safe
+/// functions, so on Linux the system call is made directly (`syscall` only
+/// loads registers, traps, and sets `errno` on failure, which the caller
+/// restores).
+///
+/// # Safety
+/// `addr..addr + len` must be page-aligned memory that nothing else needs:
+/// its contents are lost.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) unsafe fn map_fixed_in_handler(
+    addr: usize,
+    len: usize,
+    prot: libc::c_int,
+    flags: libc::c_int,
+) -> bool {
+    // `syscall` is variadic: every argument goes as a full `long`, so that
+    // no register holds stray upper bits.
+    let args = [
+        addr as libc::c_long,
+        len as libc::c_long,
+        libc::c_long::from(prot),
+        libc::c_long::from(flags),
+        -1 as libc::c_long,
+        0 as libc::c_long,
+    ];
+    // SAFETY: the arguments are those of mmap(2); the caller vouches for
+    // the range.
+    let ret = unsafe {
+        libc::syscall(
+            SYS_MMAP, args[0], args[1], args[2], args[3], args[4], args[5],
+        )
+    };
+    ret == addr as libc::c_long
+}
+
+/// `mmap(addr, len, prot, flags, -1, 0)` with `MAP_FIXED` in `flags`, from
+/// a signal handler; returns whether it worked. Other systems than Linux
+/// have no stable system-call interface: there the library's `mmap`, a thin
+/// wrapper around the call on every such system, is the only way.
+///
+/// # Safety
+/// As for the Linux version.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) unsafe fn map_fixed_in_handler(
+    addr: usize,
+    len: usize,
+    prot: libc::c_int,
+    flags: libc::c_int,
+) -> bool {
+    // SAFETY: the caller vouches for the range.
+    let ret = unsafe { libc::mmap(addr as *mut libc::c_void, len, prot, flags, -1, 0) };
+    ret != libc::MAP_FAILED
 }
 
 /// A new unnamed shared-memory object, close-on-exec.
