@@ -585,10 +585,14 @@ pub(crate) fn rewrite_file_record(
     change_if_sole_holder(held, &|fd| record.rewrite(fd))
 }
 
+/// A change to an object that already has its name and holders (unlike
+/// an [`Init`], which fills an object nobody else can reach yet).
+type Change<'a> = &'a dyn Fn(&OwnedFd) -> Result<()>;
+
 /// Runs `change` on the object `fd` if this is its only holder, with the
 /// exclusive lock held (so nobody joins, or reads what joining reads,
 /// meanwhile), and keeps holding it afterwards. Returns whether it ran.
-fn change_if_sole_holder(fd: &OwnedFd, change: Init<'_>) -> Result<bool> {
+fn change_if_sole_holder(fd: &OwnedFd, change: Change<'_>) -> Result<bool> {
     if !try_exclusive(fd)? {
         return Ok(false);
     }
