@@ -56,7 +56,7 @@ use std::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicPtr, AtomicUsiz
 use std::sync::Once;
 
 use super::page_size;
-use super::sys::map_fixed_in_handler;
+use super::sys::map_zero_pages;
 
 /// One registered view's entry in the table.
 ///
@@ -429,20 +429,6 @@ fn interrupted_sp(interrupted: &libc::ucontext_t) -> Option<usize> {
 )))]
 fn interrupted_sp(_interrupted: &libc::ucontext_t) -> Option<usize> {
     None
-}
-
-/// Maps private zero-filled pages over `addr..addr + len`, replacing what
-/// was there; returns whether it worked. Only through a system call that
-/// is safe in a signal handler (see `sys::map_fixed_in_handler`).
-///
-/// # Safety
-/// `addr..addr + len` must be page-aligned memory that nothing else needs:
-/// its contents are lost.
-unsafe fn map_zero_pages(addr: usize, len: usize) -> bool {
-    let prot = libc::PROT_READ | libc::PROT_WRITE;
-    let flags = libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
-    // SAFETY: the caller vouches for the range.
-    unsafe { map_fixed_in_handler(addr, len, prot, flags) }
 }
 
 /// Passes a `SIGBUS` that is not ours to the action installed before ours.

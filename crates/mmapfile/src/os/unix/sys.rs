@@ -45,7 +45,7 @@ type ShmMode = libc::mode_t;
 const OBJECTS_TAKE_FCHMOD: bool = !cfg!(macos_limits);
 
 /// The `mmap` system call's number on Linux, for calls that must not go
-/// through the C library (see [`map_fixed_in_handler`]): 32-bit systems have
+/// through the C library (see [`map_zero_pages`]): 32-bit systems have
 /// `mmap2`, which takes the offset in pages (the same for offset 0).
 #[cfg(all(
     any(target_os = "linux", target_os = "android"),
@@ -361,31 +361,32 @@ pub(crate) fn mmap(
     Ok(ptr)
 }
 
-/// `mmap(addr, len, prot, flags, -1, 0)` with `MAP_FIXED` in `flags`,
-/// made so that a signal handler may call it; returns whether it worked.
+/// What [`map_zero_pages`] maps: private zero-filled memory at a fixed
+/// address, replacing what was there.
+const ZERO_PAGES_PROT: libc::c_int = libc::PROT_READ | libc::PROT_WRITE;
+const ZERO_PAGES_FLAGS: libc::c_int = libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+
+/// Maps private zero-filled pages over `addr..addr + len`, replacing what
+/// was there, from the `SIGBUS` handler (`fault.rs`); returns whether it
+/// worked.
 ///
 /// The C library's `mmap` is not on POSIX's list of async-signal-safe
 /// functions, so on Linux the system call is made directly (`syscall` only
-/// loads registers, traps, and sets `errno` on failure, which the caller
+/// loads registers, traps, and sets `errno` on failure, which the handler
 /// restores).
 ///
 /// # Safety
 /// `addr..addr + len` must be page-aligned memory that nothing else needs:
 /// its contents are lost.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) unsafe fn map_fixed_in_handler(
-    addr: usize,
-    len: usize,
-    prot: libc::c_int,
-    flags: libc::c_int,
-) -> bool {
+pub(crate) unsafe fn map_zero_pages(addr: usize, len: usize) -> bool {
     // `syscall` is variadic: every argument goes as a full `long`, so that
     // no register holds stray upper bits.
     let args = [
         addr as libc::c_long,
         len as libc::c_long,
-        libc::c_long::from(prot),
-        libc::c_long::from(flags),
+        libc::c_long::from(ZERO_PAGES_PROT),
+        libc::c_long::from(ZERO_PAGES_FLAGS),
         -1 as libc::c_long,
         0 as libc::c_long,
     ];
@@ -399,20 +400,16 @@ pub(crate) unsafe fn map_fixed_in_handler(
     ret == addr as libc::c_long
 }
 
-/// `mmap(addr, len, prot, flags, -1, 0)` with `MAP_FIXED` in `flags`, from
-/// a signal handler; returns whether it worked. Other systems than Linux
-/// have no stable system-call interface: there the library's `mmap`, a thin
+/// Maps private zero-filled pages over `addr..addr + len` from the `SIGBUS`
+/// handler; returns whether it worked. Other systems than Linux have no
+/// stable system-call interface: there the library's `mmap`, a thin
 /// wrapper around the call on every such system, is the only way.
 ///
 /// # Safety
 /// As for the Linux version.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(crate) unsafe fn map_fixed_in_handler(
-    addr: usize,
-    len: usize,
-    prot: libc::c_int,
-    flags: libc::c_int,
-) -> bool {
+pub(crate) unsafe fn map_zero_pages(addr: usize, len: usize) -> bool {
+    let (prot, flags) = (ZERO_PAGES_PROT, ZERO_PAGES_FLAGS);
     // SAFETY: the caller vouches for the range.
     let ret = unsafe { libc::mmap(addr as *mut libc::c_void, len, prot, flags, -1, 0) };
     ret != libc::MAP_FAILED
