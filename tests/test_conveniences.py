@@ -1,10 +1,13 @@
 """CPython mmap's conveniences: context manager, closed, repr, read, readinto,
 find/rfind, seekable, madvise and the mapping's attributes."""
 
+import ast
 import mmap
 import os
 import sys
+import types
 import uuid
+from pathlib import Path
 
 import _decided as decided
 import mmapfile
@@ -195,6 +198,50 @@ def test_madvise_accepts_the_harmless_options_on_a_whole_map(name):
     m = mmapfile.mmapfile(None, None, 3 * mmapfile.PAGESIZE)
     m.madvise(getattr(mmapfile, name))
     m.madvise(getattr(mmapfile, name), 10, 100)
+
+
+def stub_exports(platform):
+    """The names _mmapfile.pyi exports (its `__all__`) and the constants it
+    declares, as a type checker reads them on `platform` (`sys.platform`)."""
+    stub = Path(mmapfile.__file__).with_name("_mmapfile.pyi")
+    on = {"__builtins__": {}, "sys": types.SimpleNamespace(platform=platform)}
+    exported, declared = [], set()
+
+    def read(body):
+        for node in body:
+            if isinstance(node, ast.If):
+                test = compile(ast.Expression(node.test), str(stub), "eval")
+                read(node.body if eval(test, on) else node.orelse)
+            elif isinstance(node, (ast.Assign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+                    exported.extend(ast.literal_eval(node.value))
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                declared.add(node.target.id)
+
+    read(ast.parse(stub.read_text(encoding="utf-8")).body)
+    return exported, declared
+
+
+def test_the_stub_lists_the_madvise_options_the_core_offers():
+    # The core's table, as the extension adds it; the package exports it as
+    # it is, and the stub (static, for type checkers) must say the same.
+    core = {name for name in dir(mmapfile._mmapfile) if name.startswith("MADV_")}
+    assert core or sys.platform == "win32"
+    exported, declared = stub_exports(sys.platform)
+    assert {name for name in exported if name.startswith("MADV_")} == core
+    assert {name for name in declared if name.startswith("MADV_")} == core
+    assert {name for name in mmapfile.__all__ if name.startswith("MADV_")} == core
+    assert all(hasattr(mmapfile, name) for name in core)
+
+
+def test_the_package_exports_the_stubs_public_names_and_no_helper():
+    exported, _ = stub_exports(sys.platform)
+    assert sorted(mmapfile.__all__) == sorted(exported)
+    assert [name for name in mmapfile.__all__ if name.startswith("_")] == ["__version__"]
+    for helper in ("_list_blocks", "_block_info", "_backend"):
+        assert not hasattr(mmapfile, helper), helper
+        assert hasattr(mmapfile._mmapfile, helper), helper
 
 
 @pytest.mark.skipif(sys.platform != "win32", reason="Windows behaviour")

@@ -6,20 +6,14 @@ or an unnamed block (neither). See ``_mmapfile.pyi`` for the full reference.
 """
 
 import importlib
-import sys
 
-from ._mmapfile import (
-    ACCESS_COPY,
-    ACCESS_DEFAULT,
-    ACCESS_READ,
-    ACCESS_WRITE,
-    ALLOCATIONGRANULARITY,
-    PAGESIZE,
-    MapLock,
-    __version__,
-    error,
-    mmapfile,
-)
+# Every public name of the compiled core, which lists them in its `__all__`.
+# The madvise() options (MADV_*) among them are those the core offers on
+# this OS (`mmapfile::advice_values()`), so no list of them is written here;
+# type checkers read the same names from _mmapfile.pyi.
+from ._mmapfile import *  # noqa: F403
+from ._mmapfile import __all__ as __all__
+from ._mmapfile import error
 
 
 def _pywin32_compatible_error():
@@ -50,54 +44,3 @@ def _pywin32_compatible_error():
 # Replaces the name, not the type the stubs give it: still an OSError.
 globals()["error"] = _pywin32_compatible_error() or error
 del _pywin32_compatible_error
-
-__all__ = [
-    "ACCESS_COPY",
-    "ACCESS_DEFAULT",
-    "ACCESS_READ",
-    "ACCESS_WRITE",
-    "ALLOCATIONGRANULARITY",
-    "PAGESIZE",
-    "MapLock",
-    "__version__",
-    "error",
-    "mmapfile",
-]
-
-# The madvise() options this OS has (see _mmapfile.pyi).
-if sys.platform != "win32":
-    from ._mmapfile import (
-        MADV_DONTNEED,
-        MADV_NORMAL,
-        MADV_RANDOM,
-        MADV_SEQUENTIAL,
-        MADV_WILLNEED,
-    )
-
-    __all__ += ["MADV_DONTNEED", "MADV_NORMAL", "MADV_RANDOM", "MADV_SEQUENTIAL", "MADV_WILLNEED"]
-if sys.platform == "linux" or sys.platform == "darwin":
-    from ._mmapfile import MADV_FREE
-
-    __all__ += ["MADV_FREE"]
-if sys.platform == "linux":
-    from ._mmapfile import (
-        MADV_DODUMP,
-        MADV_DOFORK,
-        MADV_DONTDUMP,
-        MADV_HUGEPAGE,
-        MADV_MERGEABLE,
-        MADV_NOHUGEPAGE,
-        MADV_REMOVE,
-        MADV_UNMERGEABLE,
-    )
-
-    __all__ += [
-        "MADV_DODUMP",
-        "MADV_DOFORK",
-        "MADV_DONTDUMP",
-        "MADV_HUGEPAGE",
-        "MADV_MERGEABLE",
-        "MADV_NOHUGEPAGE",
-        "MADV_REMOVE",
-        "MADV_UNMERGEABLE",
-    ]

@@ -13,12 +13,9 @@ from typing import Literal, TypedDict, type_check_only
 
 from typing_extensions import Buffer, Self, final
 
+# The public names, which `mmapfile` exports as they are: the runtime module
+# lists the same (the private helpers below are left out of both).
 __all__ = [
-    "_list_blocks",
-    "_block_info",
-    "_read_block",
-    "_remove_block",
-    "_collect_garbage",
     "mmapfile",
     "MapLock",
     "error",
@@ -29,12 +26,11 @@ __all__ = [
     "ACCESS_WRITE",
     "ACCESS_COPY",
     "__version__",
-    "_backend",
-    "_use_error_class",
 ]
 
-if sys.platform != "win32":
-    __all__ += ["_winerror_of"]
+# The madvise() options of each OS: the core's table (`ADVICE` in
+# crates/mmapfile/src/os/*/view.rs). tests/test_conveniences.py holds these
+# lists to it on the OS the tests run on.
 if sys.platform != "win32":
     __all__ += ["MADV_NORMAL", "MADV_RANDOM", "MADV_SEQUENTIAL", "MADV_WILLNEED", "MADV_DONTNEED"]
 if sys.platform == "linux" or sys.platform == "darwin":

@@ -13,6 +13,7 @@ mod object;
 mod pylock;
 
 use pyo3::prelude::*;
+use pyo3::types::PyList;
 
 #[pymodule]
 fn _mmapfile(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -36,5 +37,19 @@ fn _mmapfile(m: &Bound<'_, PyModule>) -> PyResult<()> {
     #[cfg(not(windows))]
     m.add_function(wrap_pyfunction!(errors::_winerror_of, m)?)?;
     m.add_function(wrap_pyfunction!(errors::_use_error_class, m)?)?;
-    Ok(())
+    public_names_only(m)
+}
+
+/// Leaves in `__all__` (which PyO3 fills with every name added) only the
+/// public names: `mmapfile/__init__.py` exports exactly this list, so the
+/// `madvise` options of this OS come from the core's table alone.
+fn public_names_only(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let public = PyList::empty(m.py());
+    for name in m.index()?.iter() {
+        let text = name.extract::<String>()?;
+        if !text.starts_with('_') || text == "__version__" {
+            public.append(name)?;
+        }
+    }
+    m.setattr("__all__", public)
 }

@@ -8,9 +8,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::copy;
+use super::file_record::FileRecord;
 use super::join::{Held, New};
 use super::lifetime;
-use super::record::FileRecord;
 use super::segment::Segment;
 use super::space::{make_room, Purpose};
 use super::sys::{anonymous_fd, cstring, cvt, fstat, ftruncate, getpid, mmap, open_path};

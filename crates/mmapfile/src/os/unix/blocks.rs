@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::record::FileRecord;
+use super::file_record::FileRecord;
 use super::{fstat, lifetime};
 use crate::blocks::BlockInfo;
 use crate::error::{Error, Result};
@@ -105,8 +105,8 @@ mod backend {
     use std::os::unix::ffi::OsStrExt;
 
     use super::*;
+    use crate::os::unix::file_record::MARK;
     use crate::os::unix::names::{shm_name, SHM_PREFIX};
-    use crate::os::unix::record::MARK;
     use crate::os::unix::segment::{AttachError, Segment, SegmentRef};
     use crate::os::unix::{shm_open, shm_unlink, SHM_DIR};
 
@@ -317,7 +317,8 @@ mod backend {
 #[cfg(portable_lifetime)]
 mod backend {
     use super::*;
-    use crate::os::unix::lifetime::{Listed, Stored};
+    use crate::os::unix::lifetime::Listed;
+    use crate::os::unix::name_record::Stored;
     use crate::os::unix::{cstring, shm_open};
 
     fn info_from(listed: Listed) -> BlockInfo {

@@ -56,6 +56,7 @@ use std::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicPtr, AtomicUsiz
 use std::sync::Once;
 
 use super::page_size;
+use super::sys::map_zero_pages;
 
 /// One registered view's entry in the table.
 ///
@@ -428,54 +429,6 @@ fn interrupted_sp(interrupted: &libc::ucontext_t) -> Option<usize> {
 )))]
 fn interrupted_sp(_interrupted: &libc::ucontext_t) -> Option<usize> {
     None
-}
-
-/// Maps private zero-filled pages over `addr..addr + len`, replacing what
-/// was there; returns whether it worked.
-///
-/// The C library's `mmap` is not on POSIX's list of async-signal-safe
-/// functions, so on Linux the system call is made directly (`syscall` only
-/// loads registers, traps, and sets `errno` on failure, which the handler
-/// restores). Other systems have no stable system-call interface; there the
-/// library's `mmap`, a thin wrapper around the call on every such system,
-/// is the only way.
-///
-/// # Safety
-/// `addr..addr + len` must be page-aligned memory that nothing else needs:
-/// its contents are lost.
-unsafe fn map_zero_pages(addr: usize, len: usize) -> bool {
-    let prot = libc::PROT_READ | libc::PROT_WRITE;
-    let flags = libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
-    // `syscall` is variadic: every argument goes as a full `long`, so that
-    // no register holds stray upper bits.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    let args = [
-        addr as libc::c_long,
-        len as libc::c_long,
-        libc::c_long::from(prot),
-        libc::c_long::from(flags),
-        -1 as libc::c_long,
-        0 as libc::c_long,
-    ];
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        // 32-bit systems have mmap2, which takes the offset in pages (0 here).
-        #[cfg(target_pointer_width = "64")]
-        const MMAP: libc::c_long = libc::SYS_mmap;
-        #[cfg(target_pointer_width = "32")]
-        const MMAP: libc::c_long = libc::SYS_mmap2;
-        // SAFETY: the arguments are those of mmap(2); the caller vouches for
-        // the range.
-        let ret =
-            unsafe { libc::syscall(MMAP, args[0], args[1], args[2], args[3], args[4], args[5]) };
-        ret == addr as libc::c_long
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        // SAFETY: as above.
-        let ret = unsafe { libc::mmap(addr as *mut libc::c_void, len, prot, flags, -1, 0) };
-        ret != libc::MAP_FAILED
-    }
 }
 
 /// Passes a `SIGBUS` that is not ours to the action installed before ours.

@@ -4,13 +4,14 @@
 
 use std::os::fd::OwnedFd;
 
-use super::record::FileRecord;
+use super::file_record::FileRecord;
 use super::segment::Segment;
 use crate::access::Space;
 use crate::error::Result;
 
-/// Fills a new shared-memory object before it gets its name: a block's
-/// size, or a file mapping's record.
+/// Fills a new shared-memory object before it gets its name, while nobody
+/// else can reach it: a block's size, or a file mapping's record. (A change
+/// to an object that has its name is a `lifetime_linux::Change`.)
 pub(crate) type Init<'a> = &'a dyn Fn(&OwnedFd) -> Result<()>;
 
 /// What a creating open makes under a name.

@@ -25,8 +25,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::file_record::{FileRecord, MARK};
 use super::names::{is_digested, shm_name};
-use super::record::{FileRecord, MARK};
 use super::segment::{AttachError, Segment, SegmentRef};
 use super::space::{populate, room_in_memory};
 use super::sys::errno;
@@ -585,10 +585,14 @@ pub(crate) fn rewrite_file_record(
     change_if_sole_holder(held, &|fd| record.rewrite(fd))
 }
 
+/// A change to an object that already has its name and holders (unlike
+/// an [`Init`], which fills an object nobody else can reach yet).
+type Change<'a> = &'a dyn Fn(&OwnedFd) -> Result<()>;
+
 /// Runs `change` on the object `fd` if this is its only holder, with the
 /// exclusive lock held (so nobody joins, or reads what joining reads,
 /// meanwhile), and keeps holding it afterwards. Returns whether it ran.
-fn change_if_sole_holder(fd: &OwnedFd, change: Init<'_>) -> Result<bool> {
+fn change_if_sole_holder(fd: &OwnedFd, change: Change<'_>) -> Result<bool> {
     if !try_exclusive(fd)? {
         return Ok(false);
     }

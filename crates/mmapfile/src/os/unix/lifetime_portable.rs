@@ -4,10 +4,11 @@
 //! The protocol, for newcomers in `docs/named-blocks.md` ("macOS and the
 //! BSDs"), in short:
 //!
-//! - Each name has a *record file* in the state directory [`STATE_DIR`]:
+//! - Each name has a *record file* in the state directory (`state_dir.rs`):
 //!   the full name, and either the shared-memory object that holds the
 //!   block's bytes (a fresh random name per block, which fits macOS's 31
-//!   bytes) with the block's exact size, or a file mapping's record.
+//!   bytes) with the block's exact size, or a file mapping's record (the
+//!   format: `name_record.rs`).
 //! - Every holder keeps a shared `flock` on the record file, which the
 //!   kernel drops when the holder's descriptor closes, exit and SIGKILL
 //!   included. `flock` works on regular files everywhere, and a lock
@@ -26,17 +27,20 @@
 //! - `flock` cannot convert a lock atomically (it drops the old lock
 //!   first), so the protocol never converts a lock it must keep.
 
-use std::ffi::CString;
-use std::ffi::OsStr;
+use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::names::{fresh_object_suffix, record_file_name, OBJECT_DIGITS, OBJECT_PREFIX};
-use super::record::{read_small, write_all, FileRecord};
+use super::file_record::{write_all, FileRecord};
+use super::name_record::{NameRecord, Stored};
+use super::names::{fresh_object_suffix, record_file_name, OBJECT_PREFIX};
+use super::state_dir::{
+    at_path, check_state_dir, draft_path, lock_path_of, object_of, open_record, record_file_mode,
+    removed_path, Hidden,
+};
 use super::sys::errno;
 use super::{
     cstring, fchmod, fchmod_object, fstat, open_path, shm_open, shm_unlink, Held, Joined, New,
@@ -44,165 +48,10 @@ use super::{
 use crate::access::CreateMode;
 use crate::error::{Error, Result};
 
-/// Where record files live: shared by all users (sticky, like `/tmp`), and
-/// not cleaned by age, as macOS cleans `/tmp` (a long-lived block's record
-/// must not go). Shared-memory objects do not survive a reboot; records
-/// left from before one are dead and removed like any other dead block.
-/// It must belong to root or to the user ([`ensure_state_dir`]).
-pub(crate) const STATE_DIR: &str = "/var/tmp/mmapfile";
-
-/// The state directory: [`STATE_DIR`].
-#[cfg(not(simulated))]
-pub(crate) fn state_dir() -> &'static str {
-    STATE_DIR
-}
-
-/// The state directory: [`STATE_DIR`], or in the simulated backend (a
-/// test build) `$MMAPFILE_SIMULATED_STATE_DIR`, so that a test can let
-/// another user make the directory first without touching the machine's.
-#[cfg(simulated)]
-pub(crate) fn state_dir() -> &'static str {
-    static DIR: OnceLock<String> = OnceLock::new();
-    DIR.get_or_init(|| {
-        std::env::var("MMAPFILE_SIMULATED_STATE_DIR").unwrap_or_else(|_| STATE_DIR.to_owned())
-    })
-}
-
-/// First line of every record (with its format version).
-const HEADER: &str = "mmapfile name 1";
-
-/// Prefix of record files under construction (with their object's suffix).
-const NEW_PREFIX: &str = ".new-";
-
-/// Prefix of records removed by `rm` while holders remained.
-const REMOVED_PREFIX: &str = ".removed-";
-
-/// Prefix of a block's lock file (with its object's suffix): the mapping
-/// lock of `lock_portable.rs`, made by the first holder that asks for it.
-const LOCK_PREFIX: &str = ".lock-";
-
-/// What a record file says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Record {
-    /// The full name (after its namespace prefix).
-    pub(crate) name: String,
-    /// The block's or mapping's permission bits, as given (the record
-    /// file's own let nobody but its owner write it).
-    pub(crate) mode: u32,
-    pub(crate) what: Stored,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Stored {
-    /// A block: the object holding its bytes, and its exact size (macOS
-    /// reports an object's size rounded up to whole pages).
-    Block { object: String, size: u64 },
-    /// A named file mapping.
-    File(FileRecord),
-}
-
-impl Record {
-    pub(super) fn encode(&self) -> Vec<u8> {
-        let name: String = self.name.bytes().map(|b| format!("{b:02x}")).collect();
-        let mut out = format!("{HEADER}\nname {name}\nmode {:o}\n", self.mode).into_bytes();
-        match &self.what {
-            Stored::Block { object, size } => {
-                out.extend_from_slice(format!("block {object}\nsize {size}\n").as_bytes())
-            }
-            Stored::File(record) => out.extend_from_slice(&record.encode()),
-        }
-        out
-    }
-
-    /// Reads a record that any process may have written: anything but a
-    /// record exactly as [`Record::encode`] writes it is refused.
-    pub(super) fn decode(bytes: &[u8]) -> Result<Record> {
-        let bad = || {
-            Error::io(
-                "read",
-                io::Error::new(io::ErrorKind::InvalidData, "a name's record is damaged"),
-            )
-        };
-        let mut parts = bytes.splitn(4, |&b| b == b'\n');
-        if parts.next() != Some(HEADER.as_bytes()) {
-            return Err(bad());
-        }
-        let hex = parts
-            .next()
-            .and_then(|l| l.strip_prefix(b"name "))
-            .filter(|h| h.len() % 2 == 0)
-            .ok_or_else(bad)?;
-        let name = hex
-            .chunks(2)
-            .map(|pair| {
-                std::str::from_utf8(pair)
-                    .ok()
-                    .and_then(|p| u8::from_str_radix(p, 16).ok())
-            })
-            .collect::<Option<Vec<u8>>>()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(bad)?;
-        let mode = parts
-            .next()
-            .and_then(|l| l.strip_prefix(b"mode "))
-            .and_then(|m| std::str::from_utf8(m).ok())
-            .and_then(|m| u32::from_str_radix(m, 8).ok())
-            .filter(|&m| m <= 0o777)
-            .ok_or_else(bad)?;
-        let rest = parts.next().ok_or_else(bad)?;
-        let what = if let Some(block) = rest.strip_prefix(b"block ") {
-            let text = std::str::from_utf8(block).map_err(|_| bad())?;
-            let mut lines = text.split('\n');
-            let object = lines.next().ok_or_else(bad)?.to_owned();
-            let size = lines
-                .next()
-                .and_then(|l| l.strip_prefix("size "))
-                .and_then(|s| s.parse::<u64>().ok())
-                .filter(|&size| size > 0)
-                .ok_or_else(bad)?;
-            // The object's name is used in paths (its lock file) and
-            // removed with the block: only a name this backend makes.
-            if !is_object_name(&object) || lines.next() != Some("") {
-                return Err(bad());
-            }
-            Stored::Block { object, size }
-        } else {
-            Stored::File(FileRecord::decode(rest)?)
-        };
-        let record = Record { name, mode, what };
-        // Only what `encode` writes: no second spelling of a record (upper
-        // case hex, leading zeros, a `+`) passes.
-        if record.encode() != bytes {
-            return Err(bad());
-        }
-        Ok(record)
-    }
-
-    fn read(fd: &OwnedFd) -> Result<Record> {
-        Record::decode(&read_small(fd)?)
-    }
-}
-
-/// `flock(fd, op)`; `Ok(false)` if a non-blocking request was refused.
-/// A signal's `EINTR` is returned (an error of kind `Interrupted`) only when
-/// `interruptible`; otherwise the call is made again. (The mapping lock of
-/// `lock_portable.rs` uses it too.)
-pub(crate) fn flock(fd: &OwnedFd, op: libc::c_int, interruptible: bool) -> Result<bool> {
-    #[cfg(simulated)]
-    super::simulated::refuse_lock_on_shm(fd)?;
-    loop {
-        // SAFETY: `fd` is an open descriptor.
-        if unsafe { libc::flock(fd.as_raw_fd(), op) } == 0 {
-            return Ok(true);
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) if !interruptible => continue,
-            Some(libc::EWOULDBLOCK) => return Ok(false),
-            _ => return Err(Error::io("flock", err)),
-        }
-    }
-}
+// What `Backing` and `blocks.rs` (`key`) and the mapping lock of
+// `lock_portable.rs` (the rest) find here, as on Linux.
+pub(crate) use super::state_dir::{ensure_state_dir, key, state_dir};
+pub(crate) use super::sys::{flock, unlink};
 
 fn try_exclusive(fd: &OwnedFd) -> Result<bool> {
     flock(fd, libc::LOCK_EX | libc::LOCK_NB, false)
@@ -220,188 +69,6 @@ fn wait_shared(fd: &OwnedFd) -> Result<()> {
 
 fn unlock(fd: &OwnedFd) -> Result<()> {
     flock(fd, libc::LOCK_UN, false).map(drop)
-}
-
-fn lstat(path: &CString) -> io::Result<libc::stat> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `path` is NUL-terminated and `st` writable memory for a stat.
-    if unsafe { libc::lstat(path.as_ptr(), st.as_mut_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: lstat returned 0, so it filled `st`.
-    Ok(unsafe { st.assume_init() })
-}
-
-/// Whether the file open as `fd` is the one at `path` now.
-fn at_path(fd: &OwnedFd, path: &CString) -> Result<bool> {
-    let st = fstat(fd)?;
-    match lstat(path) {
-        Ok(now) => Ok(now.st_dev == st.st_dev && now.st_ino == st.st_ino),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(Error::io("lstat", e)),
-    }
-}
-
-pub(crate) fn unlink(path: &CString) -> io::Result<()> {
-    // SAFETY: `path` is a NUL-terminated string that outlives the call.
-    if unsafe { libc::unlink(path.as_ptr()) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-fn in_dir(file: &str) -> Result<CString> {
-    cstring("open", format!("{}/{file}", state_dir()).as_bytes())
-}
-
-/// Opens a file of the state directory to read or lock it, never through a
-/// symbolic link, and without waiting for a writer if another user put a
-/// FIFO there (`O_NONBLOCK` changes nothing for a regular file).
-fn open_record(path: &CString) -> io::Result<OwnedFd> {
-    open_path(
-        path,
-        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
-        0,
-    )
-}
-
-/// Whether `object` is a name this backend gives a block's object:
-/// [`OBJECT_PREFIX`] and [`OBJECT_DIGITS`] lower-case hex digits.
-pub(super) fn is_object_name(object: &str) -> bool {
-    object.strip_prefix(OBJECT_PREFIX).is_some_and(|suffix| {
-        suffix.len() == OBJECT_DIGITS
-            && suffix
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
-}
-
-/// The shared-memory object named by the suffix `suffix` (of a draft or a
-/// lock file).
-fn object_of(suffix: &[u8]) -> Result<CString> {
-    let mut object = OBJECT_PREFIX.as_bytes().to_vec();
-    object.extend_from_slice(suffix);
-    cstring("shm_unlink", &object)
-}
-
-/// The lock file of the block whose object is `object`.
-fn lock_path_of(object: &str) -> Result<CString> {
-    let suffix = object.strip_prefix(OBJECT_PREFIX).unwrap_or(object);
-    in_dir(&format!("{LOCK_PREFIX}{suffix}"))
-}
-
-/// A record file's (or lock file's) mode for a block of mode `mode`:
-/// readable by those the block's mode lets in, since holding it and
-/// locking it take no more; written only by its owner.
-fn record_file_mode(mode: u32) -> u32 {
-    (mode & 0o444) | 0o600
-}
-
-/// The record file's path for the name `base`: the key the rest of the
-/// backend passes around.
-pub(crate) fn key(base: &str) -> Result<CString> {
-    check_state_dir()?;
-    in_dir(&record_file_name(base))
-}
-
-/// Whether the state directory was found to be what it should be.
-static CHECKED: OnceLock<()> = OnceLock::new();
-
-/// Makes sure the state directory exists and is what it should be
-/// ([`state_dir_problem`]): otherwise nothing in it can be trusted, and
-/// every use of a name is refused with what to do.
-pub(crate) fn ensure_state_dir() -> Result<()> {
-    state_dir_checked(true)
-}
-
-/// Checks the state directory if it exists (looking for names makes none).
-fn check_state_dir() -> Result<()> {
-    state_dir_checked(false)
-}
-
-fn state_dir_checked(create: bool) -> Result<()> {
-    if CHECKED.get().is_some() {
-        return Ok(());
-    }
-    let path = state_dir();
-    let dir = cstring("mkdir", path.as_bytes())?;
-    if create {
-        make_state_dir(&dir)?;
-    }
-    let st = match lstat(&dir) {
-        Ok(st) => st,
-        // Not made yet: nothing in it to trust, nothing to find.
-        Err(e) if !create && e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("lstat", e)),
-    };
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    // mode_t is u16 on macOS and u32 on Linux.
-    #[allow(clippy::useless_conversion)]
-    if let Some(problem) = state_dir_problem(u32::from(st.st_mode), st.st_uid, me) {
-        return Err(Error::Refused {
-            op: "lstat",
-            code: libc::EACCES,
-            message: format!(
-                "{path} {problem}, so named blocks cannot be kept there safely. When no \
-                 named block is in use, an administrator can remove it and make it \
-                 again as root: `sudo rm -rf {path} && sudo install -d -m 1777 -o root {path}` \
-                 (see the security page of mmapfile's documentation)"
-            ),
-        });
-    }
-    let _ = CHECKED.set(());
-    Ok(())
-}
-
-/// Makes the state directory `dir` unless it exists: open to all, sticky,
-/// as /tmp is.
-fn make_state_dir(dir: &CString) -> Result<()> {
-    // SAFETY: `dir` is a NUL-terminated string that outlives the calls.
-    if unsafe { libc::mkdir(dir.as_ptr(), 0o700) } == 0 {
-        // Explicitly: the umask applied to mkdir. Nobody else can rename
-        // our new directory in the sticky /var/tmp meanwhile.
-        // SAFETY: as above.
-        if unsafe { libc::chmod(dir.as_ptr(), 0o1777) } != 0 {
-            return Err(Error::last_os("chmod"));
-        }
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    if err.kind() != io::ErrorKind::AlreadyExists {
-        return Err(Error::io("mkdir", err));
-    }
-    Ok(())
-}
-
-/// Why a state directory of mode `mode` (`st_mode`) owned by `owner` cannot
-/// be trusted by the user `me`, if it cannot. It must be a real directory
-/// (not a symbolic link) that belongs to root or to `me`: its owner can
-/// remove or rename anything in it, sticky bit or not, so one that belongs
-/// to another user would let that user end any name, or make two holders
-/// of one name hold two blocks. If other users can write it, it must be
-/// sticky, or they could remove or replace our records.
-// mode_t is u16 on macOS and u32 on Linux, hence the widenings.
-#[allow(clippy::useless_conversion)]
-pub(super) fn state_dir_problem(mode: u32, owner: libc::uid_t, me: libc::uid_t) -> Option<String> {
-    if mode & u32::from(libc::S_IFMT) != u32::from(libc::S_IFDIR) {
-        return Some("is not a directory (a symbolic link or a file stands there)".into());
-    }
-    if owner != me && owner != 0 {
-        return Some(format!(
-            "belongs to user {owner}, who can remove or rename any record in it \
-             (the sticky bit does not hold against a directory's owner)"
-        ));
-    }
-    if mode & 0o022 != 0 && mode & u32::from(libc::S_ISVTX) == 0 {
-        return Some(
-            "can be written by other users and is not sticky, so they could remove or \
-             replace any record in it"
-                .into(),
-        );
-    }
-    None
 }
 
 /// A record file under construction: `.new-<suffix>`, removed again (with
@@ -438,7 +105,7 @@ impl Draft {
         ensure_state_dir()?;
         loop {
             let suffix = fresh_object_suffix()?;
-            let path = in_dir(&format!("{NEW_PREFIX}{suffix}"))?;
+            let path = draft_path(&suffix)?;
             let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
             match open_path(&path, flags, 0o600) {
                 Ok(fd) => {
@@ -515,7 +182,7 @@ fn create(key: &CString, base: &str, new: &New<'_>, mode: u32) -> Result<Option<
             None,
         ),
     };
-    let record = Record {
+    let record = NameRecord {
         name: base.to_owned(),
         mode: mode & 0o777,
         what: stored,
@@ -544,10 +211,10 @@ fn remove_held(fd: &OwnedFd, key: &CString) -> Result<()> {
     if fstat(fd)?.st_uid != unsafe { libc::geteuid() } {
         return Err(errno("unlink", libc::EPERM));
     }
-    if let Ok(Record {
+    if let Ok(NameRecord {
         what: Stored::Block { object, .. },
         ..
-    }) = Record::read(fd)
+    }) = NameRecord::read(fd)
     {
         let _ = shm_unlink(&cstring("shm_unlink", object.as_bytes())?);
         let _ = unlink(&lock_path_of(&object)?);
@@ -556,13 +223,6 @@ fn remove_held(fd: &OwnedFd, key: &CString) -> Result<()> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("unlink", e)),
         _ => Ok(()),
     }
-}
-
-/// Where `rm` moves a record file whose holders remain, so that their last
-/// one can remove it: named after the file's inode, which it keeps.
-fn removed_path(fd: &OwnedFd) -> Result<CString> {
-    let st = fstat(fd)?;
-    in_dir(&format!("{REMOVED_PREFIX}{}-{}", st.st_dev, st.st_ino))
 }
 
 /// What looking at a published record file found.
@@ -655,7 +315,7 @@ pub(crate) fn join(
             Found::Gone => continue,
         }
         // From here on `fd` holds the block, and its record cannot change.
-        let record = Record::read(&fd)?;
+        let record = NameRecord::read(&fd)?;
         if record.name != base {
             let _ = release(&fd, key, true);
             if record_file_name(&record.name) == record_file_name(base) {
@@ -763,9 +423,9 @@ pub(crate) fn rewrite_file_record(
     key: &CString,
     file: &FileRecord,
 ) -> Result<bool> {
-    let old = Record::read(held)?;
+    let old = NameRecord::read(held)?;
     let (draft, _) = Draft::new(old.mode)?;
-    let record = Record {
+    let record = NameRecord {
         what: Stored::File(file.clone()),
         ..old
     };
@@ -843,7 +503,7 @@ pub(crate) fn remove(key: &CString) -> Result<bool> {
 
 /// One record file of the state directory, as `ls` shows it.
 pub(crate) struct Listed {
-    pub(crate) record: Record,
+    pub(crate) record: NameRecord,
     pub(crate) stat: libc::stat,
     pub(crate) path: PathBuf,
 }
@@ -852,7 +512,7 @@ pub(crate) struct Listed {
 pub(crate) fn look(base: &str) -> Result<Listed> {
     let key = key(base)?;
     let fd = open_record(&key).map_err(|e| Error::io("open", e))?;
-    let record = Record::read(&fd)?;
+    let record = NameRecord::read(&fd)?;
     if record.name != base {
         return Err(errno("open", libc::ENOENT));
     }
@@ -891,7 +551,7 @@ pub(crate) fn list(me: libc::uid_t) -> Result<(Vec<Listed>, Vec<CString>)> {
             }
             continue;
         }
-        if let Ok(record) = Record::read(&fd) {
+        if let Ok(record) = NameRecord::read(&fd) {
             listed.push(Listed {
                 record,
                 stat: st,
@@ -908,33 +568,31 @@ pub(crate) fn list(me: libc::uid_t) -> Result<(Vec<Listed>, Vec<CString>)> {
 /// aside by `rm` whose holders are gone, a block's lock file whose block is
 /// gone, or an unnamed block's lock file whose process is gone.
 fn is_stale(fd: &OwnedFd, file: &[u8], st: &libc::stat) -> Result<bool> {
-    if file.starts_with(NEW_PREFIX.as_bytes()) {
-        let young = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .is_ok_and(|now| now.as_secs().saturating_sub(st.st_mtime.max(0) as u64) < 5);
-        return Ok(!young && try_exclusive(fd)?);
-    }
-    if file.starts_with(REMOVED_PREFIX.as_bytes()) {
-        return try_exclusive(fd);
-    }
-    if let Some(suffix) = file.strip_prefix(LOCK_PREFIX.as_bytes()) {
-        return match shm_open(&object_of(suffix)?, libc::O_RDONLY, 0) {
+    match Hidden::of(file) {
+        Hidden::Draft { .. } => {
+            let young = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .is_ok_and(|now| now.as_secs().saturating_sub(st.st_mtime.max(0) as u64) < 5);
+            Ok(!young && try_exclusive(fd)?)
+        }
+        Hidden::Removed => try_exclusive(fd),
+        Hidden::Lock { suffix } => match shm_open(&object_of(suffix)?, libc::O_RDONLY, 0) {
             Err(e) => Ok(e.kind() == io::ErrorKind::NotFound),
             Ok(_) => Ok(false),
-        };
+        },
+        Hidden::UnnamedLock { rest } => {
+            let pid = std::str::from_utf8(rest)
+                .ok()
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<libc::pid_t>().ok());
+            Ok(pid.is_some_and(|pid| {
+                // SAFETY: signal 0 only asks whether the process exists.
+                let asked = unsafe { libc::kill(pid, 0) };
+                asked != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+            }))
+        }
+        Hidden::Other => Ok(false),
     }
-    if let Some(rest) = file.strip_prefix(super::lock::ANON_PREFIX.as_bytes()) {
-        let pid = std::str::from_utf8(rest)
-            .ok()
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<libc::pid_t>().ok());
-        return Ok(pid.is_some_and(|pid| {
-            // SAFETY: signal 0 only asks whether the process exists.
-            let asked = unsafe { libc::kill(pid, 0) };
-            asked != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-        }));
-    }
-    Ok(false)
 }
 
 /// Removes a leftover that [`list`] found (with its block's object), if it
@@ -947,23 +605,27 @@ pub(crate) fn remove_stale(path: &CString) -> Result<bool> {
     if !(is_stale(&fd, file, &fstat(&fd)?)? && at_path(&fd, path)?) {
         return Ok(false);
     }
-    if let Some(suffix) = file.strip_prefix(NEW_PREFIX.as_bytes()) {
+    match Hidden::of(file) {
         // A draft is named after its object, and may have died before it
         // wrote its record.
-        let _ = shm_unlink(&object_of(suffix)?);
-    } else if file.starts_with(REMOVED_PREFIX.as_bytes()) {
-        remove_held(&fd, path)?;
-        return Ok(true);
+        Hidden::Draft { suffix } => {
+            let _ = shm_unlink(&object_of(suffix)?);
+        }
+        Hidden::Removed => {
+            remove_held(&fd, path)?;
+            return Ok(true);
+        }
+        _ => {}
     }
     let _ = unlink(path);
     Ok(true)
 }
 
 /// The lock file of the block whose record file we hold as `held`
-/// ([`LOCK_PREFIX`]), made if it is not there yet: readable by those the
+/// (`state_dir::lock_path_of`), made if it is not there yet: readable by those the
 /// block's mode lets in, since `flock` needs no more.
 pub(crate) fn lock_file(held: &OwnedFd) -> Result<CString> {
-    let record = Record::read(held)?;
+    let record = NameRecord::read(held)?;
     let Stored::Block { object, .. } = &record.what else {
         return Err(Error::InvalidArgument(
             "a file mapping locks its file".into(),
@@ -1006,47 +668,4 @@ pub(crate) fn lock_file(held: &OwnedFd) -> Result<CString> {
         Err(e) => return Err(Error::io("open", e)),
     }
     Ok(path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn block(name: &str, mode: u32, suffix: &str, size: u64) -> Record {
-        Record {
-            name: name.to_owned(),
-            mode,
-            what: Stored::Block {
-                object: format!("{OBJECT_PREFIX}{suffix}"),
-                size,
-            },
-        }
-    }
-
-    #[test]
-    fn records_read_back_what_was_written() {
-        let block = block("odd\nname ß 日本", 0o640, "0123456789abcdef01234", 12345);
-        assert_eq!(Record::decode(&block.encode()).unwrap(), block);
-        let file = Record {
-            name: "x".repeat(700),
-            mode: 0o600,
-            what: Stored::File(FileRecord {
-                size: 7,
-                identity: super::super::record::Identity::of(
-                    &open_path(&c"/".to_owned(), libc::O_RDONLY, 0).unwrap(),
-                )
-                .unwrap(),
-                path: PathBuf::from("/tmp/a\nb"),
-            }),
-        };
-        assert_eq!(Record::decode(&file.encode()).unwrap(), file);
-    }
-
-    #[test]
-    fn damaged_records_are_refused() {
-        let good = block("n", 0o600, "0", 1).encode();
-        for cut in 0..good.len() {
-            assert!(Record::decode(&good[..cut]).is_err(), "cut at {cut}");
-        }
-    }
 }

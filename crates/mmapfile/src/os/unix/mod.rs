@@ -10,8 +10,9 @@
 //!   lives while some process holds it, by open-file-description locks) or,
 //!   on macOS and the BSDs, which cannot lock shared-memory objects,
 //!   `lifetime_portable.rs` (so does Linux built with the `simulate-macos`
-//!   feature, see `build.rs`); `record.rs`, what a named file mapping's
-//!   record holds.
+//!   feature, see `build.rs`), with the files only it uses: `state_dir.rs`,
+//!   where its record files are, and `name_record.rs`, what one says;
+//!   `file_record.rs`, what a named file mapping's record holds.
 //! - `segment.rs`: where a named block's memory is on Linux, a System V
 //!   segment that the kernel frees with its last holder
 //!   (`segment_none.rs` where there are none: the portable backend).
@@ -33,6 +34,7 @@ mod backing;
 mod blocks;
 mod copy;
 mod fault;
+mod file_record;
 pub(crate) mod guarded;
 mod huge_pages;
 mod join;
@@ -42,10 +44,11 @@ mod lifetime;
 #[cfg_attr(not(portable_lifetime), path = "lock_linux.rs")]
 #[cfg_attr(portable_lifetime, path = "lock_portable.rs")]
 mod lock;
+#[cfg(portable_lifetime)]
+mod name_record;
 mod names;
 #[cfg(test)]
 mod parser_props;
-mod record;
 #[cfg(not(portable_lifetime))]
 mod segment;
 #[cfg(portable_lifetime)]
@@ -54,6 +57,8 @@ mod segment;
 #[cfg(simulated)]
 mod simulated;
 mod space;
+#[cfg(portable_lifetime)]
+mod state_dir;
 mod sys;
 mod view;
 

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 
 use proptest::prelude::*;
 
-use super::record::{FileRecord, Identity};
+use super::file_record::{FileRecord, Identity};
 
 /// Cases per property: a few thousand, unless `PROPTEST_CASES` says more.
 fn config() -> ProptestConfig {
@@ -144,11 +144,12 @@ proptest! {
     }
 }
 
-/// The portable backend's record files (`lifetime_portable.rs`).
+/// The portable backend's record files (`name_record.rs`, `state_dir.rs`).
 #[cfg(portable_lifetime)]
 mod portable {
-    use super::super::lifetime::{is_object_name, state_dir_problem, Record, Stored};
+    use super::super::name_record::{is_object_name, NameRecord, Stored};
     use super::super::names::{fresh_object_suffix, OBJECT_DIGITS, OBJECT_PREFIX};
+    use super::super::state_dir::state_dir_problem;
     use super::*;
 
     fn object() -> impl Strategy<Value = String> {
@@ -159,12 +160,12 @@ mod portable {
         .prop_map(|digits| format!("{OBJECT_PREFIX}{}", String::from_utf8(digits).unwrap()))
     }
 
-    fn record() -> impl Strategy<Value = Record> {
+    fn record() -> impl Strategy<Value = NameRecord> {
         let what = prop_oneof![
             (object(), 1u64..=u64::MAX).prop_map(|(object, size)| Stored::Block { object, size }),
             file_record().prop_map(Stored::File),
         ];
-        (any::<String>(), 0u32..=0o777, what).prop_map(|(name, mode, what)| Record {
+        (any::<String>(), 0u32..=0o777, what).prop_map(|(name, mode, what)| NameRecord {
             name,
             mode,
             what,
@@ -172,7 +173,7 @@ mod portable {
     }
 
     fn check_accepted(bytes: &[u8]) {
-        let decoded = Record::decode(bytes).ok();
+        let decoded = NameRecord::decode(bytes).ok();
         if let Some(record) = &decoded {
             assert!(record.mode <= 0o777);
             if let Stored::Block { object, size } = &record.what {
@@ -180,7 +181,7 @@ mod portable {
                 assert!(*size > 0);
             }
         }
-        accepted_only_if_canonical(bytes, decoded, Record::encode);
+        accepted_only_if_canonical(bytes, decoded, NameRecord::encode);
     }
 
     proptest! {
@@ -188,7 +189,7 @@ mod portable {
 
         #[test]
         fn records_read_back_exactly(record in record()) {
-            prop_assert_eq!(Record::decode(&record.encode()).unwrap(), record);
+            prop_assert_eq!(NameRecord::decode(&record.encode()).unwrap(), record);
         }
 
         #[test]

@@ -108,7 +108,7 @@ pub(crate) fn check_truncate(fd: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn refuse_lock_on_shm(fd: &OwnedFd) -> Result<()> {
+pub(crate) fn check_flock(fd: &OwnedFd) -> Result<()> {
     if is_object(&raw_fstat(fd.as_fd())?) {
         return Err(refused("flock", libc::EOPNOTSUPP));
     }
@@ -148,7 +148,7 @@ mod tests {
         assert_eq!(super::super::sys::fstat(&fd).unwrap().st_size, page);
         let again = super::super::sys::ftruncate(&fd, 200).unwrap_err();
         assert_eq!(again.raw_os_error(), Some(libc::EINVAL));
-        let lock = refuse_lock_on_shm(&fd).unwrap_err();
+        let lock = super::super::sys::flock(&fd, libc::LOCK_SH, false).unwrap_err();
         assert_eq!(lock.raw_os_error(), Some(libc::EOPNOTSUPP));
         let chmod = super::super::sys::fchmod(&fd, 0o644).unwrap_err();
         assert_eq!(chmod.raw_os_error(), Some(libc::EINVAL));

@@ -44,6 +44,20 @@ type ShmMode = libc::mode_t;
 #[cfg(portable_lifetime)]
 const OBJECTS_TAKE_FCHMOD: bool = !cfg!(macos_limits);
 
+/// The `mmap` system call's number on Linux, for calls that must not go
+/// through the C library (see [`map_zero_pages`]): 32-bit systems have
+/// `mmap2`, which takes the offset in pages (the same for offset 0).
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    target_pointer_width = "64"
+))]
+const SYS_MMAP: libc::c_long = libc::SYS_mmap;
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    target_pointer_width = "32"
+))]
+const SYS_MMAP: libc::c_long = libc::SYS_mmap2;
+
 #[cfg(simulated)]
 use super::simulated as hook;
 
@@ -89,6 +103,12 @@ mod hook {
     #[inline(always)]
     pub(super) fn round_size(st: libc::stat) -> libc::stat {
         st
+    }
+
+    #[cfg(portable_lifetime)]
+    #[inline(always)]
+    pub(super) fn check_flock(_fd: &OwnedFd) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -189,6 +209,49 @@ pub(crate) fn ftruncate(fd: &OwnedFd, len: u64) -> Result<()> {
         let err = io::Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {
             return Err(Error::io("ftruncate", err));
+        }
+    }
+}
+
+/// `lstat(path)`: the file at `path` itself, not what a link there leads to.
+#[cfg(portable_lifetime)]
+pub(crate) fn lstat(path: &CString) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `path` is NUL-terminated and `st` writable memory for a stat.
+    if unsafe { libc::lstat(path.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: lstat returned 0, so it filled `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
+#[cfg(portable_lifetime)]
+pub(crate) fn unlink(path: &CString) -> io::Result<()> {
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    if unsafe { libc::unlink(path.as_ptr()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `flock(fd, op)`; `Ok(false)` if a non-blocking request was refused.
+/// A signal's `EINTR` is returned (an error of kind `Interrupted`) only when
+/// `interruptible`; otherwise the call is made again. (The portable
+/// lifetime and the mapping lock of `lock_portable.rs` use it.)
+#[cfg(portable_lifetime)]
+pub(crate) fn flock(fd: &OwnedFd, op: libc::c_int, interruptible: bool) -> Result<bool> {
+    hook::check_flock(fd)?;
+    loop {
+        // SAFETY: `fd` is an open descriptor.
+        if unsafe { libc::flock(fd.as_raw_fd(), op) } == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) if !interruptible => continue,
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            _ => return Err(Error::io("flock", err)),
         }
     }
 }
@@ -296,6 +359,60 @@ pub(crate) fn mmap(
         return Err(Error::last_os("mmap"));
     }
     Ok(ptr)
+}
+
+/// What [`map_zero_pages`] maps: private zero-filled memory at a fixed
+/// address, replacing what was there.
+const ZERO_PAGES_PROT: libc::c_int = libc::PROT_READ | libc::PROT_WRITE;
+const ZERO_PAGES_FLAGS: libc::c_int = libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+
+/// Maps private zero-filled pages over `addr..addr + len`, replacing what
+/// was there, from the `SIGBUS` handler (`fault.rs`); returns whether it
+/// worked.
+///
+/// The C library's `mmap` is not on POSIX's list of async-signal-safe
+/// functions, so on Linux the system call is made directly (`syscall` only
+/// loads registers, traps, and sets `errno` on failure, which the handler
+/// restores).
+///
+/// # Safety
+/// `addr..addr + len` must be page-aligned memory that nothing else needs:
+/// its contents are lost.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) unsafe fn map_zero_pages(addr: usize, len: usize) -> bool {
+    // `syscall` is variadic: every argument goes as a full `long`, so that
+    // no register holds stray upper bits.
+    let args = [
+        addr as libc::c_long,
+        len as libc::c_long,
+        libc::c_long::from(ZERO_PAGES_PROT),
+        libc::c_long::from(ZERO_PAGES_FLAGS),
+        -1 as libc::c_long,
+        0 as libc::c_long,
+    ];
+    // SAFETY: the arguments are those of mmap(2); the caller vouches for
+    // the range.
+    let ret = unsafe {
+        libc::syscall(
+            SYS_MMAP, args[0], args[1], args[2], args[3], args[4], args[5],
+        )
+    };
+    ret == addr as libc::c_long
+}
+
+/// Maps private zero-filled pages over `addr..addr + len` from the `SIGBUS`
+/// handler; returns whether it worked. Other systems than Linux have no
+/// stable system-call interface: there the library's `mmap`, a thin
+/// wrapper around the call on every such system, is the only way.
+///
+/// # Safety
+/// As for the Linux version.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) unsafe fn map_zero_pages(addr: usize, len: usize) -> bool {
+    let (prot, flags) = (ZERO_PAGES_PROT, ZERO_PAGES_FLAGS);
+    // SAFETY: the caller vouches for the range.
+    let ret = unsafe { libc::mmap(addr as *mut libc::c_void, len, prot, flags, -1, 0) };
+    ret != libc::MAP_FAILED
 }
 
 /// A new unnamed shared-memory object, close-on-exec.
