@@ -293,15 +293,12 @@ sys.exit(1)
 
 
 def lock_file(name):
-    """The file whose lock is the block's mapping lock: the block's object on
-    Linux, its lock file in the portable backend."""
-    if PORTABLE:
-        obj = mmapfile._mmapfile._block_info(name)["shm_name"]
-        return STATE_DIR / (".lock-" + obj.removeprefix("/mmapfile="))
-    return f"/dev/shm/mmapfile.{name}"
+    """The portable backend's lock file of the block ``name``."""
+    obj = mmapfile._mmapfile._block_info(name)["shm_name"]
+    return STATE_DIR / (".lock-" + obj.removeprefix("/mmapfile="))
 
 
-def blocked_lock_waiters(path):
+def flock_waiters(path):
     """How many lock requests on the file at ``path`` are blocked in the
     kernel, from /proc/locks (a waiter's line has ``->``)."""
     inode = os.stat(path).st_ino
@@ -309,6 +306,32 @@ def blocked_lock_waiters(path):
         return sum(
             1 for line in f if "->" in line and line.split()[6].rsplit(":", 1)[-1] == str(inode)
         )
+
+
+# The futex system call's number, where /proc/<pid>/syscall shows it.
+FUTEX = {"x86_64": 202, "aarch64": 98}.get(os.uname().machine)
+
+
+def sleeps_in_futex(pid):
+    """Whether a thread of ``pid`` sleeps in FUTEX_WAIT on a word shared
+    between processes (the Linux lock's wait; CPython's own waits are
+    process-private futexes)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/syscall") as f:
+                fields = f.read().split()
+        except OSError:
+            continue
+        if len(fields) > 2 and fields[0] == str(FUTEX) and int(fields[2], 16) == 0:
+            return True
+    return False
+
+
+def blocked_on_lock(pid, name):
+    """Whether process ``pid`` waits in the kernel for the lock of block ``name``."""
+    if PORTABLE:
+        return flock_waiters(lock_file(name)) > 0
+    return sleeps_in_futex(pid)
 
 
 def interrupt_child(block_name, delay):
@@ -321,7 +344,7 @@ def interrupt_child(block_name, delay):
         assert child.stdout.readline() == b"waiting\n"
         if delay is None:
             deadline = time.monotonic() + 30
-            while blocked_lock_waiters(lock_file(block_name)) == 0:
+            while not blocked_on_lock(child.pid, block_name):
                 assert time.monotonic() < deadline, "the child never blocked on the lock"
                 time.sleep(0.01)
         else:

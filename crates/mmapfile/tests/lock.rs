@@ -189,9 +189,21 @@ fn a_lock_whose_holder_died_is_free() {
         .unwrap();
     assert!(status.success(), "child failed: {status}");
     let lock = m.lock().unwrap();
+    assert!(!lock.abandoned());
     assert!(
         lock.try_acquire().unwrap(),
         "the dead child's lock was kept"
+    );
+    // flock (the portable backend) cannot tell that its holder died.
+    assert_eq!(
+        lock.abandoned(),
+        !mmapfile::blocks::BACKEND.starts_with("portable")
+    );
+    lock.release().unwrap();
+    assert!(lock.try_acquire().unwrap());
+    assert!(
+        !lock.abandoned(),
+        "a lock released normally is not abandoned"
     );
     lock.release().unwrap();
     let _ = std::fs::remove_file(format!("/dev/shm/mmapfile.{name}"));

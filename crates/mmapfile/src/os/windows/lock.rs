@@ -43,6 +43,9 @@ pub(crate) struct LockTarget {
     mutex: Arc<Handle>,
 }
 
+/// The `MapLock` here: one owner thread (and mutex wait) per acquisition.
+pub(crate) type Lock = crate::lock::desc::DescLock<LockTarget>;
+
 /// One acquisition of a [`LockTarget`], with its owner thread: dropping it
 /// releases the lock (if held) and ends the thread.
 #[derive(Debug)]
@@ -263,5 +266,33 @@ impl Drop for LockDesc {
             // which frees it all the same.
             let _ = thread.join();
         }
+    }
+}
+
+impl crate::lock::desc::DescTarget for LockTarget {
+    type Desc = LockDesc;
+    fn description(&self) -> Result<LockDesc> {
+        LockTarget::description(self)
+    }
+    fn is_locked(&self) -> Result<bool> {
+        LockTarget::is_locked(self)
+    }
+}
+
+impl crate::lock::desc::Desc for LockDesc {
+    fn try_lock(&self) -> Result<bool> {
+        LockDesc::try_lock(self)
+    }
+    fn lock(&self) -> Result<()> {
+        LockDesc::lock(self)
+    }
+    fn unlock(self) -> Result<()> {
+        LockDesc::unlock(self)
+    }
+    fn belongs_to_this_process(&self) -> bool {
+        LockDesc::belongs_to_this_process(self)
+    }
+    fn abandoned(&self) -> bool {
+        false
     }
 }
