@@ -59,10 +59,13 @@ const WAITERS: u32 = 1 << 31;
 /// lock of earlier versions.
 const SLOT_BASE: libc::off_t = 16;
 
-/// How long a waiter sleeps before it asks whether the holder is still
-/// alive: how late a holder's death is noticed when nobody else wakes the
-/// waiter.
+/// How long a waiter sleeps, at most, before it asks whether the holder is
+/// still alive: how late a holder's death is noticed when nobody else wakes
+/// the waiter. A wait starts with [`FIRST_SLICE`] and doubles it up to
+/// this, so a holder that was already dead is found out at once, and a
+/// live one is asked about a few times, then every 50 ms.
 const LIVENESS_SLICE: Duration = Duration::from_millis(50);
+const FIRST_SLICE: Duration = Duration::from_millis(1);
 
 /// What a [`Backing`] keeps of its lock: the target, made on first use.
 pub(crate) type LockCache = Mutex<Option<LockTarget>>;
@@ -494,9 +497,11 @@ impl Shared {
     }
 
     /// Waits at most `timeout` for the lock (see the module's
-    /// documentation). A signal ends the wait with an error of kind
+    /// documentation), sleeping at most `slice` before asking whether the
+    /// holder is alive (see [`LIVENESS_SLICE`]; a caller that waits again
+    /// passes it on). A signal ends the wait with an error of kind
     /// [`io::ErrorKind::Interrupted`].
-    fn lock_for(&self, timeout: Duration) -> Result<Option<bool>> {
+    fn lock_for(&self, timeout: Duration, slice: &mut Duration) -> Result<Option<bool>> {
         let me = self.slot()?;
         let word = self.word();
         let start = Instant::now();
@@ -520,7 +525,7 @@ impl Shared {
             let slept = if left.is_zero() {
                 Err(io::Error::from_raw_os_error(libc::ETIMEDOUT))
             } else {
-                futex_wait(word, w | WAITERS, left.min(LIVENESS_SLICE))
+                futex_wait(word, w | WAITERS, left.min(*slice))
             };
             // From now on, taking the lock keeps the wake-up duty: other
             // waiters may sleep behind us.
@@ -530,6 +535,7 @@ impl Shared {
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EAGAIN) => {}
                     Some(libc::ETIMEDOUT) => {
+                        *slice = (*slice * 2).min(LIVENESS_SLICE);
                         // Nobody woke us: is the holder still alive?
                         let w = word.load(Ordering::Relaxed);
                         let owner = w & OWNER;
@@ -753,12 +759,18 @@ impl Lock {
     pub(crate) fn acquire(&self, timeout: Option<Duration>) -> Result<bool> {
         match timeout {
             Some(Duration::ZERO) => Ok(self.hold(self.shared().try_lock()?)),
-            Some(timeout) => Ok(self.hold(self.shared().lock_for(timeout)?)),
-            None => loop {
-                if let Some(abandoned) = self.shared().lock_for(LIVENESS_SLICE)? {
-                    return Ok(self.hold(Some(abandoned)));
+            Some(timeout) => Ok(self.hold(self.shared().lock_for(timeout, &mut { FIRST_SLICE })?)),
+            None => {
+                let mut slice = FIRST_SLICE;
+                loop {
+                    let waited = self
+                        .shared()
+                        .lock_for(Duration::from_secs(3600), &mut slice)?;
+                    if let Some(abandoned) = waited {
+                        return Ok(self.hold(Some(abandoned)));
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -776,14 +788,15 @@ impl Lock {
         }
         check()?;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut slice = FIRST_SLICE;
         loop {
-            let slice = match deadline {
+            let wait = match deadline {
                 Some(deadline) => deadline
                     .saturating_duration_since(Instant::now())
                     .min(every),
                 None => every,
             };
-            match self.shared().lock_for(slice) {
+            match self.shared().lock_for(wait, &mut slice) {
                 Ok(Some(abandoned)) => return Ok(self.hold(Some(abandoned))),
                 Ok(None) if deadline.is_some_and(|d| Instant::now() >= d) => return Ok(false),
                 Ok(None) => {}
