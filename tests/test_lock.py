@@ -1,6 +1,7 @@
 """m.lock(): the mapping's cross-process lock."""
 
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -309,7 +310,7 @@ def flock_waiters(path):
 
 
 # The futex system call's number, where /proc/<pid>/syscall shows it.
-FUTEX = {"x86_64": 202, "aarch64": 98}.get(os.uname().machine)
+FUTEX = {"x86_64": 202, "aarch64": 98}.get(platform.machine())
 
 
 def sleeps_in_futex(pid):

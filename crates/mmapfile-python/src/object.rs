@@ -712,13 +712,16 @@ impl PyMapLock {
         if self.inner.acquire_if_free().py_err(py)? {
             return Ok(true);
         }
+        // Handlers run here, with the GIL held, so the wait need not take
+        // it back to run them before it starts.
+        py.check_signals()?;
         // Signals are checked before the wait starts and then every
         // SIGNAL_CHECK (the core wakes up for it), so a SIGINT whose C
         // handler ran just before the wait is still seen: CPython's handler
         // only sets a flag, which nothing else would look at until the wait
         // ends.
         py.detach(|| {
-            self.inner.acquire_checking(timeout, SIGNAL_CHECK, || {
+            self.inner.acquire_waiting(timeout, SIGNAL_CHECK, || {
                 Python::attach(|py| py.check_signals()).map_err(Failure::Py)
             })
         })

@@ -81,6 +81,20 @@ impl MapLock {
         self.inner.acquire_checking(timeout, every, check)
     }
 
+    /// [`MapLock::acquire_checking`] for a caller that has just called
+    /// `check` itself (and found the lock held): the wait starts without
+    /// calling it first. A binding that runs signal handlers with its
+    /// interpreter's lock held, before releasing it to wait, saves taking
+    /// that lock back only to find nothing.
+    pub fn acquire_waiting<E: From<Error>>(
+        &self,
+        timeout: Option<Duration>,
+        every: Duration,
+        check: impl FnMut() -> Result<(), E>,
+    ) -> Result<bool, E> {
+        self.inner.acquire_waiting(timeout, every, check)
+    }
+
     /// Takes the lock if it is free (or its holder died); returns whether
     /// it did.
     pub fn try_acquire(&self) -> Result<bool> {

@@ -92,6 +92,26 @@ impl<T: DescTarget> DescLock<T> {
             return Ok(self.hold(Some(desc)));
         }
         check()?;
+        self.wait_checking(desc, timeout, every, check)
+    }
+
+    pub(crate) fn acquire_waiting<E: From<Error>>(
+        &self,
+        timeout: Option<Duration>,
+        every: Duration,
+        check: impl FnMut() -> Result<(), E>,
+    ) -> Result<bool, E> {
+        let desc = self.target.description()?;
+        self.wait_checking(desc, timeout, every, check)
+    }
+
+    fn wait_checking<E: From<Error>>(
+        &self,
+        desc: T::Desc,
+        timeout: Option<Duration>,
+        every: Duration,
+        mut check: impl FnMut() -> Result<(), E>,
+    ) -> Result<bool, E> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let desc = match (timeout, deadline) {
             (Some(_), Some(deadline)) => poll_until(desc, deadline, every, &mut check)?,

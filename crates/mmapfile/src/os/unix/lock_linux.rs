@@ -67,6 +67,9 @@ const SLOT_BASE: libc::off_t = 16;
 const LIVENESS_SLICE: Duration = Duration::from_millis(50);
 const FIRST_SLICE: Duration = Duration::from_millis(1);
 
+/// How many times a waiter looks at the word before it sleeps.
+const SPINS: u32 = 200;
+
 /// What a [`Backing`] keeps of its lock: the target, made on first use.
 pub(crate) type LockCache = Mutex<Option<LockTarget>>;
 
@@ -504,6 +507,18 @@ impl Shared {
     fn lock_for(&self, timeout: Duration, slice: &mut Duration) -> Result<Option<bool>> {
         let me = self.slot()?;
         let word = self.word();
+        // A holder often releases within a microsecond or two (a short
+        // critical section on another core): spinning that long is cheaper
+        // than sleeping and being woken by a system call on each side.
+        for _ in 0..SPINS {
+            std::hint::spin_loop();
+            let w = word.load(Ordering::Relaxed);
+            if w & OWNER == 0 {
+                if let Some(abandoned) = self.take(me, w, 0, false) {
+                    return Ok(Some(abandoned));
+                }
+            }
+        }
         let start = Instant::now();
         let mut waiters = 0;
         loop {
@@ -791,6 +806,17 @@ impl Lock {
             return Ok(true);
         }
         check()?;
+        self.acquire_waiting(timeout, every, check)
+    }
+
+    /// [`Lock::acquire_checking`] without the first `check`, which the
+    /// caller has just made.
+    pub(crate) fn acquire_waiting<E: From<Error>>(
+        &self,
+        timeout: Option<Duration>,
+        every: Duration,
+        mut check: impl FnMut() -> Result<(), E>,
+    ) -> Result<bool, E> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut slice = FIRST_SLICE;
         loop {
