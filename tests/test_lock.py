@@ -505,7 +505,7 @@ def test_sigkill_of_a_holder_mid_critical_section_tells_the_next_acquirer(
         [sys.executable, "-c", HALF_WRITER, path, name], stdout=subprocess.PIPE
     )
     try:
-        assert holder.stdout.readline() == b"half\n"
+        assert holder.stdout.readline().strip() == b"half"
         assert lock.locked()
         assert lock.acquire(timeout=0.05) is False
         holder.kill()
