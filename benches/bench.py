@@ -535,7 +535,7 @@ def lock_rows(rounds, quick):
     )
     rows.append(
         Row(
-            f"lock 4 procs x {n:,} incr (exact)",
+            f"lock 4 procs x {n // 1000}k incr, exact",
             median(count["ours"]),
             median(count["theirs"]),
             "ms",
