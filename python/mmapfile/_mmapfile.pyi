@@ -185,7 +185,9 @@ class MapLock:
         check or repair. ``False`` before any acquisition and after one that
         followed a release. Linux and Windows tell; on macOS and the BSDs
         (``flock``) it is always ``False``. On Windows, Windows tells only the
-        first waiter, and :meth:`locked` may be that waiter."""
+        first waiter, and :meth:`locked` may be that waiter; and a mutex that
+        no other process had open when its holder died is gone with it, so a
+        later acquirer is not told."""
 
     def acquire(self, timeout: float | None = None) -> bool:
         """Wait for the lock: for ever with ``None``, else at most ``timeout``
