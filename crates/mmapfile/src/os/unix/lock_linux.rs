@@ -195,8 +195,11 @@ fn slot_byte(slot: u32) -> libc::off_t {
 /// `FUTEX_WAIT` on a word shared between processes: sleeps while it holds
 /// `expected`, at most `timeout`.
 fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> io::Result<()> {
+    // At most 2**31 - 1 seconds fits every C library's time_t (waits here
+    // are sliced far shorter anyway).
+    let secs = timeout.as_secs().min(i32::MAX as u64);
     let ts = libc::timespec {
-        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_sec: secs.try_into().unwrap_or_default(),
         tv_nsec: timeout.subsec_nanos().into(),
     };
     // SAFETY: the word is a live, aligned u32 in a shared mapping; `ts` is a
