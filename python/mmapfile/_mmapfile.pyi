@@ -161,7 +161,7 @@ class MapLock:
     object that is garbage-collected releases the lock if it holds it.
 
     On Linux it is a word in shared memory: a free lock is taken and released
-    without a system call (as fast as :class:`multiprocessing.Lock`), a waiter
+    without a system call (as fast as ``multiprocessing.Lock``), a waiter
     sleeps in the kernel (futex) until the release wakes it. For a file or a
     named block the word lives in a one-page companion object
     (``/dev/shm/mmapfile-lock.<dev>.<ino>``, removed by its last user, or by
