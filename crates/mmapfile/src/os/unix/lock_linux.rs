@@ -68,7 +68,7 @@ const LIVENESS_SLICE: Duration = Duration::from_millis(50);
 const FIRST_SLICE: Duration = Duration::from_millis(1);
 
 /// How many times a waiter looks at the word before it sleeps.
-const SPINS: u32 = 200;
+const SPINS: u32 = 40;
 
 /// What a [`Backing`] keeps of its lock: the target, made on first use.
 pub(crate) type LockCache = Mutex<Option<LockTarget>>;
