@@ -307,6 +307,8 @@ def fmt(row, seconds):
         return f"{row.size / seconds / 1e9:.2f} GB/s"
     if row.unit == "us":
         return f"{seconds * 1e6:.2f} us"
+    if row.unit == "ms":
+        return f"{seconds * 1e3:.1f} ms"
     return f"{seconds * 1e9:.1f} ns"
 
 
@@ -415,9 +417,139 @@ def streaming(quick):
     return total * RECORD * 2 / elapsed / 1e9
 
 
+# The mapping lock against multiprocessing.Lock. Every side's data lives in
+# the same kind of mmapfile block, so only the lock differs. A block's bytes:
+# 0 = whose turn (hand-off), 1 = processes ready, 2 = go, 8..16 = counter.
+
+
+def _lock_of(kind, m, mp_lock):
+    return m.lock() if kind == "ours" else mp_lock
+
+
+def _wait_for_go(m):
+    while m[2] == 0:
+        time.sleep(0.0005)
+
+
+def _alternate(kind, name, mp_lock, me, turns):
+    """One side of the hand-off: `turns` times, wait for our turn through
+    the lock, then give the turn to the other side."""
+    m = mmapfile.mmapfile(None, name, 0)
+    lock = _lock_of(kind, m, mp_lock)
+    with lock:
+        m[1] += 1
+    _wait_for_go(m)
+    other = 1 - me
+    for _ in range(turns):
+        while True:
+            lock.acquire()
+            if m[0] == me:
+                break
+            lock.release()
+        m[0] = other
+        lock.release()
+    m.close()
+
+
+def _count(kind, name, mp_lock, n):
+    """One contender: n increments of the block's counter under the lock."""
+    m = mmapfile.mmapfile(None, name, 0)
+    lock = _lock_of(kind, m, mp_lock)
+    with lock:
+        m[1] += 1
+    _wait_for_go(m)
+    for _ in range(n):
+        with lock:
+            value = int.from_bytes(m[8:16], "little")
+            m[8:16] = (value + 1).to_bytes(8, "little")
+    m.close()
+
+
+def _run_processes(kind, target, args_of, processes):
+    """Seconds from "go" until every process is done; returns (seconds, block
+    counter)."""
+    ctx = multiprocessing.get_context("spawn")
+    name = "bench-lock-" + uuid.uuid4().hex[:8]
+    m = mmapfile.mmapfile(None, name, 4096)
+    mp_lock = ctx.Lock()
+    try:
+        procs = [
+            ctx.Process(target=target, args=(kind, name, mp_lock, *args_of(i)))
+            for i in range(processes)
+        ]
+        for p in procs:
+            p.start()
+        while m[1] < processes:
+            time.sleep(0.001)
+        t0 = time.perf_counter()
+        m[2] = 1
+        for p in procs:
+            p.join()
+        elapsed = time.perf_counter() - t0
+        if any(p.exitcode != 0 for p in procs):
+            raise RuntimeError(f"a {kind} lock process failed")
+        return elapsed, int.from_bytes(m[8:16], "little")
+    finally:
+        m.close()
+
+
+def lock_rows(rounds, quick):
+    """Uncontended acquire()+release(), two-process hand-off per turn, and
+    4 processes x 10,000 increments of a counter in the block."""
+    m = mmapfile.mmapfile(None, None, 4096)
+    ours, theirs = m.lock(), multiprocessing.Lock()
+    number = (20_000 if quick else 200_000) // UNROLL
+
+    def uncontended(lock):
+        stmt = "\n".join(["l.acquire(); l.release()"] * UNROLL)
+        timer = timeit.Timer(stmt, setup="l = _l", globals={"_l": lock})
+        return lambda: timer.timeit(number) / (number * UNROLL)
+
+    o, t = interleave(uncontended(ours), uncontended(theirs), 3 * rounds)
+    rows = [Row("lock acquire()+release()", o, t, vs="mp.Lock")]
+    m.close()
+
+    # Processes: the median of 3 interleaved runs (they are noisy, and a
+    # best-of would flatter whichever side had one lucky run).
+    turns = 2_000 if quick else 20_000
+    n = 1_000 if quick else 10_000
+    hand, count = {"ours": [], "theirs": []}, {"ours": [], "theirs": []}
+    for _ in range(3):
+        for kind in ("ours", "theirs"):
+            s, _ = _run_processes(kind, _alternate, lambda i: (i, turns), 2)
+            hand[kind].append(s / (2 * turns))
+            s, total = _run_processes(kind, _count, lambda i: (n,), 4)
+            if total != 4 * n:
+                raise RuntimeError(f"{kind}: the counter is {total}, not {4 * n}")
+            count[kind].append(s)
+
+    def median(xs):
+        return sorted(xs)[len(xs) // 2]
+
+    rows.append(
+        Row(
+            "lock hand-off, 2 processes/turn",
+            median(hand["ours"]),
+            median(hand["theirs"]),
+            "us",
+            vs="mp.Lock",
+        )
+    )
+    rows.append(
+        Row(
+            f"lock 4 procs x {n // 1000}k incr, exact",
+            median(count["ours"]),
+            median(count["theirs"]),
+            "ms",
+            vs="mp.Lock",
+        )
+    )
+    return rows
+
+
 # Rows whose other side is another implementation of the same work; the
 # rest compare against a target or against ourselves and stay in the table.
-CHARTED = {"mmap", "memmove", "SharedMemory"}
+CHARTED = {"mmap", "memmove", "SharedMemory", "mp.Lock"}
 
 
 def machine() -> str:
@@ -543,6 +675,7 @@ def main() -> None:
         rows += bulk_rows(tmp, rounds)
         rows.append(named_row(rounds, 200 if args.quick else 1000))
         rows += sparse_rows(tmp, rounds, 100 if args.quick else 500)
+    rows += lock_rows(rounds, args.quick)
     # Both processes spin, so anything else running takes from them: best of 3.
     stream = max(streaming(args.quick) for _ in range(1 if args.quick else 3))
     out = io.StringIO()

@@ -1,6 +1,7 @@
 """m.lock(): the mapping's cross-process lock."""
 
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import uuid
 
 import mmapfile
 import pytest
-from conftest import PORTABLE, STATE_DIR
+from conftest import LINUX, PORTABLE, STATE_DIR
 
 WINDOWS = sys.platform == "win32"
 
@@ -293,15 +294,12 @@ sys.exit(1)
 
 
 def lock_file(name):
-    """The file whose lock is the block's mapping lock: the block's object on
-    Linux, its lock file in the portable backend."""
-    if PORTABLE:
-        obj = mmapfile._mmapfile._block_info(name)["shm_name"]
-        return STATE_DIR / (".lock-" + obj.removeprefix("/mmapfile="))
-    return f"/dev/shm/mmapfile.{name}"
+    """The portable backend's lock file of the block ``name``."""
+    obj = mmapfile._mmapfile._block_info(name)["shm_name"]
+    return STATE_DIR / (".lock-" + obj.removeprefix("/mmapfile="))
 
 
-def blocked_lock_waiters(path):
+def flock_waiters(path):
     """How many lock requests on the file at ``path`` are blocked in the
     kernel, from /proc/locks (a waiter's line has ``->``)."""
     inode = os.stat(path).st_ino
@@ -309,6 +307,32 @@ def blocked_lock_waiters(path):
         return sum(
             1 for line in f if "->" in line and line.split()[6].rsplit(":", 1)[-1] == str(inode)
         )
+
+
+# The futex system call's number, where /proc/<pid>/syscall shows it.
+FUTEX = {"x86_64": 202, "aarch64": 98}.get(platform.machine())
+
+
+def sleeps_in_futex(pid):
+    """Whether a thread of ``pid`` sleeps in FUTEX_WAIT on a word shared
+    between processes (the Linux lock's wait; CPython's own waits are
+    process-private futexes)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/syscall") as f:
+                fields = f.read().split()
+        except OSError:
+            continue
+        if len(fields) > 2 and fields[0] == str(FUTEX) and int(fields[2], 16) == 0:
+            return True
+    return False
+
+
+def blocked_on_lock(pid, name):
+    """Whether process ``pid`` waits in the kernel for the lock of block ``name``."""
+    if PORTABLE:
+        return flock_waiters(lock_file(name)) > 0
+    return sleeps_in_futex(pid)
 
 
 def interrupt_child(block_name, delay):
@@ -321,7 +345,7 @@ def interrupt_child(block_name, delay):
         assert child.stdout.readline() == b"waiting\n"
         if delay is None:
             deadline = time.monotonic() + 30
-            while blocked_lock_waiters(lock_file(block_name)) == 0:
+            while not blocked_on_lock(child.pid, block_name):
                 assert time.monotonic() < deadline, "the child never blocked on the lock"
                 time.sleep(0.01)
         else:
@@ -434,3 +458,206 @@ def test_a_signal_whose_handler_returns_lets_an_untimed_wait_go_on(block_name):
         waiter.release()
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+# --- a holder that dies, Ctrl-C under load, timeouts (issue 23) --------------
+
+# Whether taking over a dead holder's lock is reported: flock (the portable
+# backend of macOS and the BSDs) cannot tell.
+TELLS_ABANDONED = not PORTABLE
+
+
+@pytest.fixture
+def burners():
+    """Three processes that spin for the duration of the test (the machine
+    has fewer cores than that): what the lock's waits must stand."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(3)]
+    yield
+    for spinner in spinners:
+        spinner.kill()
+        spinner.wait()
+
+
+# Takes the lock, writes half of a record and dies in the middle (SIGKILL
+# from the test): the record's second half is never written.
+HALF_WRITER = """
+import sys, time
+import mmapfile
+m = mmapfile.mmapfile(sys.argv[1] or None, sys.argv[2] or None, 0)
+lock = m.lock()
+assert lock.acquire()
+m[0:4] = b"HALF"
+print("half", flush=True)
+time.sleep(600)
+m[4:8] = b"DONE"
+"""
+
+
+@pytest.mark.parametrize("kind", ["named block", "file"])
+def test_sigkill_of_a_holder_mid_critical_section_tells_the_next_acquirer(
+    kind, block_name, tmp_path, burners
+):
+    path = str(tmp_path / "f.bin") if kind == "file" else ""
+    name = block_name if kind == "named block" else ""
+    m = mmapfile.mmapfile(path or None, name or None, 4096)
+    lock = m.lock()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HALF_WRITER, path, name], stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout.readline().strip() == b"half"
+        assert lock.locked()
+        assert lock.acquire(timeout=0.05) is False
+        holder.kill()
+        holder.wait(timeout=30)
+        start = time.monotonic()
+        assert lock.acquire(timeout=10) is True
+        assert time.monotonic() - start < 2
+        assert lock.abandoned is TELLS_ABANDONED
+        assert m[0:8] == b"HALF\0\0\0\0"
+        lock.release()
+        # The next acquisition follows a release: nothing was abandoned.
+        assert lock.acquire(timeout=10) is True
+        assert lock.abandoned is False
+        lock.release()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    m.close()
+
+
+def test_abandoned_is_false_before_any_acquisition_and_after_a_clean_one():
+    m = mmapfile.mmapfile(None, None, 4096)
+    lock = m.lock()
+    assert lock.abandoned is False
+    with lock:
+        assert lock.abandoned is False
+    with pytest.raises(AttributeError):
+        lock.abandoned = True
+
+
+def hung(*_):
+    raise TimeoutError("the acquire hung")
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(WINDOWS, reason="fork")
+@pytest.mark.parametrize("kind", ["unnamed block", "file"])
+def test_a_thousand_holders_killed_in_turn_leave_no_leak_and_no_hang(kind, tmp_path, burners):
+    path = str(tmp_path / "f.bin")
+    m = mmapfile.mmapfile(path if kind == "file" else None, None, 4096)
+    lock = m.lock()
+    with lock:  # the first acquisition opens what the lock keeps open
+        pass
+    fds = open_fds()
+    companions = len([e for e in os.listdir("/dev/shm") if e.startswith("mmapfile-lock.")])
+    for cycle in range(1000):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(r)
+                lock.acquire()
+                m[0] = cycle % 256
+                os.write(w, b"x")
+                time.sleep(60)
+            finally:
+                os._exit(1)
+        os.close(w)
+        assert os.read(r, 1) == b"x", f"cycle {cycle}: the child did not take the lock"
+        os.close(r)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        # An untimed acquire (it must not hang); the alarm is a backstop
+        # that raises in it.
+        previous = signal.signal(signal.SIGALRM, hung)
+        signal.alarm(20)
+        try:
+            assert lock.acquire() is True
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+        assert lock.abandoned is TELLS_ABANDONED, f"cycle {cycle}"
+        assert m[0] == cycle % 256
+        lock.release()
+    assert open_fds() == fds
+    assert len([e for e in os.listdir("/dev/shm") if e.startswith("mmapfile-lock.")]) == companions
+    m.close()
+
+
+# Prints the time at which Ctrl-C reached Python: the monotonic clock is the
+# same in every process of the machine.
+CTRL_C_TIMED_CHILD = """
+import mmapfile, sys, time
+m = mmapfile.mmapfile(None, sys.argv[1], 0)
+lock = m.lock()
+try:
+    print("waiting", flush=True)
+    lock.acquire()
+except KeyboardInterrupt:
+    print(time.monotonic(), flush=True)
+    sys.exit(42)
+sys.exit(1)
+"""
+
+
+@pytest.mark.skipif(WINDOWS, reason="POSIX signals")
+def test_ctrl_c_during_a_wait_under_cpu_load_is_seen_within_100_ms(block_name, burners):
+    m = mmapfile.mmapfile(None, block_name, 4096)
+    holder = m.lock()
+    holder.acquire()
+    for _ in range(5):
+        child = subprocess.Popen(
+            [sys.executable, "-c", CTRL_C_TIMED_CHILD, block_name], stdout=subprocess.PIPE
+        )
+        try:
+            assert child.stdout.readline() == b"waiting\n"
+            deadline = time.monotonic() + 30
+            while not blocked_on_lock(child.pid, block_name):
+                assert time.monotonic() < deadline, "the child never blocked on the lock"
+                time.sleep(0.01)
+            sent = time.monotonic()
+            child.send_signal(signal.SIGINT)
+            seen = float(child.stdout.readline())
+            assert child.wait(timeout=30) == 42
+            assert seen - sent < 0.1, f"Ctrl-C took {seen - sent:.3f} s to reach Python"
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    holder.release()
+
+
+@pytest.mark.parametrize("timeout", [0.001, 0.005, 0.02, 0.1])
+def test_a_timed_acquire_never_returns_early_nor_much_late(timeout, burners):
+    m = mmapfile.mmapfile(None, None, 4096)
+    holder = m.lock()
+    holder.acquire()
+    waiter = m.lock()
+    for _ in range(5):
+        start = time.monotonic()
+        assert waiter.acquire(timeout=timeout) is False
+        elapsed = time.monotonic() - start
+        assert elapsed >= timeout
+        assert elapsed < timeout + 0.1
+    holder.release()
+
+
+@pytest.mark.skipif(not LINUX or PORTABLE, reason="the Linux companion object")
+def test_a_file_lock_leaves_nothing_next_to_the_file_nor_after_its_users(tmp_path):
+    path = tmp_path / "f.bin"
+    m = mmapfile.mmapfile(str(path), None, 4096)
+    st = os.stat(path)
+    companion = f"/dev/shm/mmapfile-lock.{st.st_dev:x}.{st.st_ino:x}"
+    lock = m.lock()
+    with lock:
+        assert os.listdir(tmp_path) == ["f.bin"]
+        assert os.stat(companion).st_mode & 0o777 == 0o600
+    m.close()
+    del lock
+    assert not os.path.exists(companion)
+    assert os.listdir(tmp_path) == ["f.bin"]

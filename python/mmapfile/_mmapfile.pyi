@@ -151,34 +151,55 @@ class MapLock:
 
     Every process that maps the same file or the same named block (or, for an
     unnamed block, a forked child) gets the same lock; threads contend for it
-    as processes do. It is not reentrant. When the process that holds it dies,
-    the OS releases it, so it is never left stuck. It does not depend on the
-    map staying open, and a lock object that is garbage-collected releases
-    the lock if it holds it.
+    as processes do, and any thread of the holding process may release it. It
+    is not reentrant. When the process that holds it dies (a crash, SIGKILL,
+    ``os._exit``), the next acquirer gets it and is told so: see
+    :attr:`abandoned`. It does not depend on the map staying open, and a lock
+    object that is garbage-collected releases the lock if it holds it.
 
-    On Linux it needs permission to open the file or block for writing, even
-    for an ``ACCESS_READ`` map (:exc:`mmapfile.error` with ``EACCES``
-    otherwise). On macOS and the BSDs it is a ``flock``: on the mapped file
-    itself (so a program's own ``flock`` on that file contends with it), or
-    on a lock file of the block.
+    On Linux it is a word in shared memory: a free lock is taken and released
+    without a system call (as fast as ``multiprocessing.Lock``), a waiter
+    sleeps in the kernel (futex) until the release wakes it. For a file or a
+    named block the word lives in a one-page companion object
+    (``/dev/shm/mmapfile-lock.<dev>.<ino>``, removed by its last user, or by
+    ``python -m mmapfile gc`` if they all died); an unnamed block keeps it in
+    a page of its own memory that views never show. A named block's lock needs
+    permission to write the block. On macOS and the BSDs it is a ``flock``: on
+    the mapped file itself (so a program's own ``flock`` on that file
+    contends with it), or on a lock file of the block. On Windows it is a
+    named kernel mutex.
 
     ``with m.lock():`` acquires it (waiting for ever, or for the timeout given
     to :meth:`mmapfile.lock`, raising :exc:`TimeoutError` when that runs out)
     and releases it on exit.
     """
 
+    @property
+    def abandoned(self) -> bool:
+        """Whether the last acquisition through this lock object took the lock
+        over from a holder that died holding it (Windows' ``WAIT_ABANDONED``):
+        what the lock guards may be half written, and it is the program's to
+        check or repair. ``False`` before any acquisition and after one that
+        followed a release. Linux and Windows tell; on macOS and the BSDs
+        (``flock``) it is always ``False``. On Windows, Windows tells only the
+        first waiter, and :meth:`locked` may be that waiter; and a mutex that
+        no other process had open when its holder died is gone with it, so a
+        later acquirer is not told."""
+
     def acquire(self, timeout: float | None = None) -> bool:
         """Wait for the lock: for ever with ``None``, else at most ``timeout``
-        seconds (``0`` tries once). Return whether it was acquired.
+        seconds (``0`` tries once, and takes over a dead holder's lock).
+        Return whether it was acquired.
 
-        The wait runs without the GIL. It runs Python's signal handlers before
-        it starts and every 50 ms while it waits, so Ctrl-C
-        (:exc:`KeyboardInterrupt`) or any exception a handler raises ends it
-        within about 50 ms, however the signal's timing falls; a handler that
-        returns lets it go on. An untimed wait waits in the kernel (in a
-        helper thread), so it ends as soon as the lock is released; timed
-        waits poll, with pauses of at most 5 ms. Raise :exc:`ValueError` for a
-        negative timeout.
+        A free lock is taken without releasing the GIL. A wait runs without
+        the GIL. It runs Python's signal handlers before it starts and every
+        50 ms while it waits, so Ctrl-C (:exc:`KeyboardInterrupt`) or any
+        exception a handler raises ends it within about 50 ms (on Linux at
+        once: the signal interrupts the kernel wait), however the signal's
+        timing falls; a handler that returns lets it go on. A release ends the
+        wait at once. On Linux timed waits sleep in the kernel too, and never
+        return before the timeout; elsewhere they poll, with pauses of at most
+        5 ms. Raise :exc:`ValueError` for a negative timeout.
         """
 
     def release(self) -> None:
@@ -186,7 +207,8 @@ class MapLock:
         holds it (any thread of this process may release it)."""
 
     def locked(self) -> bool:
-        """Return whether anyone, in any process, holds the lock."""
+        """Return whether anyone, in any process, holds the lock (on Linux, a
+        holder that died does not)."""
 
     def __enter__(self) -> Self:
         """Acquire the lock with the timeout given to :meth:`mmapfile.lock`;

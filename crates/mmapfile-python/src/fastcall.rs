@@ -2,7 +2,11 @@
 //! the per-call operations whose whole cost is the call itself: `tell()`,
 //! `read_byte()`, `readline()`, and the simple cases of `m[i]`, `m[i:j]`,
 //! `m[i] = v` and `m[i:j] = b`; and the sequence item slot, which gives
-//! iteration its 1-byte bytes items as in CPython's `mmap`.
+//! iteration its 1-byte bytes items as in CPython's `mmap`. Also the
+//! mapping lock's `acquire()`, `release()`, `__enter__` and `__exit__` when
+//! the lock is free (no system call on Linux: the call is the whole cost,
+//! as for `multiprocessing.Lock`); a lock that is held goes to PyO3's
+//! method, which waits with the GIL released.
 //!
 //! PyO3 wraps every method in a trampoline that counts the thread as
 //! attached (two thread-local accesses, which in a shared library are calls
@@ -43,7 +47,7 @@ use mmapfile::Error;
 
 use crate::bytes::DETACH_THRESHOLD;
 use crate::errors::Failure;
-use crate::object::{refuse_read_only, PyMapFile};
+use crate::object::{refuse_read_only, PyMapFile, PyMapLock};
 
 /// Runs the body of an entry point: returns what it returns, or raises its
 /// error or panic and returns `failed`.
@@ -602,6 +606,211 @@ pub(crate) fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
             (*sequence).sq_length = (*mapping).mp_length;
         }
         ffi::PyType_Modified(tp);
+    }
+    Ok(())
+}
+
+// ---- the mapping lock ----
+
+/// PyO3's methods of `MapLock`, called for whatever the entry points below
+/// do not take themselves (a held lock, a timeout, an error).
+struct LockMethods {
+    acquire: ffi::PyCFunctionFastWithKeywords,
+    enter: ffi::PyCFunction,
+}
+
+static LOCK_METHODS: OnceLock<LockMethods> = OnceLock::new();
+
+/// The `PyMapLock` that `slf` is.
+///
+/// # Safety
+/// As for [`this`], with `PyMapLock`.
+#[inline(always)]
+unsafe fn this_lock<'a>(py: Python<'a>, slf: *mut ffi::PyObject) -> &'a PyMapLock {
+    // SAFETY: as in `this`; the class is frozen too.
+    let bound = unsafe { pyo3::Borrowed::from_ptr(py, slf).cast_unchecked::<PyMapLock>() };
+    bound.get()
+}
+
+/// A new reference to `obj`.
+///
+/// # Safety
+/// The thread must be attached and `obj` live.
+unsafe fn new_ref(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: as the caller guarantees.
+    unsafe { ffi::Py_NewRef(obj) }
+}
+
+unsafe extern "C" fn lock_acquire(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls a METH_FASTCALL | METH_KEYWORDS method attached,
+    // with `slf` an instance of the type and `args` holding `nargs`
+    // positional arguments (then the keyword values).
+    unsafe {
+        // `acquire()` and `acquire(None)`: wait for ever, so a free lock
+        // is simply taken. Anything else goes to PyO3's method.
+        let untimed = kwnames.is_null() && (nargs == 0 || (nargs == 1 && *args == ffi::Py_None()));
+        if untimed {
+            let taken = run(None, |py| {
+                let taken = this_lock(py, slf).inner.acquire_if_free()?;
+                Ok(taken.then(|| new_ref(ffi::Py_True())))
+            });
+            if let Some(result) = taken {
+                return result;
+            }
+            if !ffi::PyErr_Occurred().is_null() {
+                return std::ptr::null_mut();
+            }
+        }
+        (LOCK_METHODS.get().expect("installed").acquire)(slf, args, nargs, kwnames)
+    }
+}
+
+unsafe extern "C" fn lock_enter(
+    slf: *mut ffi::PyObject,
+    unused: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls a METH_NOARGS method attached, with `slf` an
+    // instance of the type.
+    unsafe {
+        let taken = run(None, |py| {
+            let taken = this_lock(py, slf).inner.acquire_if_free()?;
+            Ok(taken.then(|| new_ref(slf)))
+        });
+        if let Some(result) = taken {
+            return result;
+        }
+        if !ffi::PyErr_Occurred().is_null() {
+            return std::ptr::null_mut();
+        }
+        (LOCK_METHODS.get().expect("installed").enter)(slf, unused)
+    }
+}
+
+unsafe extern "C" fn lock_release(
+    slf: *mut ffi::PyObject,
+    _: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls a METH_NOARGS method attached, with `slf` an
+    // instance of the type.
+    unsafe {
+        run(std::ptr::null_mut(), |py| {
+            this_lock(py, slf).inner.release()?;
+            Ok(new_ref(ffi::Py_None()))
+        })
+    }
+}
+
+unsafe extern "C" fn lock_exit(
+    slf: *mut ffi::PyObject,
+    _args: *mut *mut ffi::PyObject,
+    _nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls a METH_FASTCALL method attached, with `slf` an
+    // instance of the type. `__exit__` ignores its arguments.
+    unsafe {
+        run(std::ptr::null_mut(), |py| {
+            this_lock(py, slf).inner.release()?;
+            Ok(new_ref(ffi::Py_False()))
+        })
+    }
+}
+
+/// The C function of PyO3's method `name` of `ty`, with its flags.
+fn pyo3_method(ty: &Bound<'_, PyType>, name: &str) -> PyResult<(ffi::PyMethodDefPointer, c_int)> {
+    let descr = ty.getattr(name)?;
+    // SAFETY: a method that PyO3 defined on the class is a method
+    // descriptor (the check below makes sure), whose `d_method` points to
+    // PyO3's leaked, immutable method definition.
+    unsafe {
+        if ffi::Py_TYPE(descr.as_ptr()) != std::ptr::addr_of_mut!(ffi::PyMethodDescr_Type) {
+            return Err(pyo3::exceptions::PySystemError::new_err(format!(
+                "MapLock.{name} is not a method descriptor"
+            )));
+        }
+        let def = (*descr.as_ptr().cast::<ffi::PyMethodDescrObject>()).d_method;
+        Ok(((*def).ml_meth, (*def).ml_flags))
+    }
+}
+
+/// Installs the lock's entry points into its class, keeping PyO3's
+/// methods for the cases they leave. Runs once, at module init.
+pub(crate) fn install_lock(ty: &Bound<'_, PyType>) -> PyResult<()> {
+    let py = ty.py();
+    let tp = ty.as_type_ptr();
+    let (acquire, acquire_flags) = pyo3_method(ty, "acquire")?;
+    let (enter, enter_flags) = pyo3_method(ty, "__enter__")?;
+    if acquire_flags & (ffi::METH_FASTCALL | ffi::METH_KEYWORDS)
+        != ffi::METH_FASTCALL | ffi::METH_KEYWORDS
+        || enter_flags & ffi::METH_NOARGS == 0
+    {
+        return Err(pyo3::exceptions::PySystemError::new_err(
+            "MapLock's methods have unexpected calling conventions",
+        ));
+    }
+    // SAFETY: the flags were checked above, so these are the members of
+    // the union that PyO3 filled in.
+    let methods = unsafe {
+        LockMethods {
+            acquire: acquire.PyCFunctionFastWithKeywords,
+            enter: enter.PyCFunction,
+        }
+    };
+    if LOCK_METHODS.set(methods).is_err() {
+        return Ok(()); // installed by an earlier init
+    }
+    let defs: [(&'static CStr, ffi::PyMethodDefPointer, c_int, &'static CStr); 4] = [
+        (
+            c"acquire",
+            ffi::PyMethodDefPointer {
+                PyCFunctionFastWithKeywords: lock_acquire,
+            },
+            ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+            c"acquire($self, /, timeout=None)\n--\n\n",
+        ),
+        (
+            c"release",
+            ffi::PyMethodDefPointer {
+                PyCFunction: lock_release,
+            },
+            ffi::METH_NOARGS,
+            c"release($self)\n--\n\n",
+        ),
+        (
+            c"__enter__",
+            ffi::PyMethodDefPointer {
+                PyCFunction: lock_enter,
+            },
+            ffi::METH_NOARGS,
+            c"__enter__($self)\n--\n\n",
+        ),
+        (
+            c"__exit__",
+            ffi::PyMethodDefPointer {
+                PyCFunctionFast: lock_exit,
+            },
+            ffi::METH_FASTCALL,
+            c"__exit__($self, *_args)\n--\n\n",
+        ),
+    ];
+    for (name, meth, flags, doc) in defs {
+        // Leaked: the definition must outlive the type (four small structs,
+        // once).
+        let def = Box::leak(Box::new(ffi::PyMethodDef {
+            ml_name: name.as_ptr(),
+            ml_meth: meth,
+            ml_flags: flags,
+            ml_doc: doc.as_ptr(),
+        }));
+        // SAFETY: `tp` is a live type and `def` a valid, leaked method
+        // definition; the result is a new reference or NULL with an
+        // exception set.
+        let descr = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(tp, def)) }?;
+        ty.setattr(name.to_str().expect("ASCII name"), descr)?;
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ fn _mmapfile(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<object::PyMapFile>()?;
     fastcall::install(&m.py().get_type::<object::PyMapFile>())?;
     m.add_class::<object::PyMapLock>()?;
+    fastcall::install_lock(&m.py().get_type::<object::PyMapLock>())?;
     m.add("error", m.py().get_type::<errors::error>())?;
     m.add("PAGESIZE", mmapfile::page_size())?;
     m.add("ALLOCATIONGRANULARITY", mmapfile::allocation_granularity())?;

@@ -762,9 +762,9 @@ impl PyMapFile {
 /// The cross-process lock of a mapping (returned by `mmapfile.lock()`).
 #[pyclass(frozen, weakref, name = "MapLock", module = "mmapfile")]
 pub(crate) struct PyMapLock {
-    inner: MapLock,
+    pub(crate) inner: MapLock,
     /// The timeout `with` uses.
-    timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// How often a waiting `acquire` wakes up to run Python's signal handlers,
@@ -773,13 +773,21 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
 impl PyMapLock {
     fn acquire_for(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<bool> {
+        // A free lock is taken without releasing the GIL (on Linux, without
+        // a system call), as multiprocessing.Lock does.
+        if self.inner.acquire_if_free().py_err(py)? {
+            return Ok(true);
+        }
+        // Handlers run here, with the GIL held, so the wait need not take
+        // it back to run them before it starts.
+        py.check_signals()?;
         // Signals are checked before the wait starts and then every
         // SIGNAL_CHECK (the core wakes up for it), so a SIGINT whose C
         // handler ran just before the wait is still seen: CPython's handler
         // only sets a flag, which nothing else would look at until the wait
         // ends.
         py.detach(|| {
-            self.inner.acquire_checking(timeout, SIGNAL_CHECK, || {
+            self.inner.acquire_waiting(timeout, SIGNAL_CHECK, || {
                 Python::attach(|py| py.check_signals()).map_err(Failure::Py)
             })
         })
@@ -802,6 +810,13 @@ impl PyMapLock {
 
     fn locked(&self, py: Python<'_>) -> PyResult<bool> {
         self.inner.is_locked().py_err(py)
+    }
+
+    /// Whether the last acquisition took the lock over from a holder that
+    /// died holding it.
+    #[getter]
+    fn abandoned(&self) -> bool {
+        self.inner.abandoned()
     }
 
     fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {

@@ -73,7 +73,7 @@ impl Live {
         offset: u64,
         len: u64,
         access: Access,
-    ) -> std::result::Result<Live, (os::Backing, Error)> {
+    ) -> std::result::Result<Live, Box<(os::Backing, Error)>> {
         match Self::window(&backing, size, offset, len, access) {
             Ok((view, delta, len)) => Ok(Live {
                 backing,
@@ -82,7 +82,8 @@ impl Live {
                 len,
                 offset,
             }),
-            Err(e) => Err((backing, e)),
+            // Boxed: a failed map is rare, and a `Backing` is large.
+            Err(e) => Err(Box::new((backing, e))),
         }
     }
 

@@ -177,7 +177,10 @@ impl MapOptions {
         };
         let live = match Live::map(backing, size, self.offset, self.len, self.access) {
             Ok(live) => live,
-            Err((backing, err)) => return Err(abandon(backing, created, err)),
+            Err(failed) => {
+                let (backing, err) = *failed;
+                return Err(abandon(backing, created, err));
+            }
         };
         Ok(MapFile {
             live: Some(live),

@@ -27,15 +27,16 @@
 //!   runtime copying from a pointer) may read a view directly.
 //! - `ADVICE`: the `madvise` values this OS offers, as `(C name, value)`
 //!   pairs (empty where there is no such call).
-//! - `LockTarget` (`description`, `is_locked`) and `LockDesc` (`try_lock`,
-//!   `lock`, `unlock`, `belongs_to_this_process`): the cross-process lock of
-//!   a mapping. A `LockDesc` (a lock *description*: on Linux an open file
-//!   description) is one contender for the lock: it tries for it
-//!   (`try_lock`) or waits (`lock`) until it holds it; then whoever owns the
-//!   `LockDesc` holds the lock, until `unlock` or a drop releases it, or the
-//!   holding process dies and the OS does. Each `description()` must contend
-//!   with every other one, in this process or another (Windows: a named
-//!   mutex derived from the mapping, one owner thread per `LockDesc`).
+//! - `LockTarget` (what `Backing::lock_target` returns) and `Lock`, the
+//!   state behind one `MapLock` (`new(target)`, `acquire`,
+//!   `acquire_checking`, `acquire_waiting`, `acquire_if_free`, `release`,
+//!   `is_held`, `is_locked`, `abandoned`): the cross-process lock of a
+//!   mapping. Every `Lock` of one mapped thing contends with every other, in
+//!   this process or another; a holder that dies leaves it to the next
+//!   acquirer. Linux: a futex word (`unix/lock_linux.rs`); the portable
+//!   backend and Windows: a descriptor per acquisition, through
+//!   `crate::lock::desc::DescLock` (a `flock`; a named mutex with an owner
+//!   thread).
 //! - `page_size()` and `allocation_granularity()`.
 //! - `find_byte(byte, hay)`: the fastest `memchr` for short haystacks that
 //!   the platform has.

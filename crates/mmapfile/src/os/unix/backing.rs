@@ -15,6 +15,7 @@ use super::segment::Segment;
 use super::space::{make_room, Purpose};
 use super::sys::{anonymous_fd, cstring, cvt, fstat, ftruncate, getpid, mmap, open_path};
 use super::view::RawView;
+use super::{control, lock};
 use crate::access::{Access, CreateMode, Space};
 use crate::error::{Error, Result};
 use crate::name::BlockName;
@@ -72,6 +73,9 @@ pub(crate) struct Backing {
     /// The object's size where `fd`'s is not exact: macOS reports a
     /// shared-memory object's size rounded up to whole pages.
     pub(super) exact_len: Option<u64>,
+    /// The mapping lock, where it is made once per object (`lock_linux.rs`).
+    #[cfg_attr(portable_lifetime, allow(dead_code))]
+    pub(super) lock: lock::LockCache,
     /// A named block's memory where it is a System V segment (Linux):
     /// `fd` is then the block's record, which is empty. Last, so that it is
     /// detached after the record is closed. Boxed, so that a `Backing`
@@ -93,6 +97,7 @@ impl Backing {
                 fd,
                 kind,
                 exact_len: None,
+                lock: Default::default(),
                 segment: None,
             };
             Ok((backing, created))
@@ -195,6 +200,7 @@ impl Backing {
                 released: false,
             },
             exact_len: block_size,
+            lock: Default::default(),
             segment,
         };
         Ok((backing, created))
@@ -262,10 +268,12 @@ impl Backing {
             fd,
             kind: Source::Anonymous,
             exact_len: SIZE_ROUNDED_UP.then_some(size),
+            lock: Default::default(),
             segment: None,
         };
-        make_room(backing.fd.as_fd(), 0, size, Purpose::UnnamedBlock, space)?;
-        ftruncate(&backing.fd, size)?;
+        let len = control::object_len(size)?;
+        make_room(backing.fd.as_fd(), 0, len, Purpose::UnnamedBlock, space)?;
+        ftruncate(&backing.fd, len)?;
         Ok(backing)
     }
 
@@ -282,7 +290,24 @@ impl Backing {
             return Ok(len);
         }
         let st = fstat(&self.fd)?;
-        Ok(st.st_size.max(0) as u64)
+        Ok(self.user_len(st.st_size.max(0) as u64))
+    }
+
+    /// Where the user's bytes start in the object: after an unnamed
+    /// block's control page (`control.rs`); the rest is all the user's.
+    fn base(&self) -> u64 {
+        match self.kind {
+            Source::Anonymous => control::user_offset(),
+            _ => 0,
+        }
+    }
+
+    /// The user's size of this object when it is `object_len` bytes long.
+    fn user_len(&self, object_len: u64) -> u64 {
+        match self.kind {
+            Source::Anonymous => control::user_len(object_len),
+            _ => object_len,
+        }
     }
 
     /// Whether the object can be made longer: not a named block whose memory
@@ -303,7 +328,12 @@ impl Backing {
         }
         // A named file mapping's file may already be longer than the mapping.
         let current = fstat(&self.fd)?.st_size.max(0) as u64;
-        if current < len {
+        let object_len = self
+            .base()
+            .checked_add(len)
+            .ok_or_else(|| Error::io("ftruncate", io::Error::from_raw_os_error(libc::EFBIG)))?;
+        if current < object_len {
+            let len = object_len;
             let purpose = match self.kind {
                 Source::File { .. } | Source::Named { file: Some(_), .. } => Purpose::File,
                 Source::Named { .. } => Purpose::NamedBlock,
@@ -347,6 +377,10 @@ impl Backing {
             Access::Read => (libc::PROT_READ, libc::MAP_SHARED),
             Access::Copy => (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE),
         };
+        let offset = self
+            .base()
+            .checked_add(offset)
+            .ok_or_else(|| Error::io("mmap", io::Error::from_raw_os_error(libc::EOVERFLOW)))?;
         let ptr = mmap(&self.fd, len, prot, flags, offset)?;
         Ok(RawView::new(ptr.cast(), len, self.fd.as_raw_fd(), offset))
     }

@@ -206,9 +206,10 @@ mod backend {
         Ok(None)
     }
 
-    /// Nothing is left behind by creators here (`O_TMPFILE`).
+    /// Nothing is left behind by creators here (`O_TMPFILE`); the lock
+    /// companions of processes that all died are.
     pub(crate) fn collect_leftovers() -> Result<()> {
-        Ok(())
+        crate::os::unix::lock::collect_companions()
     }
 
     /// Every named block of this user. With `tidy`, the names of blocks

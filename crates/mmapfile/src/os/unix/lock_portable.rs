@@ -26,6 +26,13 @@ use super::lifetime::{self, flock};
 use super::{cstring, fstat, open_path, Backing, Kind};
 use crate::error::{Error, Result};
 
+/// The `MapLock` here: one `flock` descriptor per acquisition.
+pub(crate) type Lock = crate::lock::desc::DescLock<LockTarget>;
+
+/// What a [`Backing`] keeps of its lock: nothing, each `lock()` makes its
+/// own target.
+pub(crate) type LockCache = ();
+
 /// Prefix of an unnamed block's lock file (then `<pid>-<n>`).
 pub(crate) const ANON_PREFIX: &str = ".anon-";
 
@@ -254,5 +261,34 @@ impl LockDesc {
     /// inherited a copy of the descriptor).
     pub(crate) fn belongs_to_this_process(&self) -> bool {
         self.pid == std::process::id()
+    }
+}
+
+impl crate::lock::desc::DescTarget for LockTarget {
+    type Desc = LockDesc;
+    fn description(&self) -> Result<LockDesc> {
+        LockTarget::description(self)
+    }
+    fn is_locked(&self) -> Result<bool> {
+        LockTarget::is_locked(self)
+    }
+}
+
+impl crate::lock::desc::Desc for LockDesc {
+    fn try_lock(&self) -> Result<bool> {
+        LockDesc::try_lock(self)
+    }
+    fn lock(&self) -> Result<()> {
+        LockDesc::lock(self)
+    }
+    fn unlock(self) -> Result<()> {
+        LockDesc::unlock(self)
+    }
+    fn belongs_to_this_process(&self) -> bool {
+        LockDesc::belongs_to_this_process(self)
+    }
+    /// `flock` cannot tell that its holder died.
+    fn abandoned(&self) -> bool {
+        false
     }
 }

@@ -21,7 +21,8 @@
 //! - `view.rs` and `fault.rs`: one mapped view, and the `SIGBUS` guard that
 //!   lets an access to a vanished page fail instead of killing the process.
 //! - `lock_linux.rs` / `lock_portable.rs`: the cross-process lock of a
-//!   mapping.
+//!   mapping; `control.rs`, the page of an unnamed block's object that
+//!   holds its lock on Linux.
 //! - `copy.rs`: where an object is sized once and mapped only shared
 //!   (macOS), growing and copy-on-write views by copying.
 //! - `blocks.rs`: named blocks listed, inspected and removed from outside.
@@ -32,6 +33,7 @@
 
 mod backing;
 mod blocks;
+mod control;
 mod copy;
 mod fault;
 mod file_record;
@@ -43,7 +45,7 @@ mod join;
 mod lifetime;
 #[cfg_attr(not(portable_lifetime), path = "lock_linux.rs")]
 #[cfg_attr(portable_lifetime, path = "lock_portable.rs")]
-mod lock;
+pub(crate) mod lock;
 #[cfg(portable_lifetime)]
 mod name_record;
 mod names;
@@ -67,7 +69,7 @@ pub(crate) use blocks::{
     block_info, collect_block, collect_leftovers, list_blocks, read_block, remove_block,
 };
 pub(crate) use huge_pages::{advisable_huge_page_size, advise_huge_pages};
-pub(crate) use lock::{LockDesc, LockTarget};
+pub(crate) use lock::{Lock, LockTarget};
 pub(crate) use names::{name_taken, NAMED_BACKEND};
 pub(crate) use sys::{allocation_granularity, find_byte, page_size};
 pub(crate) use view::{RawView, ADVICE};

@@ -4,6 +4,7 @@
 use std::ffi::OsStr;
 use std::io;
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
 use windows_sys::Win32::Foundation::{WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT};
@@ -43,6 +44,9 @@ pub(crate) struct LockTarget {
     mutex: Arc<Handle>,
 }
 
+/// The `MapLock` here: one owner thread (and mutex wait) per acquisition.
+pub(crate) type Lock = crate::lock::desc::DescLock<LockTarget>;
+
 /// One contender for a [`LockTarget`], with its owner thread, which takes
 /// the mutex for it: dropping it releases the lock (if held) and ends the
 /// thread.
@@ -52,6 +56,8 @@ pub(crate) struct LockDesc {
     commands: Option<mpsc::Sender<LockCommand>>,
     replies: mpsc::Receiver<Result<bool>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Set by the owner thread when its wait returned `WAIT_ABANDONED`.
+    abandoned: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -134,14 +140,21 @@ fn create_mutex(name: Option<&[u16]>) -> Result<Handle> {
 }
 
 /// Waits up to `millis` for `mutex` in the calling thread; returns whether
-/// the thread now owns it.
-fn wait_mutex(mutex: &Handle, millis: u32) -> Result<bool> {
+/// the thread now owns it, and records in `abandoned` whether its holder
+/// died holding it.
+fn wait_mutex(mutex: &Handle, millis: u32, abandoned: &AtomicBool) -> Result<bool> {
     // SAFETY: `mutex` is an open mutex handle.
     match unsafe { WaitForSingleObject(mutex.0, millis) } {
-        // WAIT_ABANDONED: the holder exited without releasing; this thread
-        // owns the mutex now. The bytes it guards may be half-updated, which
-        // is the caller's to judge, as with a POSIX lock of a dead holder.
-        WAIT_OBJECT_0 | WAIT_ABANDONED => Ok(true),
+        WAIT_OBJECT_0 => {
+            abandoned.store(false, Ordering::Relaxed);
+            Ok(true)
+        }
+        // The holder exited without releasing; this thread owns the mutex
+        // now. The bytes it guards may be half-updated: the caller is told.
+        WAIT_ABANDONED => {
+            abandoned.store(true, Ordering::Relaxed);
+            Ok(true)
+        }
         WAIT_TIMEOUT => Ok(false),
         _ => Err(Error::last_os("WaitForSingleObject")),
     }
@@ -158,13 +171,14 @@ fn own_mutex(
     mutex: &Handle,
     commands: mpsc::Receiver<LockCommand>,
     replies: mpsc::Sender<Result<bool>>,
+    abandoned: &AtomicBool,
 ) {
     let mut held = false;
     for command in commands {
         let reply = match command {
             LockCommand::Try | LockCommand::Wait if held => Ok(true),
-            LockCommand::Try => wait_mutex(mutex, 0),
-            LockCommand::Wait => wait_mutex(mutex, INFINITE),
+            LockCommand::Try => wait_mutex(mutex, 0, abandoned),
+            LockCommand::Wait => wait_mutex(mutex, INFINITE, abandoned),
             LockCommand::Release if held => release_mutex(mutex).map(|()| false),
             LockCommand::Release => Ok(false),
         };
@@ -188,15 +202,18 @@ impl LockTarget {
         let (commands, thread_commands) = mpsc::channel();
         let (thread_replies, replies) = mpsc::channel();
         let mutex = Arc::clone(&self.mutex);
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let told = Arc::clone(&abandoned);
         let thread = std::thread::Builder::new()
             .name("mmapfile-lock".into())
             .stack_size(64 * 1024)
-            .spawn(move || own_mutex(&mutex, thread_commands, thread_replies))
+            .spawn(move || own_mutex(&mutex, thread_commands, thread_replies, &told))
             .map_err(|e| Error::io("CreateThread", e))?;
         Ok(LockDesc {
             commands: Some(commands),
             replies,
             thread: Some(thread),
+            abandoned,
         })
     }
 
@@ -206,7 +223,9 @@ impl LockTarget {
     /// held). The calling thread never owns the mutex otherwise (owner
     /// threads do), so taking it here cannot be a recursive acquisition.
     pub(crate) fn is_locked(&self) -> Result<bool> {
-        if wait_mutex(&self.mutex, 0)? {
+        // Windows tells WAIT_ABANDONED to one waiter only: if that is this
+        // probe, the next acquirer is not told (documented).
+        if wait_mutex(&self.mutex, 0, &AtomicBool::new(false))? {
             release_mutex(&self.mutex)?;
             Ok(false)
         } else {
@@ -264,5 +283,33 @@ impl Drop for LockDesc {
             // which frees it all the same.
             let _ = thread.join();
         }
+    }
+}
+
+impl crate::lock::desc::DescTarget for LockTarget {
+    type Desc = LockDesc;
+    fn description(&self) -> Result<LockDesc> {
+        LockTarget::description(self)
+    }
+    fn is_locked(&self) -> Result<bool> {
+        LockTarget::is_locked(self)
+    }
+}
+
+impl crate::lock::desc::Desc for LockDesc {
+    fn try_lock(&self) -> Result<bool> {
+        LockDesc::try_lock(self)
+    }
+    fn lock(&self) -> Result<()> {
+        LockDesc::lock(self)
+    }
+    fn unlock(self) -> Result<()> {
+        LockDesc::unlock(self)
+    }
+    fn belongs_to_this_process(&self) -> bool {
+        LockDesc::belongs_to_this_process(self)
+    }
+    fn abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Relaxed)
     }
 }

@@ -26,7 +26,7 @@ pub(crate) use blocks::{
     block_info, collect_block, collect_leftovers, list_blocks, read_block, remove_block,
 };
 pub(crate) use huge_pages::{advisable_huge_page_size, advise_huge_pages};
-pub(crate) use lock::{LockDesc, LockTarget};
+pub(crate) use lock::{Lock, LockTarget};
 pub(crate) use names::{name_taken, NAMED_BACKEND};
 pub(crate) use sys::{allocation_granularity, find_byte, page_size};
 pub(crate) use view::{RawView, ADVICE};
