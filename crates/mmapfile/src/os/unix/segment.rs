@@ -187,7 +187,13 @@ fn coarse_seconds() -> i64 {
     // SAFETY: `ts` is writable memory for one timespec; this clock exists
     // on every Linux this backend supports (2.6.32 and later).
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
-    ts.tv_sec
+    seconds(ts.tv_sec)
+}
+
+/// A `time_t` as 64 bits (it is 32 on some 32-bit targets).
+#[allow(clippy::unnecessary_cast)]
+fn seconds(t: libc::time_t) -> i64 {
+    t as i64
 }
 
 /// Keeps the attachment at `ptr` out of this process's core dumps, as a
@@ -256,7 +262,7 @@ impl Segment {
         let ctime = if before == after {
             Ok(before)
         } else {
-            stat(id).map(|ds| ds.shm_ctime)
+            stat(id).map(|ds| seconds(ds.shm_ctime))
         };
         // Marked at once, attached or not: the segment then dies with the
         // attachment (or now, without one), whatever happens to this process.
@@ -316,7 +322,7 @@ impl Segment {
         if asked > len || shortfall >= page_size() as u64 {
             return Err(AttachError::NotTheBlock);
         }
-        if identity(ds.shm_ctime, shortfall) != reference.tag {
+        if identity(seconds(ds.shm_ctime), shortfall) != reference.tag {
             return Err(AttachError::NotTheBlock);
         }
         let base = shmat(reference.id, writable).map_err(gone)?;
@@ -401,7 +407,10 @@ impl Segment {
     }
 
     /// Whether the view at `ptr` of `len` bytes is the user's part of the
-    /// whole attachment, taken over by [`Segment::map`].
+    /// whole attachment, taken over by [`Segment::map`]. No other view can
+    /// start there, even after that one was unmapped: the trailer page
+    /// right after the user's part stays mapped while `self` lives, so a
+    /// new attachment of the whole segment cannot be placed at that address.
     pub(crate) fn is_taken_by(&self, ptr: *mut u8, len: usize) -> bool {
         let (base, user_len) = self.user_part();
         ptr == base
@@ -554,7 +563,10 @@ mod tests {
         let (seg, r) = Segment::create(10, 0o600).unwrap().expect("segments");
         let ds = stat(r.id).unwrap();
         let len = object_len(10).unwrap();
-        assert_eq!(r.tag, identity(ds.shm_ctime, len - ds.shm_segsz as u64));
+        assert_eq!(
+            r.tag,
+            identity(seconds(ds.shm_ctime), len - ds.shm_segsz as u64)
+        );
         drop(seg);
     }
 
