@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -180,6 +179,8 @@ print(took, fds, flush=True)
 
 
 def test_two_thousand_blocks_open_at_once_with_two_descriptors_each(block_name):
+    import resource  # POSIX only: imported here so that Windows can collect this module
+
     if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 4100:
         pytest.skip("the hard limit on descriptors is below 4,100")
     with open("/proc/sys/kernel/shmmni") as f:
