@@ -7,8 +7,9 @@ round's wall time and the median round's CPU time (`time.process_time`,
 which the other builds on a shared machine disturb less); then open + close
 of a block that another object holds, and `SharedMemory` without its
 resource tracker (like with like: a named block registers nothing). Wall
-times on a loaded machine mean little: run it under `chrt -f 10` (root) to
-keep other work from preempting it, and say the load it printed.
+times on a loaded machine mean little: say the load it printed. (Running it
+under `chrt -f 10` steadies them but is not fair: real-time scheduling slows
+SharedMemory's hand-off to its tracker process.)
 """
 
 import statistics
