@@ -22,6 +22,11 @@ import pytest
 from _other_user import as_nobody, start_python
 from conftest import IS_ROOT, PORTABLE, linux_only, shm_path
 
+if not sys.platform.startswith("linux"):
+    # Below, decorators call POSIX-only functions (os.geteuid) as the module
+    # is collected.
+    pytest.skip("System V segments hold named blocks on Linux only", allow_module_level=True)
+
 pytestmark = [
     linux_only,
     pytest.mark.skipif(PORTABLE, reason="the portable backend keeps blocks in POSIX objects"),
@@ -331,3 +336,30 @@ def test_a_blocks_memory_stays_out_of_core_dumps(block_name):
     assert flags is not None, "the view is not in /proc/self/smaps"
     assert "dd" in flags, flags
     m.close()
+
+
+def segment_ids() -> set[str]:
+    with open("/proc/sysvipc/shm") as f:
+        return {line.split()[1] for line in f if line.split()[1:2] != ["shmid"]}
+
+
+@pytest.mark.parametrize("order", ["creator first", "opener first"])
+def test_closing_the_last_holder_in_process_detaches_and_frees_its_segment_at_once(
+    block_name, order
+):
+    m = mmapfile.mmapfile(None, block_name, 3 * 4096 + 10)
+    seg_id = segment_of(block_name)[0]
+    m.write(b"first")
+    other = mmapfile.mmapfile(None, block_name, 0)
+    assert other.read(5) == b"first"
+    first, last = (m, other) if order == "creator first" else (other, m)
+    first.close()
+    assert seg_id in segment_ids()
+    last.close()
+    # No attachment of it is left in this process: the kernel freed it.
+    assert seg_id not in segment_ids()
+    # /proc/self/maps shows an attachment with the segment's id as inode.
+    with open("/proc/self/maps") as f:
+        left = [line for line in f if "/SYSV" in line and line.split()[4] == seg_id]
+    assert left == []
+    assert not shm_path(block_name).exists()

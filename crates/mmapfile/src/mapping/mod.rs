@@ -538,9 +538,7 @@ impl MapFile {
         let Some(live) = self.live.take() else {
             return Ok(());
         };
-        let unmapped = live.view.unmap();
-        let closed = live.backing.close();
-        unmapped.and(closed)
+        live.backing.close_with_view(live.view)
     }
 
     /// Copies `dst.len()` bytes at `offset` (not the position) into `dst`.

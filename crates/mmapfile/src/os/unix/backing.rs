@@ -465,6 +465,23 @@ impl Backing {
         Ok(())
     }
 
+    /// Unmaps `view`, this object's view, then closes the object; reports
+    /// the errors of both. A view that took over a segment's attachment
+    /// (see `Segment::map`) is handed back to it instead, so that closing
+    /// detaches the segment once, in one `munmap`, rather than twice.
+    pub(crate) fn close_with_view(self, view: RawView) -> Result<()> {
+        let unmapped = match &self.segment {
+            Some(segment) if segment.is_taken_by(view.as_ptr(), view.len()) => {
+                let (ptr, len) = view.forget();
+                segment.take_back(ptr, len);
+                Ok(())
+            }
+            _ => view.unmap(),
+        };
+        let closed = self.close();
+        unmapped.and(closed)
+    }
+
     /// Closes the object and reports errors.
     pub(crate) fn close(mut self) -> Result<()> {
         self.forget_lock();

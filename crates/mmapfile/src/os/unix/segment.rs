@@ -12,8 +12,11 @@
 //!
 //! Ids are reused, and anybody can write a record under a name of their
 //! own, so an opener checks what it attached: the segment's owner must be
-//! the record's owner, and the random tag of the record must be in the
-//! segment's trailer page (see [`object_len`]).
+//! the record's owner, and the segment's identity must be the record's tag
+//! ([`SegmentRef::tag`]): its creation time and the few bytes by which its
+//! asked size falls short of whole pages, chosen at random (see
+//! [`object_len`]). Both are kept by the kernel (`IPC_STAT`), so creating a
+//! block writes nothing into its memory and allocates no page of it.
 //!
 //! Every holder keeps the whole segment attached ([`Segment`]) for as long
 //! as it holds the block: that attachment is what keeps the memory alive,
@@ -27,15 +30,6 @@ use std::sync::OnceLock;
 use super::page_size;
 use crate::error::{Error, Result};
 
-/// Where the block's bookkeeping lives in the segment's trailer page (the
-/// page after the user's bytes, see [`object_len`]): bytes
-/// `TRAILER_TAG..TRAILER_TAG + 16` hold [`MAGIC`] and the tag. Bytes
-/// `0..256` of the trailer page belong to the mapping lock.
-pub(crate) const TRAILER_TAG: usize = 256;
-
-/// Marks a trailer written by this crate (and its layout's version).
-const MAGIC: u64 = u64::from_le_bytes(*b"mmapf-s1");
-
 /// The offset of the trailer page in an object holding `user_len` bytes:
 /// the user's bytes rounded up to whole pages. `None` on overflow.
 pub(crate) fn trailer_offset(user_len: u64) -> Option<u64> {
@@ -44,7 +38,12 @@ pub(crate) fn trailer_offset(user_len: u64) -> Option<u64> {
 }
 
 /// The length of an object that holds `user_len` bytes of the user's and a
-/// trailer page after them. `None` on overflow.
+/// trailer page after them. `None` on overflow. Bytes `0..256` of the
+/// trailer page belong to the mapping lock; the rest are unused.
+///
+/// A segment of this length is asked for up to a page less (its *shortfall*,
+/// part of its tag): the kernel gives whole pages all the same, and
+/// `IPC_STAT` reports the size as asked.
 pub(crate) fn object_len(user_len: u64) -> Option<u64> {
     trailer_offset(user_len)?.checked_add(page_size() as u64)
 }
@@ -53,6 +52,8 @@ pub(crate) fn object_len(user_len: u64) -> Option<u64> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SegmentRef {
     pub(crate) id: libc::c_int,
+    /// The segment's identity, as [`identity`] makes it from what
+    /// `IPC_STAT` says.
     pub(crate) tag: u64,
     /// The IPC namespace the segment lives in (the inode of
     /// `/proc/self/ns/ipc`), 0 where unknown.
@@ -134,12 +135,13 @@ unsafe impl Send for Segment {}
 // atomically; memory is reached through raw pointers whose users synchronise.
 unsafe impl Sync for Segment {}
 
-/// A tag for a new segment: one the segments of this machine do not
-/// share by chance. It tells an opener that the id in a record still names
-/// that record's segment (ids are reused); it is no secret (anyone who may
-/// read the segment reads it), so a counter mixed with a random seed drawn
-/// once per process does, without a system call per block.
-fn new_tag() -> Result<u64> {
+/// A shortfall for a new segment (see [`object_len`]): a number below the
+/// page size that consecutive segments do not share by chance. With the
+/// creation time it tells an opener that the id in a record still names that
+/// record's segment (see [`identity`]); it is no secret, so a counter mixed
+/// with a random seed drawn once per process does, without a system call
+/// per block.
+fn new_shortfall() -> Result<u64> {
     static SEED: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let seed = match SEED.get() {
@@ -153,7 +155,7 @@ fn new_tag() -> Result<u64> {
             *SEED.get_or_init(|| u64::from_ne_bytes(bytes))
         }
     };
-    // SplitMix64's finaliser: distinct inputs give distinct, scattered tags.
+    // SplitMix64's finaliser: distinct inputs give distinct, scattered values.
     let mut z = seed.wrapping_add(
         COUNTER
             .fetch_add(1, Ordering::Relaxed)
@@ -161,7 +163,37 @@ fn new_tag() -> Result<u64> {
     );
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    Ok(z ^ (z >> 31))
+    Ok((z ^ (z >> 31)) % page_size() as u64)
+}
+
+/// A segment's identity (a record's [`SegmentRef::tag`]): its creation time
+/// in seconds, and its shortfall. No two segments with the same id share
+/// it in practice: the kernel gives an id again only after its sequence
+/// number has wrapped, that is after 65,536 other segments at least (and on
+/// Linux 4.19 and later after millions: each wrap of the sequence takes a
+/// cycle through the free slots, at least 64 of them), which at more than a
+/// microsecond a `shmget` cannot happen within the same second; and should
+/// it, the shortfall must match too (one chance in the page size).
+fn identity(ctime: i64, shortfall: u64) -> u64 {
+    ((ctime as u64) << 16) | shortfall
+}
+
+/// The seconds of the real-time clock as the kernel stamps an IPC object's
+/// change time with them (`ktime_get_real_seconds`, which is what the
+/// coarse real-time clock reads, from the vDSO).
+fn coarse_seconds() -> i64 {
+    // SAFETY: an all-zero timespec is a valid value of this plain C struct.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: `ts` is writable memory for one timespec; this clock exists
+    // on every Linux this backend supports (2.6.32 and later).
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    seconds(ts.tv_sec)
+}
+
+/// A `time_t` as 64 bits (it is 32 on some 32-bit targets).
+#[allow(clippy::unnecessary_cast)]
+fn seconds(t: libc::time_t) -> i64 {
+    t as i64
 }
 
 /// Keeps the attachment at `ptr` out of this process's core dumps, as a
@@ -207,10 +239,16 @@ impl Segment {
     pub(crate) fn create(user_len: u64, mode: u32) -> Result<Option<(Segment, SegmentRef)>> {
         let too_large = || Error::io("shmget", io::Error::from_raw_os_error(libc::EFBIG));
         let len = object_len(user_len).ok_or_else(too_large)?;
-        let size = usize::try_from(len).map_err(|_| too_large())?;
+        let shortfall = new_shortfall()?;
+        let asked = usize::try_from(len - shortfall).map_err(|_| too_large())?;
         let flags = libc::IPC_CREAT | libc::IPC_EXCL | libc::SHM_NORESERVE | (mode & 0o777) as i32;
+        // The kernel stamps the segment with the second it was made in: when
+        // the clock reads the same second on both sides of the call, that is
+        // the one, and no `IPC_STAT` is needed to learn it.
+        let before = coarse_seconds();
         // SAFETY: shmget has no memory preconditions.
-        let id = unsafe { libc::shmget(libc::IPC_PRIVATE, size, flags) };
+        let id = unsafe { libc::shmget(libc::IPC_PRIVATE, asked, flags) };
+        let after = coarse_seconds();
         if id < 0 {
             let err = io::Error::last_os_error();
             return match err.raw_os_error() {
@@ -221,6 +259,11 @@ impl Segment {
             };
         }
         let attached = shmat(id, true);
+        let ctime = if before == after {
+            Ok(before)
+        } else {
+            stat(id).map(|ds| seconds(ds.shm_ctime))
+        };
         // Marked at once, attached or not: the segment then dies with the
         // attachment (or now, without one), whatever happens to this process.
         // SAFETY: IPC_RMID takes no buffer.
@@ -230,18 +273,10 @@ impl Segment {
         if removed != 0 {
             return Err(Error::last_os("shmctl"));
         }
-        let tag = new_tag()?;
-        let trailer = segment.trailer_words();
-        // SAFETY: the trailer page is inside the attachment (see object_len),
-        // and the words at TRAILER_TAG are 8-byte aligned in it; nobody else
-        // can reach the segment yet.
-        unsafe {
-            trailer.write(MAGIC);
-            trailer.add(1).write(tag);
-        }
+        let ctime = ctime.map_err(|e| Error::io("shmctl", e))?;
         let reference = SegmentRef {
             id,
-            tag,
+            tag: identity(ctime, shortfall),
             ipc_ns: ipc_namespace(),
             size: user_len,
         };
@@ -276,21 +311,28 @@ impl Segment {
         if ds.shm_perm.uid != owner || ds.shm_perm.cuid != owner {
             return Err(AttachError::NotTheBlock);
         }
-        let len = ds.shm_segsz as u64;
-        if object_len(reference.size) != Some(len) {
+        // The segment is the record's if its size is the record's rounded
+        // up as `object_len` does it, less its shortfall, and its identity
+        // is the record's tag.
+        let Some(len) = object_len(reference.size) else {
+            return Err(AttachError::NotTheBlock);
+        };
+        let asked = ds.shm_segsz as u64;
+        let shortfall = len.wrapping_sub(asked);
+        if asked > len || shortfall >= page_size() as u64 {
+            return Err(AttachError::NotTheBlock);
+        }
+        if identity(seconds(ds.shm_ctime), shortfall) != reference.tag {
             return Err(AttachError::NotTheBlock);
         }
         let base = shmat(reference.id, writable).map_err(gone)?;
-        let segment = Segment::new(reference.id, base, reference.size, len, writable);
-        let trailer = segment.trailer_words();
-        // SAFETY: the trailer page is inside the attachment; the words are
-        // aligned; another process may write them at any time, so they are
-        // read as plain values through a raw pointer.
-        let (magic, tag) = unsafe { (trailer.read_volatile(), trailer.add(1).read_volatile()) };
-        if magic != MAGIC || tag != reference.tag {
-            return Err(AttachError::NotTheBlock);
-        }
-        Ok(segment)
+        Ok(Segment::new(
+            reference.id,
+            base,
+            reference.size,
+            len,
+            writable,
+        ))
     }
 
     fn new(id: libc::c_int, base: *mut u8, size: u64, len: u64, writable: bool) -> Segment {
@@ -306,11 +348,6 @@ impl Segment {
             len,
             writable,
         }
-    }
-
-    fn trailer_words(&self) -> *mut u64 {
-        // SAFETY: TRAILER_TAG + 16 is within the trailer page.
-        unsafe { self.trailer.add(TRAILER_TAG) }.cast()
     }
 
     /// The block's size.
@@ -359,6 +396,35 @@ impl Segment {
             }
         }
         self.attach_window(offset, end, writable)
+    }
+
+    /// The user's part of the whole attachment: where [`Segment::map`]
+    /// hands it over, and its length.
+    fn user_part(&self) -> (*mut u8, usize) {
+        let len = self.len as usize - page_size();
+        // SAFETY: the trailer page follows the user's part in the attachment.
+        (unsafe { self.trailer.sub(len) }, len)
+    }
+
+    /// Whether the view at `ptr` of `len` bytes is the user's part of the
+    /// whole attachment, taken over by [`Segment::map`]. No other view can
+    /// start there, even after that one was unmapped: the trailer page
+    /// right after the user's part stays mapped while `self` lives, so a
+    /// new attachment of the whole segment cannot be placed at that address.
+    pub(crate) fn is_taken_by(&self, ptr: *mut u8, len: usize) -> bool {
+        let (base, user_len) = self.user_part();
+        ptr == base
+            && len.div_ceil(page_size()) * page_size() == user_len
+            && self.whole.load(Ordering::Acquire).is_null()
+    }
+
+    /// Takes back the user's part of the whole attachment from the view
+    /// that took it over ([`Segment::is_taken_by`]), which ends without
+    /// unmapping it: the attachment is then whole again, and detached in
+    /// one call on drop (or taken over by the next view of the whole block).
+    pub(crate) fn take_back(&self, ptr: *mut u8, len: usize) {
+        debug_assert!(self.is_taken_by(ptr, len));
+        self.whole.store(ptr, Ordering::Release);
     }
 
     /// A new attachment of the segment cut down to `offset..end` (both
@@ -453,6 +519,55 @@ mod tests {
         assert_eq!(object_len(page), Some(2 * page));
         assert_eq!(object_len(0), Some(page));
         assert_eq!(object_len(u64::MAX), None);
+    }
+
+    /// The segment's row of `/proc/sysvipc/shm`, split into fields.
+    fn sysvipc_row(id: libc::c_int) -> Vec<String> {
+        let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap();
+        let row = table
+            .lines()
+            .map(|line| {
+                line.split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .find(|fields| fields.get(1) == Some(&id.to_string()))
+            .expect("the segment is listed");
+        row
+    }
+
+    #[test]
+    fn creating_a_segment_allocates_none_of_its_memory_and_keeps_whole_pages() {
+        let page = page_size();
+        for size in [1, 10, page as u64, 3 * page as u64 + 1] {
+            let (seg, r) = Segment::create(size, 0o600).unwrap().expect("segments");
+            // Columns: key shmid perms size cpid lpid nattch uid gid cuid
+            // cgid atime dtime ctime rss swap.
+            let row = sysvipc_row(r.id);
+            assert_eq!(row[14], "0", "resident bytes after creation: {row:?}");
+            let asked: u64 = row[3].parse().unwrap();
+            let len = object_len(size).unwrap();
+            assert!(
+                asked <= len && len - asked < page as u64,
+                "{asked} of {len}"
+            );
+            // The trailer's last byte is there, shortfall or not.
+            // SAFETY: the trailer page is mapped while `seg` lives.
+            unsafe { seg.trailer().add(page - 1).write_volatile(7) };
+            assert_ne!(sysvipc_row(r.id)[14], "0");
+        }
+    }
+
+    #[test]
+    fn the_tag_is_the_identity_the_kernel_reports() {
+        let (seg, r) = Segment::create(10, 0o600).unwrap().expect("segments");
+        let ds = stat(r.id).unwrap();
+        let len = object_len(10).unwrap();
+        assert_eq!(
+            r.tag,
+            identity(seconds(ds.shm_ctime), len - ds.shm_segsz as u64)
+        );
+        drop(seg);
     }
 
     #[test]

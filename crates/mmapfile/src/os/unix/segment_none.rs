@@ -12,6 +12,14 @@ impl Segment {
         match *self {}
     }
 
+    pub(crate) fn is_taken_by(&self, _ptr: *mut u8, _len: usize) -> bool {
+        match *self {}
+    }
+
+    pub(crate) fn take_back(&self, _ptr: *mut u8, _len: usize) {
+        match *self {}
+    }
+
     pub(crate) fn copy_to(&self, _offset: u64, _dst: *mut u8, _len: usize) -> Result<()> {
         match *self {}
     }

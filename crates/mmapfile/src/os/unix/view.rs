@@ -127,6 +127,19 @@ impl RawView {
         Ok(())
     }
 
+    /// Ends the view without unmapping it: its address range is handed
+    /// back to whoever mapped it (a segment's attachment, see
+    /// `Segment::take_back`). Returns the range.
+    pub(super) fn forget(self) -> (*mut u8, usize) {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.watch.release();
+        (this.ptr, this.len)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
     /// Unmaps the view and reports errors.
     pub(crate) fn unmap(self) -> Result<()> {
         let this = std::mem::ManuallyDrop::new(self);

@@ -449,6 +449,14 @@ impl Backing {
         Ok(())
     }
 
+    /// Unmaps `view`, this object's view, then closes the object; reports
+    /// the errors of both.
+    pub(crate) fn close_with_view(self, view: RawView) -> Result<()> {
+        let unmapped = view.unmap();
+        let closed = self.close();
+        unmapped.and(closed)
+    }
+
     /// Closes the object and reports errors.
     pub(crate) fn close(self) -> Result<()> {
         match self.kind {
