@@ -16,8 +16,8 @@
 #
 # Environment:
 #   WHEEL_PYTHONS  versions to build for (default: every one of 3.9 ...
-#                  3.15 and 3.14t found; "ci": the oldest and newest other
-#                  than the default python3's and the free-threaded one,
+#                  3.15 and 3.14t found; "ci": the oldest and the two newest
+#                  other than the default python3's and the free-threaded one,
 #                  see pythons.sh)
 #   PYTHON_TOOLS   where else to look for interpreters (pythons.sh)
 #   WHEEL_TARGETS  Linux targets (default: all four; e.g. "x86_64-unknown-linux-gnu")

@@ -55,8 +55,9 @@ found_versions() {
 }
 
 # ci_versions: what .ci/run tests as wheels, besides the default python3
-# (which `make test` already tests): the oldest GIL CPython found, the
-# newest, and the newest free-threaded one, without repeats.
+# (which `make test` already tests): the oldest GIL CPython found, the two
+# newest (here 3.13, the newest pyenv has, and 3.15, the current release),
+# and the newest free-threaded one, without repeats.
 ci_versions() {
     local default v found gil=() ft=() out=()
     default=$(_version_of python3)
@@ -69,6 +70,7 @@ ci_versions() {
         esac
     done
     [ "${#gil[@]}" -gt 0 ] && out+=("${gil[0]}")
+    [ "${#gil[@]}" -gt 2 ] && out+=("${gil[-2]}")
     [ "${#gil[@]}" -gt 1 ] && out+=("${gil[-1]}")
     [ "${#ft[@]}" -gt 0 ] && out+=("${ft[-1]}")
     echo "${out[*]}"
