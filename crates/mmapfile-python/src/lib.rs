@@ -7,8 +7,14 @@
 
 mod blocks;
 mod bytes;
+mod convert;
 mod errors;
 mod fastcall;
+mod fastpath;
+mod indexing;
+mod item;
+mod maplock;
+mod methods;
 mod object;
 mod pylock;
 
@@ -18,16 +24,16 @@ use pyo3::types::PyList;
 #[pymodule]
 fn _mmapfile(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<object::PyMapFile>()?;
-    fastcall::install(&m.py().get_type::<object::PyMapFile>())?;
-    m.add_class::<object::PyMapLock>()?;
-    fastcall::install_lock(&m.py().get_type::<object::PyMapLock>())?;
+    fastpath::install(&m.py().get_type::<object::PyMapFile>())?;
+    m.add_class::<maplock::PyMapLock>()?;
+    maplock::install(&m.py().get_type::<maplock::PyMapLock>())?;
     m.add("error", m.py().get_type::<errors::error>())?;
     m.add("PAGESIZE", mmapfile::page_size())?;
     m.add("ALLOCATIONGRANULARITY", mmapfile::allocation_granularity())?;
-    m.add("ACCESS_DEFAULT", object::ACCESS_DEFAULT)?;
-    m.add("ACCESS_READ", object::ACCESS_READ)?;
-    m.add("ACCESS_WRITE", object::ACCESS_WRITE)?;
-    m.add("ACCESS_COPY", object::ACCESS_COPY)?;
+    m.add("ACCESS_DEFAULT", convert::ACCESS_DEFAULT)?;
+    m.add("ACCESS_READ", convert::ACCESS_READ)?;
+    m.add("ACCESS_WRITE", convert::ACCESS_WRITE)?;
+    m.add("ACCESS_COPY", convert::ACCESS_COPY)?;
     for &(name, value) in mmapfile::advice_values() {
         m.add(name, value)?;
     }
