@@ -664,3 +664,25 @@ def test_a_file_lock_leaves_nothing_next_to_the_file_nor_after_its_users(tmp_pat
     del lock
     assert not os.path.exists(companion)
     assert os.listdir(tmp_path) == ["f.bin"]
+
+
+@pytest.mark.skipif(not PORTABLE, reason="the portable backend's lock file of an unnamed block")
+def test_an_unnamed_blocks_lock_file_goes_with_it_after_it_grew():
+    # macOS grows an unnamed block by copying it into a new object, and the
+    # lock's file moves with it: it must still be removed with the last user.
+    mine = f".anon-{os.getpid()}-"
+
+    def lock_files() -> list[str]:
+        return [e.name for e in STATE_DIR.iterdir() if e.name.startswith(mine)]
+
+    m = mmapfile.mmapfile(None, None, 4096)
+    lock = m.lock()
+    with lock:
+        pass
+    assert len(lock_files()) == 1
+    m.resize(3 * 4096)
+    with lock:
+        m[0] = 1
+    m.close()
+    del lock, m
+    assert lock_files() == []

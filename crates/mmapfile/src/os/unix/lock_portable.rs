@@ -51,14 +51,15 @@ fn identity(fd: &OwnedFd) -> Result<Identity> {
 pub(crate) struct LockTarget {
     path: CString,
     file: Identity,
-    /// For an unnamed block: its object, whose lock file this keeps.
-    anonymous: Option<Identity>,
+    /// For an unnamed block: the lock file this keeps (by its path, which
+    /// stays when the block moves to a new object as it grows).
+    anonymous: Option<CString>,
 }
 
 impl Drop for LockTarget {
     fn drop(&mut self) {
-        if let Some(id) = self.anonymous {
-            let_go(id);
+        if let Some(path) = &self.anonymous {
+            let_go(path);
         }
     }
 }
@@ -85,10 +86,17 @@ fn anonymous_locks() -> MutexGuard<'static, HashMap<Identity, AnonymousLock>> {
     TABLE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// One user of the unnamed block `id`'s lock file is done with it; the
-/// last one removes it, if this process made it.
-fn let_go(id: Identity) {
+/// One user of the unnamed-block lock file `path` is done with it; the
+/// last one removes it, if this process made it. Found by its path: the
+/// block's object, which keys the table, changes when the block grows.
+fn let_go(path: &CString) {
     let mut table = anonymous_locks();
+    let Some(id) = table
+        .iter()
+        .find_map(|(id, (known, _))| (known == path).then_some(*id))
+    else {
+        return;
+    };
     let Some((path, users)) = table.get_mut(&id) else {
         return;
     };
@@ -129,9 +137,9 @@ impl Backing {
                 ))
             }
             Kind::Anonymous => {
-                let id = identity(&self.fd)?;
-                anonymous = Some(id);
-                (anonymous_lock(id)?, true)
+                let path = anonymous_lock(identity(&self.fd)?)?;
+                anonymous = Some(path.clone());
+                (path, true)
             }
         };
         // From here on the target owns its use of an unnamed block's file.
@@ -152,8 +160,9 @@ impl Backing {
     /// The block is done with its unnamed lock file (see [`let_go`]).
     pub(crate) fn forget_lock(&self) {
         if let (Kind::Anonymous, Ok(id)) = (&self.kind, identity(&self.fd)) {
-            if anonymous_locks().contains_key(&id) {
-                let_go(id);
+            let path = anonymous_locks().get(&id).map(|(path, _)| path.clone());
+            if let Some(path) = path {
+                let_go(&path);
             }
         }
     }
