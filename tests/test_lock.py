@@ -11,7 +11,7 @@ import uuid
 
 import mmapfile
 import pytest
-from conftest import LINUX, PORTABLE, STATE_DIR
+from conftest import IS_ROOT, LINUX, PORTABLE, STATE_DIR
 
 WINDOWS = sys.platform == "win32"
 
@@ -661,3 +661,50 @@ def test_a_file_lock_leaves_nothing_next_to_the_file_nor_after_its_users(tmp_pat
     del lock
     assert not os.path.exists(companion)
     assert os.listdir(tmp_path) == ["f.bin"]
+
+
+# A named block kept in a /dev/shm file (no segment can be had): its lock
+# word is in a companion object, which goes with the block's last user.
+NO_SEGMENT_LOCK = """
+import os, sys, mmapfile
+name = sys.argv[1]
+path = f"/dev/shm/mmapfile.{name}"
+m = mmapfile.mmapfile(None, name, 4096)
+assert os.stat(path).st_size == 4096, "the block's memory is the file"
+st = os.stat(path)
+companion = f"/dev/shm/mmapfile-lock.{st.st_dev:x}.{st.st_ino:x}"
+lock = m.lock()
+pid = os.fork()
+if pid == 0:
+    lock.acquire()
+    os._exit(0)  # dies holding it
+os.waitpid(pid, 0)
+assert os.stat(companion).st_mode & 0o777 == 0o600
+other = mmapfile.mmapfile(None, name, 0)
+taker = other.lock()
+assert taker.acquire(5) is True and taker.abandoned is True
+assert lock.locked() is True and lock.acquire(0) is False
+taker.release()
+other.close()
+m.close()
+del lock, taker
+assert not os.path.exists(companion) and not os.path.exists(path)
+print("ok", flush=True)
+"""
+
+
+@pytest.mark.skipif(not LINUX or PORTABLE, reason="Linux keeps named blocks in segments")
+@pytest.mark.skipif(not IS_ROOT, reason="needs root for unshare --ipc")
+def test_a_named_block_kept_in_dev_shm_locks_through_a_companion_that_goes_with_it(block_name):
+    shell = 'echo 0 > /proc/sys/kernel/shmmni && exec "$PYTHON" -c "$SCRIPT" "$NAME"'
+    env = dict(os.environ, PYTHON=sys.executable, SCRIPT=NO_SEGMENT_LOCK, NAME=block_name)
+    done = subprocess.run(
+        ["unshare", "--ipc", "sh", "-c", shell],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    if done.returncode != 0 and "unshare" in done.stderr:
+        pytest.skip(f"unshare --ipc refused: {done.stderr.strip()}")
+    assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr
