@@ -257,7 +257,13 @@ impl Shared {
         Ok(slot)
     }
 
-    /// Whether the user of `slot` is alive (holds its slot's record lock).
+    /// Whether the user of `slot` is alive: holds its slot's record lock,
+    /// which is a write lock. A read lock there is not a user's: anyone who
+    /// may read the file can take one (a reader of a `0644` block), for
+    /// instance the moment a holder dies, and it must not make that dead
+    /// holder pass for alive (its waiters would never take the lock over).
+    /// A write lock excludes every other lock, so a live user's is the one
+    /// lock the kernel reports.
     pub(super) fn alive(&self, slot: u32) -> Result<bool> {
         let fl = record_lock(
             self.obj.as_raw_fd(),
@@ -266,6 +272,6 @@ impl Shared {
             slot_byte(slot),
         )
         .map_err(|e| Error::io("fcntl", e))?;
-        Ok(i32::from(fl.l_type) != libc::F_UNLCK)
+        Ok(i32::from(fl.l_type) == libc::F_WRLCK)
     }
 }
