@@ -11,7 +11,7 @@ import uuid
 
 import mmapfile
 import pytest
-from conftest import IS_ROOT, LINUX, PORTABLE, STATE_DIR
+from conftest import IS_ROOT, LINUX, PORTABLE, STATE_DIR, shm_path
 
 WINDOWS = sys.platform == "win32"
 
@@ -226,6 +226,29 @@ def test_lock_survives_closing_the_map():
     assert other.acquire(timeout=0) is False
     lock.release()
     assert other.acquire(timeout=0) is True
+
+
+def test_a_named_blocks_lock_survives_closing_its_map(block_name):
+    m = mmapfile.mmapfile(None, block_name, 4096)
+    other = mmapfile.mmapfile(None, block_name, 0)
+    lock = m.lock()
+    lock.acquire()
+    m.close()
+    # Another open of the block in this process shares the word.
+    assert other.lock().locked() is True
+    assert other.lock().acquire(timeout=0) is False
+    lock.release()
+    taker = other.lock()
+    assert taker.acquire(timeout=0) is True and taker.abandoned is False
+    taker.release()
+    other.close()
+    if LINUX and not PORTABLE:
+        # The last holder is gone, and its name; the lock object lives on
+        # in the segment's trailer, which it keeps attached. (The portable
+        # backend removes a block's lock file with its last holder.)
+        assert not shm_path(block_name).exists()
+        assert lock.acquire(timeout=0) is True
+        lock.release()
 
 
 def test_same_file_different_objects_share_the_lock(tmp_path):
