@@ -569,10 +569,14 @@ def open_fds():
 
 
 @pytest.mark.skipif(WINDOWS, reason="fork")
-@pytest.mark.parametrize("kind", ["unnamed block", "file"])
-def test_a_thousand_holders_killed_in_turn_leave_no_leak_and_no_hang(kind, tmp_path, burners):
+@pytest.mark.parametrize("kind", ["unnamed block", "named block", "file"])
+def test_a_thousand_holders_killed_in_turn_leave_no_leak_and_no_hang(
+    kind, tmp_path, burners, block_name
+):
     path = str(tmp_path / "f.bin")
-    m = mmapfile.mmapfile(path if kind == "file" else None, None, 4096)
+    m = mmapfile.mmapfile(
+        path if kind == "file" else None, block_name if kind == "named block" else None, 4096
+    )
     lock = m.lock()
     with lock:  # the first acquisition opens what the lock keeps open
         pass
