@@ -11,7 +11,7 @@ import uuid
 
 import mmapfile
 import pytest
-from conftest import LINUX, PORTABLE, STATE_DIR
+from conftest import IS_ROOT, LINUX, PORTABLE, STATE_DIR, shm_path
 
 WINDOWS = sys.platform == "win32"
 
@@ -226,6 +226,29 @@ def test_lock_survives_closing_the_map():
     assert other.acquire(timeout=0) is False
     lock.release()
     assert other.acquire(timeout=0) is True
+
+
+def test_a_named_blocks_lock_survives_closing_its_map(block_name):
+    m = mmapfile.mmapfile(None, block_name, 4096)
+    other = mmapfile.mmapfile(None, block_name, 0)
+    lock = m.lock()
+    lock.acquire()
+    m.close()
+    # Another open of the block in this process shares the word.
+    assert other.lock().locked() is True
+    assert other.lock().acquire(timeout=0) is False
+    lock.release()
+    taker = other.lock()
+    assert taker.acquire(timeout=0) is True and taker.abandoned is False
+    taker.release()
+    other.close()
+    if LINUX and not PORTABLE:
+        # The last holder is gone, and its name; the lock object lives on
+        # in the segment's trailer, which it keeps attached. (The portable
+        # backend removes a block's lock file with its last holder.)
+        assert not shm_path(block_name).exists()
+        assert lock.acquire(timeout=0) is True
+        lock.release()
 
 
 def test_same_file_different_objects_share_the_lock(tmp_path):
@@ -546,10 +569,14 @@ def open_fds():
 
 
 @pytest.mark.skipif(WINDOWS, reason="fork")
-@pytest.mark.parametrize("kind", ["unnamed block", "file"])
-def test_a_thousand_holders_killed_in_turn_leave_no_leak_and_no_hang(kind, tmp_path, burners):
+@pytest.mark.parametrize("kind", ["unnamed block", "named block", "file"])
+def test_a_thousand_holders_killed_in_turn_leave_no_leak_and_no_hang(
+    kind, tmp_path, burners, block_name
+):
     path = str(tmp_path / "f.bin")
-    m = mmapfile.mmapfile(path if kind == "file" else None, None, 4096)
+    m = mmapfile.mmapfile(
+        path if kind == "file" else None, block_name if kind == "named block" else None, 4096
+    )
     lock = m.lock()
     with lock:  # the first acquisition opens what the lock keeps open
         pass
@@ -686,3 +713,50 @@ def test_an_unnamed_blocks_lock_file_goes_with_it_after_it_grew():
     m.close()
     del lock, m
     assert lock_files() == []
+
+
+# A named block kept in a /dev/shm file (no segment can be had): its lock
+# word is in a companion object, which goes with the block's last user.
+NO_SEGMENT_LOCK = """
+import os, sys, mmapfile
+name = sys.argv[1]
+path = f"/dev/shm/mmapfile.{name}"
+m = mmapfile.mmapfile(None, name, 4096)
+assert os.stat(path).st_size == 4096, "the block's memory is the file"
+st = os.stat(path)
+companion = f"/dev/shm/mmapfile-lock.{st.st_dev:x}.{st.st_ino:x}"
+lock = m.lock()
+pid = os.fork()
+if pid == 0:
+    lock.acquire()
+    os._exit(0)  # dies holding it
+os.waitpid(pid, 0)
+assert os.stat(companion).st_mode & 0o777 == 0o600
+other = mmapfile.mmapfile(None, name, 0)
+taker = other.lock()
+assert taker.acquire(5) is True and taker.abandoned is True
+assert lock.locked() is True and lock.acquire(0) is False
+taker.release()
+other.close()
+m.close()
+del lock, taker
+assert not os.path.exists(companion) and not os.path.exists(path)
+print("ok", flush=True)
+"""
+
+
+@pytest.mark.skipif(not LINUX or PORTABLE, reason="Linux keeps named blocks in segments")
+@pytest.mark.skipif(not IS_ROOT, reason="needs root for unshare --ipc")
+def test_a_named_block_kept_in_dev_shm_locks_through_a_companion_that_goes_with_it(block_name):
+    shell = 'echo 0 > /proc/sys/kernel/shmmni && exec "$PYTHON" -c "$SCRIPT" "$NAME"'
+    env = dict(os.environ, PYTHON=sys.executable, SCRIPT=NO_SEGMENT_LOCK, NAME=block_name)
+    done = subprocess.run(
+        ["unshare", "--ipc", "sh", "-c", shell],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    if done.returncode != 0 and "unshare" in done.stderr:
+        pytest.skip(f"unshare --ipc refused: {done.stderr.strip()}")
+    assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr

@@ -159,6 +159,88 @@ def test_forty_killed_holders_of_4_mib_blocks_leave_nothing(block_name):
     assert not any(shm_path(name).exists() for name in names)
 
 
+# --- the mapping lock of a block kept in a segment ---------------------------
+
+# Creates (or opens) the block argv[1] of argv[2] MiB, fills what it
+# created, takes the block's lock, says "ready" and waits to be killed.
+HOLD_LOCKED = """
+import sys, mmapfile
+size = int(sys.argv[2]) << 20
+m = mmapfile.mmapfile(None, sys.argv[1], size)
+if m.created:
+    m.write(b"\\x5a" * size)
+lock = m.lock()
+assert lock.acquire(timeout=30)
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def lock_companion(name: str) -> str:
+    """Where the lock of the block ``name`` would keep its word if the block
+    had no segment: the companion named after the record's device and inode."""
+    st = shm_path(name).stat()
+    return f"/dev/shm/mmapfile-lock.{st.st_dev:x}.{st.st_ino:x}"
+
+
+def hold_locked(name: str, mib: int) -> subprocess.Popen:
+    child = start_python(HOLD_LOCKED, name, str(mib))
+    line = child.stdout.readline()
+    assert line.strip() == "ready", (line, child.stderr.read() if child.poll() is not None else "")
+    return child
+
+
+def test_a_killed_last_holder_that_locked_its_block_leaves_nothing_in_dev_shm(block_name):
+    child = hold_locked(block_name, 64)
+    assert segment_of(block_name), "the block is kept in a segment"
+    companion = lock_companion(block_name)
+    # The word is in the segment's trailer page: no companion object.
+    assert not os.path.exists(companion)
+    held = shmem()
+    child.kill()
+    child.wait(30)
+    wait_for_drop(held, 60 * MiB)
+    # Listing tidies the empty record the killed holder left; then nothing
+    # of the block is left in /dev/shm.
+    assert block_name not in [b["name"] for b in mmapfile._mmapfile._list_blocks()]
+    assert not shm_path(block_name).exists()
+    assert not os.path.exists(companion)
+    # The name is free, and the new block's lock is free and not abandoned.
+    m = mmapfile.mmapfile(None, block_name, 4096)
+    lock = m.lock()
+    assert m.created and lock.acquire(timeout=0) is True and lock.abandoned is False
+    lock.release()
+    m.close()
+
+
+def test_a_holder_killed_holding_the_lock_while_another_holds_the_block_abandons_it(
+    block_name,
+):
+    keep = mmapfile.mmapfile(None, block_name, 4096)
+    keep.write(b"kept")
+    child = hold_locked(block_name, 1)
+    # Held by the child, as any process sees.
+    assert keep.lock().locked() is True
+    assert not os.path.exists(lock_companion(block_name))
+    child.kill()
+    child.wait(30)
+    # The block lives on (this process holds it); a third holder opens it by
+    # name and takes the lock over, told that its holder died holding it.
+    third = mmapfile.mmapfile(None, block_name, 0)
+    assert not third.created and third.read(4) == b"kept"
+    lock = third.lock()
+    assert lock.acquire(timeout=5) is True
+    assert lock.abandoned is True
+    assert keep.lock().locked() is True
+    lock.release()
+    assert lock.acquire(timeout=5) is True and lock.abandoned is False
+    lock.release()
+    assert not os.path.exists(lock_companion(block_name))
+    third.close()
+    keep.close()
+    assert not shm_path(block_name).exists()
+
+
 # 2,000 blocks open at once in one process, each held with at most two
 # descriptors (one here: the record), created in under 4 seconds.
 MANY = """

@@ -463,3 +463,127 @@ def test_a_lock_file_planted_by_another_user_is_refused(block_name):
         _done(planter)
         lock_file.unlink()
         m.close()
+
+
+# --- the mapping lock (Linux) -------------------------------------------------
+
+linux_lock = pytest.mark.skipif(
+    PORTABLE or not sys.platform.startswith("linux"), reason="the Linux futex lock"
+)
+
+PLANT_COMPANION = """
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+os.fchmod(fd, 0o666)
+os.ftruncate(fd, 4096)
+"""
+
+
+@linux_lock
+def test_a_lock_companion_planted_by_another_user_is_refused(tmp_path):
+    # A file's lock word is in a companion object named after the file's
+    # device and inode; one made first by another user would make root's lock
+    # nobody's to hold or withhold (or to write).
+    path = tmp_path / "f.bin"
+    m = mmapfile.mmapfile(str(path), None, 4096)
+    st = os.stat(path)
+    companion = Path(f"/dev/shm/mmapfile-lock.{st.st_dev:x}.{st.st_ino:x}")
+    planter = _attacker(PLANT_COMPANION, str(companion))
+    try:
+        with pytest.raises(mmapfile.error) as exc:
+            m.lock().acquire(0)
+        assert exc.value.errno == errno.EACCES, exc.value
+    finally:
+        _done(planter)
+        companion.unlink()
+        m.close()
+
+
+READER_TAKES_THE_LOCK = """
+import errno, sys, mmapfile
+m = mmapfile.mmapfile(None, sys.argv[1], 0, access=mmapfile.ACCESS_READ, allow_other_owner=True)
+try:
+    m.lock().acquire(0)
+except mmapfile.error as e:
+    print("refused", e.errno, flush=True)
+else:
+    print("taken", flush=True)
+"""
+
+
+@linux_lock
+def test_a_reader_of_a_segment_block_cannot_take_or_write_its_lock(block_name):
+    # The word is in the segment's trailer page and the slots are write
+    # locks on the record: both need the write permission the block's mode
+    # withholds from a reader.
+    m = mmapfile.mmapfile(None, block_name, 4096, mode=0o644)
+    assert os.getxattr(shm_path(block_name), "user.mmapfile.shm"), "kept in a segment"
+    done = subprocess.run(
+        as_nobody(READER_TAKES_THE_LOCK, block_name, preload=("mmapfile", "errno")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.split() == ["refused", str(errno.EACCES)], (done.stdout, done.stderr)
+    lock = m.lock()
+    assert lock.acquire(0) is True and lock.abandoned is False
+    lock.release()
+    m.close()
+
+
+# Root's holder: takes the lock of the block argv[1], says so, waits to die.
+HOLD_THE_LOCK = """
+import sys, mmapfile
+m = mmapfile.mmapfile(None, sys.argv[1], 0)
+lock = m.lock()
+assert lock.acquire(30)
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+# A reader (nobody) waits for read locks on the record bytes of the first 63
+# slots: the kernel grants them the moment the holder's slot lock goes.
+READ_LOCK_THE_SLOTS = """
+import fcntl, os, struct, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+print("waiting", flush=True)
+F_OFD_SETLKW = 38
+fcntl.fcntl(fd, F_OFD_SETLKW, struct.pack("hhqqi4x", fcntl.F_RDLCK, 0, 16, 64, 0))
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+@linux_lock
+def test_a_reader_cannot_make_a_dead_lock_holder_pass_for_alive(block_name):
+    m = mmapfile.mmapfile(None, block_name, 4096, mode=0o644)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK, block_name],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    reader = subprocess.Popen(
+        as_nobody(READ_LOCK_THE_SLOTS, str(shm_path(block_name)), preload=("fcntl", "struct")),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        assert reader.stdout.readline().strip() == "waiting", reader.stderr.read()
+        holder.kill()
+        holder.wait(30)
+        assert reader.stdout.readline().strip() == "ready", reader.stderr.read()
+        # The holder's slot byte now carries the reader's read lock, not a
+        # user's write lock: the holder is dead, and the lock is taken over.
+        lock = m.lock()
+        assert lock.acquire(5) is True
+        assert lock.abandoned is True
+        lock.release()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(30)
+        reader.communicate(input="", timeout=30)
+        m.close()

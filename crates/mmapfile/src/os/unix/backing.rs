@@ -79,8 +79,9 @@ pub(crate) struct Backing {
     /// A named block's memory where it is a System V segment (Linux):
     /// `fd` is then the block's record, which is empty. Last, so that it is
     /// detached after the record is closed. Boxed, so that a `Backing`
-    /// stays small enough to travel in errors.
-    segment: Option<Box<Segment>>,
+    /// stays small enough to travel in errors. The mapping lock keeps its
+    /// word in the segment's trailer page (`lock_home.rs`).
+    pub(super) segment: Option<Box<Segment>>,
 }
 
 impl Backing {

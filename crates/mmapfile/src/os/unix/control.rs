@@ -12,7 +12,9 @@
 //! nobody else's concern.
 //!
 //! Named blocks and file mappings keep their lock elsewhere (see
-//! `lock_linux.rs`): other programs map their objects from byte 0. The
+//! `lock_home.rs`): other programs map their objects from byte 0, so a
+//! block kept in a segment has it in the segment's trailer page, and a file
+//! (or a block kept in a `/dev/shm` file) in a companion object. The
 //! portable backend keeps its lock in lock files, and its blocks have no
 //! control page.
 
@@ -21,8 +23,8 @@ use std::ops::Range;
 
 use crate::error::{Error, Result};
 
-/// Bytes of the control page (and of a lock companion's page) that belong
-/// to the mapping lock.
+/// Bytes of the control page (and of a segment's trailer page, and of a
+/// lock companion's page) that belong to the mapping lock.
 #[cfg_attr(portable_lifetime, allow(dead_code))]
 pub(crate) const LOCK_AREA: Range<usize> = 0..256;
 

@@ -1,51 +1,57 @@
 //! The mapping lock on Linux: a futex word in shared memory, owned by a
 //! process, whose death the kernel tells through a record lock.
 //!
-//! - **The word** lives in the lock area of an unnamed block's control
-//!   page (`control.rs`), shared with forked children. For a file mapping
-//!   or a named block, whose objects other programs map from byte 0, it
-//!   lives in a companion: a one-page shared-memory object named after the
-//!   device and inode of the file or of the block's object
-//!   (`/dev/shm/mmapfile-lock.<dev>.<ino>`), made by the first `lock()` of
-//!   any process and kept alive by the lifetime protocol of named blocks
-//!   (every user holds it; the last one removes it), so nothing is left next
-//!   to the user's file, nor behind once the last user is gone. A file's
-//!   companion is owner-only, and one owned by another user is refused; a
-//!   block's has the block's permission bits, and must belong to the block's
-//!   owner or to this user.
+//! - **The word** lives in a page that every user of the lock maps, in its
+//!   first 256 bytes (`control::LOCK_AREA`), and where depends on the object
+//!   (`lock_home.rs`): an unnamed block's control page (`control.rs`), shared
+//!   with forked children; a named block's trailer page, past the user's
+//!   bytes in its System V segment (`segment.rs`), which dies with the block;
+//!   and for a file mapping, or a named block kept in a `/dev/shm` file (where
+//!   no segment can be had), whose objects other programs map from byte 0, a
+//!   companion: a one-page shared-memory object named after the device and
+//!   inode of the file or of the block's object
+//!   (`/dev/shm/mmapfile-lock.<dev>.<ino>`), kept alive by the lifetime
+//!   protocol of named blocks, so nothing is left next to the user's file.
 //! - **Taking it** is one compare-and-swap of 0 to the taker's *slot*, and
 //!   releasing it one swap back to 0: no system call unless someone waits.
 //!   A waiter marks the word ([`WAITERS`]) and sleeps on it with
 //!   `FUTEX_WAIT`; the release then wakes one waiter (`FUTEX_WAKE`).
-//! - **A slot** is a number that stands for one user of the lock (one
-//!   process's target), live as long as that user holds an OFD write lock
-//!   on byte [`SLOT_BASE`]` + slot` of the object. The kernel drops that
-//!   record lock when the process dies (SIGKILL included), so a waiter whose
-//!   sleep ran out ([`LIVENESS_SLICE`]) asks the kernel (`F_OFD_GETLK`)
-//!   whether the holder's slot is still held; if not, the holder died and
-//!   the waiter takes the lock over and is told it was abandoned (the data
-//!   may be half written), as Windows tells `WAIT_ABANDONED`.
+//! - **A slot** (`lock_slots.rs`) is a number that stands for one user of
+//!   the lock (one process's target), live as long as that user holds an OFD
+//!   write lock on byte `SLOT_BASE + slot` of a file every user opens: the
+//!   block's record for a segment block, else the object of the page. The
+//!   kernel drops that record lock when the process dies (SIGKILL included),
+//!   so a waiter whose sleep ran out ([`LIVENESS_SLICE`]) asks the kernel
+//!   (`F_OFD_GETLK`) whether the holder's slot is still held; if not, the
+//!   holder died and the waiter takes the lock over and is told it was
+//!   abandoned (the data may be half written), as Windows tells
+//!   `WAIT_ABANDONED`.
 //!
 //! Ownership is a process's, not a thread's (any thread may release, as
 //! before): the robust futex lists of the kernel are per thread, and glibc
 //! owns each thread's, so they are not used. A forked child shares its
 //! parent's descriptors, which would keep the parent's slots alive after
 //! the parent died: a `pthread_atfork` handler closes the child's copies
-//! at once ([`fork_fds`]), and the child takes a slot of its own when it
-//! first acquires.
+//! at once, and the child takes a slot of its own when it first acquires.
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::control::LOCK_AREA;
-use super::{
-    cstring, fchmod, fstat, ftruncate, lifetime, open_path, page_size, shm_open, Backing, Kind,
-};
+use super::{lifetime, page_size};
 use crate::error::{Error, Result};
+
+#[path = "lock_home.rs"]
+mod home;
+#[path = "lock_slots.rs"]
+mod slots;
+
+pub(crate) use home::collect_companions;
+use slots::{current_pid, SlotFd};
 
 /// The slot of the holder, in the word; 0 when the lock is free.
 const OWNER: u32 = (1 << 30) - 1;
@@ -53,11 +59,6 @@ const OWNER: u32 = (1 << 30) - 1;
 const ABANDONED: u32 = 1 << 30;
 /// Someone may sleep on the word: the release must wake one.
 const WAITERS: u32 = 1 << 31;
-
-/// The record-lock byte of slot 1 (slot `n` is at `SLOT_BASE + n`). Byte 0
-/// is the liveness byte of named blocks and companions; byte 1 was the
-/// lock of earlier versions.
-const SLOT_BASE: libc::off_t = 16;
 
 /// How long a waiter sleeps, at most, before it asks whether the holder is
 /// still alive: how late a holder's death is noticed when nobody else wakes
@@ -70,7 +71,7 @@ const FIRST_SLICE: Duration = Duration::from_millis(1);
 /// How many times a waiter looks at the word before it sleeps.
 const SPINS: u32 = 40;
 
-/// What a [`Backing`] keeps of its lock: the target, made on first use.
+/// What a `Backing` keeps of its lock: the target, made on first use.
 pub(crate) type LockCache = Mutex<Option<LockTarget>>;
 
 /// The lock's words, at the start of the lock area.
@@ -116,31 +117,12 @@ unsafe impl Send for Shared {}
 // SAFETY: as above; every access to the page is atomic.
 unsafe impl Sync for Shared {}
 
-#[derive(Debug)]
-struct SlotFd {
-    fd: RawFd,
-    /// Its entry in the list a forked child closes.
-    node: &'static fork_fds::Node,
-    pid: u32,
-}
-
 impl Drop for Shared {
     fn drop(&mut self) {
-        let slot = self
-            .slot_fd
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(slot) = slot.take() {
-            // A forked child's copy was closed by the fork handler (and its
-            // number may name something else now).
-            if slot.pid == current_pid() && slot.node.forget(slot.fd) {
-                // SAFETY: the descriptor is ours and closed once; a failure
-                // could only leak it.
-                unsafe { libc::close(slot.fd) };
-            }
-        }
-        // SAFETY: `page` is a mapping of one page made in `Shared::map`
-        // and unmapped only here; a failure could only leak address space.
+        self.close_slot();
+        // SAFETY: `page` is a mapping of one page made for this value
+        // (`lock_home.rs`) and unmapped only here; a failure could only
+        // leak address space.
         unsafe { libc::munmap(self.page.cast(), page_size()) };
         if let Some(key) = &self.companion {
             if self.creator == current_pid() {
@@ -150,46 +132,6 @@ impl Drop for Shared {
             }
         }
     }
-}
-
-/// The path that reopens `fd` as a new open file description.
-fn proc_path(fd: &OwnedFd) -> Result<CString> {
-    cstring(
-        "open",
-        format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes(),
-    )
-}
-
-fn reopen(fd: &OwnedFd) -> Result<OwnedFd> {
-    open_path(&proc_path(fd)?, libc::O_RDWR, 0).map_err(|e| Error::io("open", e))
-}
-
-/// `fcntl(fd, cmd, ...)` on the one byte `at`; returns the filled-in
-/// `flock`.
-fn record_lock(
-    fd: RawFd,
-    cmd: libc::c_int,
-    kind: libc::c_int,
-    at: libc::off_t,
-) -> io::Result<libc::flock> {
-    // SAFETY: `flock` is a plain C struct for which all-zero bytes is a
-    // valid value (it also zeroes l_pid, which OFD locks require).
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = kind as _;
-    fl.l_whence = libc::SEEK_SET as _;
-    fl.l_start = at;
-    fl.l_len = 1;
-    // SAFETY: `fd` is open and `fl` is a valid, writable flock for the
-    // duration of the call.
-    if unsafe { libc::fcntl(fd, cmd, &mut fl) } == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(fl)
-    }
-}
-
-fn slot_byte(slot: u32) -> libc::off_t {
-    SLOT_BASE + libc::off_t::from(slot)
 }
 
 /// `FUTEX_WAIT` on a word shared between processes: sleeps while it holds
@@ -240,150 +182,7 @@ fn futex_wake(word: &AtomicU32, count: i32) {
     };
 }
 
-/// This process's id, without a system call on every use (glibc no longer
-/// caches it): kept here and renewed in a forked child by the fork handler.
-pub(crate) fn current_pid() -> u32 {
-    static PID: AtomicU32 = AtomicU32::new(0);
-    let pid = PID.load(Ordering::Relaxed);
-    if pid != 0 {
-        return pid;
-    }
-    fork_fds::install(&PID);
-    std::process::id()
-}
-
-/// Descriptors that a forked child must not keep: slot descriptors, which
-/// would keep the parent's slots (hence its locks) alive after the parent
-/// died. The list is lock-free, so that the handler that runs in the child
-/// right after `fork` never waits for a lock another thread of the parent
-/// held. Its nodes are never freed, only reused.
-mod fork_fds {
-    use super::*;
-
-    #[derive(Debug)]
-    pub(super) struct Node {
-        fd: AtomicI32,
-        next: AtomicPtr<Node>,
-    }
-
-    static HEAD: AtomicPtr<Node> = AtomicPtr::new(std::ptr::null_mut());
-    static PID: AtomicPtr<AtomicU32> = AtomicPtr::new(std::ptr::null_mut());
-
-    impl Node {
-        /// Takes `fd` off the list; false if a fork handler closed it.
-        pub(super) fn forget(&self, fd: RawFd) -> bool {
-            self.fd
-                .compare_exchange(fd, -1, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        }
-    }
-
-    /// Puts `fd` on the list.
-    pub(super) fn remember(fd: RawFd) -> &'static Node {
-        let mut at = HEAD.load(Ordering::Acquire);
-        while !at.is_null() {
-            // SAFETY: nodes are leaked, never freed.
-            let node = unsafe { &*at };
-            if node
-                .fd
-                .compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                return node;
-            }
-            at = node.next.load(Ordering::Acquire);
-        }
-        let node: &'static Node = Box::leak(Box::new(Node {
-            fd: AtomicI32::new(fd),
-            next: AtomicPtr::new(std::ptr::null_mut()),
-        }));
-        let mut head = HEAD.load(Ordering::Acquire);
-        loop {
-            node.next.store(head, Ordering::Relaxed);
-            let new = node as *const Node as *mut Node;
-            match HEAD.compare_exchange_weak(head, new, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return node,
-                Err(now) => head = now,
-            }
-        }
-    }
-
-    /// Runs in a forked child (only async-signal-safe calls): closes the
-    /// child's copies of the slot descriptors, and renews the cached pid.
-    extern "C" fn in_child() {
-        let pid = PID.load(Ordering::Acquire);
-        if !pid.is_null() {
-            // SAFETY: PID points to a static; getpid has no preconditions.
-            unsafe { (*pid).store(libc::getpid() as u32, Ordering::Relaxed) };
-        }
-        let mut at = HEAD.load(Ordering::Acquire);
-        while !at.is_null() {
-            // SAFETY: nodes are leaked, never freed.
-            let node = unsafe { &*at };
-            let fd = node.fd.swap(-1, Ordering::AcqRel);
-            if fd >= 0 {
-                // SAFETY: the child's copy of a descriptor of ours; closing
-                // it leaves the parent's open.
-                unsafe { libc::close(fd) };
-            }
-            at = node.next.load(Ordering::Acquire);
-        }
-    }
-
-    /// Installs the fork handler once, and caches the pid in `pid`.
-    pub(super) fn install(pid: &'static AtomicU32) {
-        static ONCE: Once = Once::new();
-        ONCE.call_once(|| {
-            PID.store(pid as *const AtomicU32 as *mut AtomicU32, Ordering::Release);
-            // SAFETY: `in_child` is a valid handler for the life of the
-            // process (a static function); the others are none.
-            unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
-        });
-        // Stored after the handler exists, so a child never keeps a stale one.
-        // SAFETY: getpid has no preconditions.
-        pid.store(unsafe { libc::getpid() } as u32, Ordering::Relaxed);
-    }
-}
-
-fn slot_fds(shared: &Shared) -> MutexGuard<'_, Option<SlotFd>> {
-    shared
-        .slot_fd
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Shared {
-    /// Maps the first page of `obj` (which must be at least a page long).
-    fn map(obj: OwnedFd, companion: Option<CString>) -> Result<Shared> {
-        // SAFETY: a fresh shared mapping at an address the kernel chooses
-        // overlaps nothing; `obj` is open read-write; checked below.
-        let page = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                page_size(),
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                obj.as_raw_fd(),
-                0,
-            )
-        };
-        if page == libc::MAP_FAILED {
-            let err = Error::last_os("mmap");
-            if let Some(key) = &companion {
-                let _ = lifetime::release(&obj, key, true);
-            }
-            return Err(err);
-        }
-        Ok(Shared {
-            obj,
-            page: page.cast(),
-            companion,
-            creator: current_pid(),
-            slot: AtomicU64::new(0),
-            slot_fd: Mutex::new(None),
-        })
-    }
-
     fn words(&self) -> &Words {
         // SAFETY: the page is mapped for as long as `self` lives, page
         // aligned (so aligned for `Words`), and only accessed atomically.
@@ -392,77 +191,6 @@ impl Shared {
 
     fn word(&self) -> &AtomicU32 {
         &self.words().word
-    }
-
-    /// This process's slot, claimed on first use.
-    fn slot(&self) -> Result<u32> {
-        let pid = current_pid();
-        let slot = self.slot.load(Ordering::Acquire);
-        if slot >> 32 == u64::from(pid) {
-            return Ok(slot as u32);
-        }
-        self.claim(pid)
-    }
-
-    #[cold]
-    fn claim(&self, pid: u32) -> Result<u32> {
-        let mut held = slot_fds(self);
-        match held.as_ref() {
-            Some(slot) if slot.pid == pid => {
-                return Ok(self.slot.load(Ordering::Acquire) as u32);
-            }
-            // Inherited through fork: the fork handler closed our copy.
-            Some(_) => *held = None,
-            None => {}
-        }
-        let fd = reopen(&self.obj)?;
-        let node = fork_fds::remember(fd.as_raw_fd());
-        let fd = std::mem::ManuallyDrop::new(fd);
-        let raw = fd.as_raw_fd();
-        let give_up = |err: Error| {
-            if node.forget(raw) {
-                // SAFETY: our descriptor, closed once.
-                unsafe { libc::close(raw) };
-            }
-            err
-        };
-        let slot = loop {
-            let n = self.words().next_slot.fetch_add(1, Ordering::Relaxed);
-            let slot = n % OWNER + 1;
-            match record_lock(raw, libc::F_OFD_SETLK, libc::F_WRLCK, slot_byte(slot)) {
-                Ok(_) => break slot,
-                // A live user's slot (the counter wrapped): the next one.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {}
-                Err(e) => return Err(give_up(Error::io("fcntl", e))),
-            }
-        };
-        // A user that died with this slot may have died holding the lock:
-        // free it for the waiters, telling them it was abandoned.
-        let word = self.word();
-        let w = word.load(Ordering::Acquire);
-        if w & OWNER == slot
-            && word
-                .compare_exchange(w, ABANDONED, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            futex_wake(word, i32::MAX);
-        }
-        *held = Some(SlotFd { fd: raw, node, pid });
-        self.slot
-            .store((u64::from(pid) << 32) | u64::from(slot), Ordering::Release);
-        Ok(slot)
-    }
-
-    /// Whether the user of `slot` is alive (holds its slot's record lock).
-    fn alive(&self, slot: u32) -> Result<bool> {
-        let fl = record_lock(
-            self.obj.as_raw_fd(),
-            libc::F_OFD_GETLK,
-            libc::F_WRLCK,
-            slot_byte(slot),
-        )
-        .map_err(|e| Error::io("fcntl", e))?;
-        Ok(i32::from(fl.l_type) != libc::F_UNLCK)
     }
 
     /// Takes the word from its free state `w`, or from a dead holder's;
@@ -591,132 +319,6 @@ impl Shared {
             futex_wake(word, 1);
         }
         Ok(())
-    }
-}
-
-/// Removes the companions whose users all died (they are removed by the
-/// next user otherwise, which may never come): the leftovers `gc` removes.
-pub(crate) fn collect_companions() -> Result<()> {
-    let dir = match std::fs::read_dir(super::SHM_DIR) {
-        Ok(dir) => dir,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("opendir", e)),
-    };
-    for entry in dir {
-        let entry = entry.map_err(|e| Error::io("readdir", e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str().filter(|n| n.starts_with(COMPANION_PREFIX)) else {
-            continue;
-        };
-        // Not ours to remove (another user's), or removed meanwhile: skip.
-        let _ = lifetime::collect(&cstring("shm_open", format!("/{name}").as_bytes())?);
-    }
-    Ok(())
-}
-
-/// The start of a companion's file name in `/dev/shm`.
-const COMPANION_PREFIX: &str = "mmapfile-lock.";
-
-/// The name of the companion of the file or block object `st` (see the
-/// module's documentation).
-fn companion_key(st: &libc::stat) -> Result<CString> {
-    cstring(
-        "shm_open",
-        format!("/{COMPANION_PREFIX}{:x}.{:x}", st.st_dev, st.st_ino).as_bytes(),
-    )
-}
-
-/// Joins (or makes, with the permission bits `mode`) the companion `key`
-/// as a holder, by the lifetime protocol of named blocks (a shared OFD lock
-/// on its liveness byte; the last holder to leave removes it, see
-/// `lifetime_linux.rs`), except that a companion whose holders all died is
-/// joined, not replaced: its word still tells the next acquirer that the
-/// lock was abandoned. Such a companion is left until then, or until `gc`.
-/// It must belong to this user or to `owner`.
-fn join_companion(key: &CString, mode: u32, owner: libc::uid_t) -> Result<OwnedFd> {
-    let page = page_size() as libc::off_t;
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    loop {
-        let fd = match shm_open(key, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 0o600) {
-            Ok(fd) => {
-                // Exactly `mode`, whatever the umask.
-                fchmod(&fd, mode)?;
-                fd
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                match shm_open(key, libc::O_RDWR, 0) {
-                    Ok(fd) => fd,
-                    // Removed by its last holder meanwhile: start over.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(Error::io("shm_open", e)),
-                }
-            }
-            Err(e) => return Err(Error::io("shm_open", e)),
-        };
-        let st = fstat(&fd)?;
-        if st.st_uid != me && st.st_uid != owner {
-            return Err(Error::io(
-                "shm_open",
-                io::Error::from_raw_os_error(libc::EACCES),
-            ));
-        }
-        // Hold it; this waits while a last holder removes it.
-        record_lock(fd.as_raw_fd(), libc::F_OFD_SETLKW, libc::F_RDLCK, 0)
-            .map_err(|e| Error::io("fcntl", e))?;
-        let st = fstat(&fd)?;
-        if st.st_nlink == 0 {
-            continue; // removed while we waited: start over
-        }
-        // A page of zeros (its maker may not have sized it yet; growing an
-        // object to a size it has is harmless, and it never shrinks).
-        if st.st_size < page {
-            ftruncate(&fd, page as u64)?;
-        }
-        return Ok(fd);
-    }
-}
-
-impl Backing {
-    /// The lock of this backing object (see the module's documentation),
-    /// made on first use and then shared by every `lock()` of this object.
-    /// A block's lock needs permission to open the block for writing.
-    pub(crate) fn lock_target(&self) -> Result<LockTarget> {
-        let mut cached = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(target) = cached.as_ref() {
-            return Ok(target.clone());
-        }
-        let shared = match self.kind {
-            Kind::Anonymous => Shared::map(reopen(&self.fd)?, None)?,
-            _ => {
-                let st = fstat(&self.fd)?;
-                let key = companion_key(&st)?;
-                // SAFETY: geteuid has no preconditions.
-                let me = unsafe { libc::geteuid() };
-                let (mode, owner) = if self.is_file() {
-                    (0o600, me)
-                } else {
-                    (st.st_mode & 0o666, st.st_uid)
-                };
-                Shared::map(join_companion(&key, mode, owner)?, Some(key))?
-            }
-        };
-        let target = LockTarget {
-            shared: Arc::new(shared),
-        };
-        *cached = Some(target.clone());
-        Ok(target)
-    }
-
-    /// Lets go of this object's share of the lock target (`MapLock`s keep
-    /// theirs), as the object closes.
-    pub(crate) fn forget_lock(&self) {
-        let target = self
-            .lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        drop(target);
     }
 }
 

@@ -21,8 +21,11 @@
 //! - `view.rs` and `fault.rs`: one mapped view, and the `SIGBUS` guard that
 //!   lets an access to a vanished page fail instead of killing the process.
 //! - `lock_linux.rs` / `lock_portable.rs`: the cross-process lock of a
-//!   mapping; `control.rs`, the page of an unnamed block's object that
-//!   holds its lock on Linux.
+//!   mapping; on Linux its word protocol, with `lock_home.rs` (where the
+//!   word lives: an unnamed block's control page, a named block's segment
+//!   trailer, or a companion object) and `lock_slots.rs` (whose record
+//!   locks tell its users alive, and the fork handler); `control.rs`, the
+//!   page of an unnamed block's object that holds its lock on Linux.
 //! - `copy.rs`: where an object is sized once and mapped only shared
 //!   (macOS), growing and copy-on-write views by copying.
 //! - `blocks.rs`: named blocks listed, inspected and removed from outside.

@@ -362,9 +362,17 @@ impl Segment {
 
     /// The segment's trailer page (see [`object_len`]), mapped as long as
     /// this value lives.
-    #[allow(dead_code)] // for the mapping lock, which keeps its word there
+    #[cfg(test)]
     pub(crate) fn trailer(&self) -> *mut u8 {
         self.trailer
+    }
+
+    /// A new attachment of the segment's trailer page alone, writable, for
+    /// the mapping lock, whose word is there (`lock_home.rs`): it keeps the
+    /// segment alive, and is detached with one `munmap` of a page. Needs
+    /// write permission on the segment, whatever this holder's attachment.
+    pub(crate) fn attach_trailer(&self) -> Result<*mut u8> {
+        self.attach_window(self.len - page_size() as u64, self.len, true)
     }
 
     /// A mapping of the `len` bytes at `offset` (page-aligned) of the
