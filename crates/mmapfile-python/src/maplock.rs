@@ -139,8 +139,10 @@ unsafe fn this_lock<'a>(py: Python<'a>, slf: *mut ffi::PyObject) -> &'a PyMapLoc
 /// # Safety
 /// The thread must be attached and `obj` live.
 unsafe fn new_ref(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // Py_NewRef would do, but CPython 3.9 has none.
     // SAFETY: as the caller guarantees.
-    unsafe { ffi::Py_NewRef(obj) }
+    unsafe { ffi::Py_INCREF(obj) };
+    obj
 }
 
 unsafe extern "C" fn lock_acquire(
