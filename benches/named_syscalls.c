@@ -64,10 +64,20 @@ static char *segment(int *id_out) {
     return p;
 }
 
+/* A record's close: the exclusive lock that says "last holder", the
+ * st_nlink check, the name's removal, then the segment's last detach. */
+static void close_record(int fd, const char *name, char *p) {
+    struct stat st;
+    lock(fd, F_OFD_SETLK, F_WRLCK);
+    fstat(fd, &st);
+    unlink(name);
+    close(fd);
+    munmap(p, 8192);
+}
+
 /* A named block now: look, O_TMPFILE record, segment, publish, close. */
 static void named_block(void) {
     char name[64];
-    struct stat st;
     fresh_name(name);
     if (open(name, O_RDWR | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC) >= 0)
         abort();
@@ -80,25 +90,7 @@ static void named_block(void) {
     linkat(fd, "", AT_FDCWD, name, AT_EMPTY_PATH);
     getpid();
     getpid();
-    lock(fd, F_OFD_SETLK, F_WRLCK);
-    fstat(fd, &st);
-    unlink(name);
-    close(fd);
-    munmap(p, 8192);
-}
-
-/* The name as a symbolic link holding the reference; liveness would come
- * from the segment (IPC_STAT) instead of locks. */
-static void symlink_record(void) {
-    char name[64];
-    struct shmid_ds ds;
-    fresh_name(name);
-    int id;
-    char *p = segment(&id);
-    symlink(REF, name);
-    shmctl(id, IPC_STAT, &ds);
-    unlink(name);
-    munmap(p, 8192);
+    close_record(fd, name, p);
 }
 
 /* The record created in place (`O_CREAT | O_EXCL`, with mode bits that say
@@ -117,20 +109,18 @@ static void in_place_record(void) {
     char *p = segment(&id);
     fsetxattr(fd, "user.mmapfile.shm", REF, sizeof REF - 1, 0);
     fchmod(fd, 0600);
-    lock(fd, F_OFD_SETLK, F_WRLCK);
-    fstat(fd, &st);
-    unlink(name);
-    close(fd);
-    munmap(p, 8192);
+    close_record(fd, name, p);
 }
 
-/* The symbolic link record with the look before creating that
- * `mmapfile(None, name, size)` needs (here a `readlink`). */
-static void symlink_record_with_look(void) {
+/* The name as a symbolic link holding the reference; liveness would come
+ * from the segment (IPC_STAT) instead of locks. With `look`, first the
+ * `readlink` that `mmapfile(None, name, size)` needs to open an existing
+ * block rather than make a segment for nothing. */
+static void symlink_named(int look) {
     char name[64], target[128];
     struct shmid_ds ds;
     fresh_name(name);
-    if (readlink(name, target, sizeof target) >= 0)
+    if (look && readlink(name, target, sizeof target) >= 0)
         abort();
     int id;
     char *p = segment(&id);
@@ -139,6 +129,9 @@ static void symlink_record_with_look(void) {
     unlink(name);
     munmap(p, 8192);
 }
+
+static void symlink_record(void) { symlink_named(0); }
+static void symlink_record_with_look(void) { symlink_named(1); }
 
 static int by_value(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
