@@ -35,7 +35,7 @@
 //! acquisition never reaches another process.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{HANDLE, WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT};
@@ -77,6 +77,13 @@ struct Shared {
     home: Home,
     /// The auto-reset event that waiters sleep on.
     wake: Handle,
+    /// The last holder this process watched, and its process handle: a
+    /// waiter that finds the same holder again (two processes handing the
+    /// lock back and forth) sleeps at once, without asking Windows about it
+    /// anew (three calls, each a round trip to the server under Wine). A
+    /// holder that died since is found out by the sleep, which its handle
+    /// ends at once.
+    watched: Mutex<Option<(u64, Arc<Handle>)>>,
 }
 
 /// What ended a sleep.
@@ -98,8 +105,31 @@ fn millis(d: Duration) -> u32 {
 }
 
 impl Shared {
+    fn new(home: Home, wake: Handle) -> Shared {
+        Shared {
+            home,
+            wake,
+            watched: Mutex::new(None),
+        }
+    }
+
     fn word(&self) -> &AtomicU64 {
         self.home.word()
+    }
+
+    /// [`owner::holder`], through the last watched holder.
+    fn holder(&self, holder: u64, me: u64) -> Result<Holder> {
+        let mut watched = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((who, process)) = watched.as_ref() {
+            if *who == holder {
+                return Ok(Holder::Alive(Some(Arc::clone(process))));
+            }
+        }
+        let found = owner::holder(holder, me)?;
+        if let Holder::Alive(Some(process)) = &found {
+            *watched = Some((holder, Arc::clone(process)));
+        }
+        Ok(found)
     }
 
     /// Takes the word from its free state `w`, or from a dead holder's;
@@ -170,7 +200,7 @@ impl Shared {
                 continue;
             }
             if asked.as_ref().is_none_or(|(who, _)| *who != holder) {
-                asked = Some((holder, owner::holder(holder, me)?));
+                asked = Some((holder, self.holder(holder, me)?));
             }
             let process = match asked.as_ref().map(|(_, what)| what) {
                 Some(Holder::Dead) => {
@@ -179,7 +209,7 @@ impl Shared {
                     }
                     continue;
                 }
-                Some(Holder::Alive(process)) => process.as_ref(),
+                Some(Holder::Alive(process)) => process.as_deref(),
                 Some(Holder::Me) | None => None,
             };
             let left = timeout.saturating_sub(start.elapsed());

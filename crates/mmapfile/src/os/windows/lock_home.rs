@@ -90,13 +90,14 @@ fn open_section(name: &str) -> Result<Option<Handle>> {
 /// A target whose word is in `section`, and whose event is `event`.
 fn in_section(section: Handle, event: &str) -> Result<LockTarget> {
     let view = map_raw(&section, 0, page_size(), FILE_MAP_READ | FILE_MAP_WRITE)?;
-    Ok(LockTarget::new(Shared {
-        home: Home::Section {
-            view,
-            _section: section,
-        },
-        wake: create_event(Some(event))?,
-    }))
+    let home = Home::Section {
+        view,
+        _section: section,
+    };
+    Ok(LockTarget::new(Shared::new(
+        home,
+        create_event(Some(event))?,
+    )))
 }
 
 /// The companion section `word` (created if missing) and event `event`.
@@ -163,10 +164,8 @@ impl Backing {
                 }
                 // Two threads racing here both make a target; the loser's
                 // is dropped and both use the winner's.
-                let fresh = LockTarget::new(Shared {
-                    home: Home::Local(Box::new(AtomicU64::new(0))),
-                    wake: create_event(None)?,
-                });
+                let home = Home::Local(Box::new(AtomicU64::new(0)));
+                let fresh = LockTarget::new(Shared::new(home, create_event(None)?));
                 return Ok(lock.get_or_init(|| fresh).clone());
             }
         };

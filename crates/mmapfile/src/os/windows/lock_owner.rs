@@ -7,7 +7,7 @@
 //! process's creation time tells a reused id apart (it would have to be
 //! created at the same instant, to 100 ns, modulo about 107 s).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use windows_sys::Win32::Foundation::{
     GetLastError, ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, FILETIME, HANDLE, WAIT_OBJECT_0,
@@ -78,7 +78,7 @@ pub(super) enum Holder {
     /// Another live process, with a handle that is signalled when it ends;
     /// `None` if Windows refuses one (another user's process), which is
     /// then taken to be alive.
-    Alive(Option<Handle>),
+    Alive(Option<Arc<Handle>>),
     /// It ended, or its id now belongs to another process.
     Dead,
 }
@@ -118,7 +118,7 @@ pub(super) fn holder(owner: u64, me: u64) -> Result<Holder> {
     if unsafe { WaitForSingleObject(process.0, 0) } == WAIT_OBJECT_0 {
         return Ok(Holder::Dead);
     }
-    Ok(Holder::Alive(Some(process)))
+    Ok(Holder::Alive(Some(Arc::new(process))))
 }
 
 #[cfg(test)]
