@@ -13,8 +13,8 @@
 //!   unless someone waits. It used to be a named kernel mutex taken by an
 //!   owner thread started per acquisition (a mutex belongs to a thread and
 //!   is recursive, while this lock must contend even within one thread and
-//!   may be released from any): 750 us per acquire+release under Wine,
-//!   against tens of nanoseconds now (docs/performance.md).
+//!   may be released from any): 0.75 to 1.1 ms per acquire+release under
+//!   Wine, against 17 ns now (docs/performance.md).
 //! - **A waiter** spins a little, then marks the word ([`WAITERS`]) and
 //!   sleeps in `WaitForMultipleObjects` on the lock's auto-reset event and on
 //!   the holder's process handle; a release that finds [`WAITERS`] sets the

@@ -23,9 +23,11 @@
 //! The section and event live as long as any process holds a lock object of
 //! the mapping (the kernel frees them with their last handle), so they never
 //! outlive their users and leave nothing next to a file. None of these
-//! names is today's mutex name (`N.mmapfile-lock`,
-//! `Global\mmapfile-lock.<...>`), so an older version of this crate and this
-//! one do not share a lock, but neither fails on the other's object.
+//! names is the mutex name of the lock before it was a word
+//! (`N.mmapfile-lock`, `Global\mmapfile-lock.<...>`): Windows keeps
+//! sections, events and mutexes in one namespace, so an older build's mutex
+//! would make creating a section of its name fail. The two builds do not
+//! share a lock.
 
 use std::ffi::OsStr;
 use std::ptr;
