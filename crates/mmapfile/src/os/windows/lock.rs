@@ -236,7 +236,12 @@ impl Shared {
             };
             match self.sleep(process, slice)? {
                 Woken::Event => {}
-                Woken::HolderEnded => asked = Some((holder, Holder::Dead)),
+                Woken::HolderEnded => {
+                    // Its handle would keep the ended process's object.
+                    let mut watched = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
+                    watched.take_if(|(who, _)| *who == holder);
+                    asked = Some((holder, Holder::Dead));
+                }
                 Woken::Timeout if unwatched => asked = None,
                 Woken::Timeout => {}
             }
