@@ -33,6 +33,18 @@
 //! Ownership is a process's, not a thread's: two acquisitions contend even
 //! in one thread, and any thread may release. Windows has no `fork`, so an
 //! acquisition never reaches another process.
+//!
+//! Why the holder's death is learnt from its process handle rather than
+//! from a mutex held beside the word (which Windows marks abandoned): a
+//! mutex belongs to the thread that took it, so holding one for as long as
+//! the lock would bring back a thread per acquisition, or tie the lock to
+//! the acquiring thread. A process handle needs nothing from the holder, and
+//! Windows signals it when the process ends however it ends. A thread that
+//! ends while its process lives does not free the lock, as on Linux.
+//!
+//! The word's section lives while some process has a lock object of the
+//! mapping (the mutex did too): if the holder that died was the only one,
+//! the next `lock()` makes a fresh, free word and is not told.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
