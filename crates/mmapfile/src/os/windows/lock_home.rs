@@ -108,8 +108,9 @@ fn companion(word: &str, event: &str) -> Result<LockTarget> {
     in_section(section, event)
 }
 
-/// The target of the lock of the open file `file`, from its identity.
-fn file_target(file: &Handle) -> Result<LockTarget> {
+/// The names of the word and the event of the lock of the open file
+/// `file` in `namespace` (`Global` or `Local`), from the file's identity.
+fn file_lock_names(file: &Handle, namespace: &str) -> Result<(String, String)> {
     // SAFETY: BY_HANDLE_FILE_INFORMATION is plain data for which all-zero is
     // valid; `file` is an open handle and the struct is writable.
     let info = unsafe {
@@ -122,14 +123,17 @@ fn file_target(file: &Handle) -> Result<LockTarget> {
     };
     let index = (u64::from(info.nFileIndexHigh) << 32) | u64::from(info.nFileIndexLow);
     let id = format!("{:08x}.{index:016x}", info.dwVolumeSerialNumber);
-    let names = |namespace: &str| {
-        (
-            format!("{namespace}\\mmapfile-lock-word.{id}"),
-            format!("{namespace}\\mmapfile-lock-wake.{id}"),
-        )
-    };
-    let (global_word, global_wake) = names("Global");
-    let (local_word, local_wake) = names("Local");
+    Ok((
+        format!("{namespace}\\mmapfile-lock-word.{id}"),
+        format!("{namespace}\\mmapfile-lock-wake.{id}"),
+    ))
+}
+
+/// The target of the lock of the open file `file` (see the module's
+/// documentation for the namespaces).
+fn file_target(file: &Handle) -> Result<LockTarget> {
+    let (global_word, global_wake) = file_lock_names(file, "Global")?;
+    let (local_word, local_wake) = file_lock_names(file, "Local")?;
     if let Some(section) = open_section(&global_word)? {
         return in_section(section, &global_wake);
     }
@@ -175,5 +179,67 @@ impl Backing {
             &format!("{name}.mmapfile-lock-word"),
             &format!("{name}.mmapfile-lock-wake"),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::access::Access;
+
+    /// A fresh file, opened as a mapping would open it.
+    fn file(tag: &str) -> (Backing, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!(
+            "mmapfile-lock-home-{tag}-{}.bin",
+            std::process::id()
+        ));
+        let (backing, _) = Backing::file(&path, Access::Write).unwrap();
+        (backing, path)
+    }
+
+    fn handle(backing: &Backing) -> &Handle {
+        match &backing.kind {
+            Source::File { file, .. } => file,
+            Source::Section { .. } => unreachable!("a file was opened"),
+        }
+    }
+
+    fn same_word(a: &LockTarget, b: &LockTarget) -> bool {
+        a.shared.word().store(0x1230, Ordering::Relaxed);
+        let seen = b.shared.word().load(Ordering::Relaxed) == 0x1230;
+        a.shared.word().store(0, Ordering::Relaxed);
+        seen
+    }
+
+    #[test]
+    fn a_files_lock_is_made_in_global_where_that_is_allowed() {
+        let (backing, path) = file("global");
+        let first = backing.lock_target().unwrap();
+        let (global_word, _) = file_lock_names(handle(&backing), "Global").unwrap();
+        let (local_word, _) = file_lock_names(handle(&backing), "Local").unwrap();
+        // Wine lets every process create sections in Global\.
+        assert!(open_section(&global_word).unwrap().is_some());
+        assert!(open_section(&local_word).unwrap().is_none());
+        // Another opening of the file finds the same word.
+        let (again, _) = Backing::file(&path, Access::Write).unwrap();
+        assert!(same_word(&first, &again.lock_target().unwrap()));
+        drop((first, backing, again));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_files_lock_found_in_local_is_joined_rather_than_made_in_global() {
+        let (backing, path) = file("local");
+        let (local_word, local_wake) = file_lock_names(handle(&backing), "Local").unwrap();
+        let (global_word, _) = file_lock_names(handle(&backing), "Global").unwrap();
+        // As a process without SeCreateGlobalPrivilege would have made it.
+        let fallen_back = companion(&local_word, &local_wake).unwrap();
+        let target = backing.lock_target().unwrap();
+        assert!(same_word(&fallen_back, &target));
+        assert!(open_section(&global_word).unwrap().is_none());
+        drop((fallen_back, target, backing));
+        std::fs::remove_file(&path).unwrap();
     }
 }
