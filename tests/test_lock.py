@@ -551,6 +551,83 @@ def test_sigkill_of_a_holder_mid_critical_section_tells_the_next_acquirer(
     m.close()
 
 
+# Takes the lock, writes half of a record and ends without releasing it
+# (no finalizers: os._exit).
+EXITING_HOLDER = """
+import os, sys
+import mmapfile
+m = mmapfile.mmapfile(sys.argv[1] or None, sys.argv[2] or None, 0)
+lock = m.lock()
+assert lock.acquire()
+m[0:4] = b"HALF"
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("kind", ["named block", "file"])
+def test_a_holder_that_exits_holding_the_lock_tells_the_next_acquirer(kind, block_name, tmp_path):
+    path = str(tmp_path / "f.bin") if kind == "file" else ""
+    name = block_name if kind == "named block" else ""
+    m = mmapfile.mmapfile(path or None, name or None, 4096)
+    lock = m.lock()
+    holder = subprocess.run([sys.executable, "-c", EXITING_HOLDER, path, name], timeout=60)
+    assert holder.returncode == 0
+    assert lock.locked() is False, "a holder that died does not hold the lock"
+    assert lock.acquire(timeout=10) is True
+    assert lock.abandoned is TELLS_ABANDONED
+    assert m[0:8] == b"HALF\0\0\0\0"
+    lock.release()
+    m.close()
+
+
+def test_a_waiter_asleep_when_its_holder_is_killed_takes_the_lock_at_once(block_name):
+    m = mmapfile.mmapfile(None, block_name, 4096)
+    lock = m.lock()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HALF_WRITER, "", block_name], stdout=subprocess.PIPE
+    )
+    taken = []
+    waiter = threading.Thread(target=lambda: taken.append((lock.acquire(), time.monotonic())))
+    try:
+        assert holder.stdout.readline().strip() == b"half"
+        waiter.start()
+        time.sleep(0.2)  # the waiter is asleep by now
+        assert taken == []
+        holder.kill()
+        killed = time.monotonic()
+        waiter.join(timeout=30)
+        assert not waiter.is_alive(), "the waiter never woke"
+        [(ok, at)] = taken
+        assert ok is True
+        # Windows wakes the waiter through the holder's process handle, Linux
+        # within its 50 ms liveness slice, the portable backend with flock.
+        assert at - killed < 1.0
+        assert lock.abandoned is TELLS_ABANDONED
+        lock.release()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait()
+    m.close()
+
+
+def test_a_second_acquisition_in_the_same_thread_waits_for_a_release():
+    m = mmapfile.mmapfile(None, None, 4096)
+    lock, other = m.lock(), m.lock()
+    assert lock.acquire()
+    assert lock.acquire(timeout=0.05) is False, "the lock is not reentrant"
+    assert other.acquire(timeout=0.05) is False
+    releaser = threading.Timer(0.1, lock.release)  # from another thread
+    releaser.start()
+    start = time.monotonic()
+    assert other.acquire(timeout=10) is True
+    assert time.monotonic() - start < 5
+    releaser.join()
+    assert other.locked() and lock.locked(), "held through the other object"
+    other.release()
+    assert lock.locked() is False
+
+
 def test_abandoned_is_false_before_any_acquisition_and_after_a_clean_one():
     m = mmapfile.mmapfile(None, None, 4096)
     lock = m.lock()

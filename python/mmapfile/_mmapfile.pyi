@@ -167,7 +167,10 @@ class MapLock:
     permission to write the block. On macOS and the BSDs it is a ``flock``: on
     the mapped file itself (so a program's own ``flock`` on that file
     contends with it), or on a lock file of the block. On Windows it is a
-    named kernel mutex.
+    word in shared memory too (a one-page companion section of a named block
+    or of a file, made beside it, never in its bytes), taken and released
+    without a system call; a waiter sleeps on an event and on the holder's
+    process handle, so a holder's death wakes it at once.
 
     ``with m.lock():`` acquires it (waiting for ever, or for the timeout given
     to :meth:`mmapfile.lock`, raising :exc:`TimeoutError` when that runs out)
@@ -181,9 +184,9 @@ class MapLock:
         what the lock guards may be half written, and it is the program's to
         check or repair. ``False`` before any acquisition and after one that
         followed a release. Linux and Windows tell; on macOS and the BSDs
-        (``flock``) it is always ``False``. On Windows, Windows tells only the
-        first waiter, and :meth:`locked` may be that waiter; and a mutex that
-        no other process had open when its holder died is gone with it, so a
+        (``flock``) it is always ``False``. On Windows the lock's section
+        lives while some process has a lock object of the mapping: if none
+        but the holder had one when it died, the lock is gone with it, so a
         later acquirer is not told."""
 
     def acquire(self, timeout: float | None = None) -> bool:
@@ -197,9 +200,9 @@ class MapLock:
         exception a handler raises ends it within about 50 ms (on Linux at
         once: the signal interrupts the kernel wait), however the signal's
         timing falls; a handler that returns lets it go on. A release ends the
-        wait at once. On Linux timed waits sleep in the kernel too, and never
-        return before the timeout; elsewhere they poll, with pauses of at most
-        5 ms. Raise :exc:`ValueError` for a negative timeout.
+        wait at once. On Linux and Windows timed waits sleep in the kernel
+        too, and never return before the timeout; elsewhere they poll, with
+        pauses of at most 5 ms. Raise :exc:`ValueError` for a negative timeout.
         """
 
     def release(self) -> None:
@@ -207,8 +210,8 @@ class MapLock:
         holds it (any thread of this process may release it)."""
 
     def locked(self) -> bool:
-        """Return whether anyone, in any process, holds the lock (on Linux, a
-        holder that died does not)."""
+        """Return whether anyone, in any process, holds the lock (on Linux and
+        Windows, a holder that died does not)."""
 
     def __enter__(self) -> Self:
         """Acquire the lock with the timeout given to :meth:`mmapfile.lock`;

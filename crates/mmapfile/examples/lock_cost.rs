@@ -1,17 +1,18 @@
 //! What the mapping lock costs here: an uncontended `acquire` + `release`
-//! of `MapLock`, and on Windows, for comparison, the two designs it could
-//! use: a named kernel mutex (a system call per acquire and per release,
-//! what `MapLock` waits on today) and an interlocked word in a shared
-//! section (what a user-space fast path would do when nobody waits).
+//! of `MapLock` (of an unnamed block, a named block and a file), and on
+//! Windows, for comparison, the two designs it could use: a named kernel
+//! mutex (a system call per acquire and per release, what `MapLock` waited
+//! on, through an owner thread per acquisition, until it became a word) and
+//! a bare interlocked word in a shared section (the floor of what `MapLock`
+//! does now when nobody waits).
 //!
 //! `cargo run --release --example lock_cost` (on Windows under Wine:
 //! `--target x86_64-pc-windows-gnu`, with the runner from `ci/windows`).
 
 use std::time::Instant;
 
-/// Operations per round: few where an acquisition starts a thread (Windows
-/// today), many where it is a few instructions.
-const N: u32 = if cfg!(windows) { 2_000 } else { 200_000 };
+/// Operations per round.
+const N: u32 = 200_000;
 
 fn per_op(what: &str, n: u32, mut op: impl FnMut()) {
     let mut best = f64::INFINITY;
@@ -36,6 +37,33 @@ fn main() -> Result<(), mmapfile::Error> {
         assert!(lock.acquire_if_free().expect("acquire"));
         lock.release().expect("release");
     });
+    let name = format!("lock-cost-{}", std::process::id());
+    let mut named = mmapfile::MapOptions::new()
+        .name(&name)
+        .maximum_size(4096)
+        .open()?;
+    let lock = named.lock()?;
+    per_op("MapLock acquire+release (named block)", N, || {
+        assert!(lock.acquire(None).expect("acquire"));
+        lock.release().expect("release");
+    });
+    drop(lock);
+    named.close()?;
+    let path = std::env::temp_dir().join(format!("lock-cost-{}.bin", std::process::id()));
+    let mut file = mmapfile::MapOptions::new()
+        .file(&path)
+        .maximum_size(4096)
+        .open()?;
+    let lock = file.lock()?;
+    per_op("MapLock acquire+release (file)", N, || {
+        assert!(lock.acquire(None).expect("acquire"));
+        lock.release().expect("release");
+    });
+    drop(lock);
+    file.close()?;
+    let _ = std::fs::remove_file(&path);
+    #[cfg(not(windows))]
+    let _ = std::fs::remove_file(format!("/dev/shm/mmapfile.{name}"));
     #[cfg(windows)]
     windows::compare();
     Ok(())

@@ -1,14 +1,15 @@
 //! The cross-process lock that belongs to a mapping. Each backend makes
 //! its own (`os::Lock`): Linux a futex word in shared memory
-//! (`os/unix/lock_linux.rs`); the backends whose OS lock is a descriptor per
-//! acquisition share [`desc::DescLock`].
+//! (`os/unix/lock_linux.rs`), Windows an interlocked word in shared memory
+//! with an event to sleep on (`os/windows/lock.rs`); the portable backend,
+//! whose OS lock is a descriptor per acquisition, uses [`desc::DescLock`].
 
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::os;
 
-#[cfg_attr(not(any(portable_lifetime, windows)), allow(dead_code))]
+#[cfg_attr(not(portable_lifetime), allow(dead_code))]
 pub(crate) mod desc;
 
 /// A lock shared by every process that maps the same file or the same named
@@ -53,8 +54,8 @@ impl MapLock {
     /// [`Error::Io`] of kind [`std::io::ErrorKind::Interrupted`]; call again
     /// to keep waiting (or use [`MapLock::acquire_checking`], which cannot
     /// miss a signal that arrives just before the wait). Timed waits sleep
-    /// in the kernel on Linux, and poll with short pauses (up to 5 ms)
-    /// elsewhere.
+    /// in the kernel on Linux and Windows, and poll with short pauses (up
+    /// to 5 ms) elsewhere.
     pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool> {
         self.inner.acquire(timeout)
     }
@@ -68,7 +69,8 @@ impl MapLock {
     ///
     /// A free lock is taken without calling `check`. An untimed wait still
     /// ends as soon as the lock is released, not at the next `check`: on
-    /// Linux it sleeps in the kernel in slices of `every`; elsewhere it runs
+    /// Linux and Windows it sleeps in the kernel in slices of `every`;
+    /// elsewhere it runs
     /// in a helper thread while this thread wakes every `every` (if `check`
     /// ends such a wait, the helper is left waiting and gives the lock
     /// straight back if it gets it).
@@ -102,7 +104,8 @@ impl MapLock {
     }
 
     /// Takes the lock only if it is free right now, as cheaply as the OS
-    /// allows: on Linux without a system call, and without asking whether
+    /// allows: on Linux and Windows without a system call, and without
+    /// asking whether
     /// a holder died (which [`MapLock::try_acquire`] does). For a caller
     /// that waits with [`MapLock::acquire_checking`] when this fails.
     pub fn acquire_if_free(&self) -> Result<bool> {

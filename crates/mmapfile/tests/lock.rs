@@ -312,3 +312,112 @@ fn acquire_checking_wakes_when_the_lock_is_released() {
     assert!(!holder.try_acquire().unwrap());
     waiter.release().unwrap();
 }
+
+const HOLDER_ENV: &str = "MMAPFILE_LOCK_TEST_HOLDER";
+
+/// The child half of `holders_killed_in_turn_are_each_taken_over`: takes
+/// the lock of the block named in the environment, writes the cycle number
+/// given there into the block's first 8 bytes, and waits to be killed.
+#[test]
+fn child_takes_lock_and_waits_to_be_killed() {
+    let Ok(spec) = std::env::var(HOLDER_ENV) else {
+        return;
+    };
+    let (name, cycle) = spec.split_once(' ').unwrap();
+    let cycle: u64 = cycle.parse().unwrap();
+    let mut m = MapOptions::new().name(name).open().unwrap();
+    let lock = m.lock().unwrap();
+    assert!(lock.acquire(None).unwrap());
+    m.write_at(0, &cycle.to_le_bytes()).unwrap();
+    std::thread::sleep(Duration::from_secs(120));
+    std::process::exit(3);
+}
+
+/// Starts `child_takes_lock_and_waits_to_be_killed` for `spec`. Wine's
+/// `CreateProcess` fails now and then with `ERROR_INTERNAL_ERROR` (1359;
+/// seen once in a `make test-windows` run, with other Wine programs
+/// starting beside it): that failure, which is not the lock's, is tried
+/// again, at most twice.
+fn spawn_holder(spec: &str) -> std::process::Child {
+    let mut tries = 0;
+    loop {
+        let spawned = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_takes_lock_and_waits_to_be_killed",
+                "--test-threads=1",
+            ])
+            .env(HOLDER_ENV, spec)
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        match spawned {
+            Err(e) if cfg!(windows) && e.raw_os_error() == Some(1359) && tries < 2 => {
+                eprintln!("spawning a holder failed ({e}); trying again");
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
+/// Kill cycles: `MMAPFILE_LOCK_KILL_CYCLES` (default 1,000): each holder is
+/// killed (`TerminateProcess`, `SIGKILL`) while it holds the lock, and the
+/// parent, waiting in an untimed `acquire` when the kill lands, takes it
+/// over and is told it was abandoned.
+#[test]
+fn holders_killed_in_turn_are_each_taken_over() {
+    if std::env::var_os(HOLDER_ENV).is_some() {
+        return;
+    }
+    let cycles: u64 = std::env::var("MMAPFILE_LOCK_KILL_CYCLES")
+        .ok()
+        .map_or(1000, |n| n.parse().unwrap());
+    let name = format!("lockkills-{}", std::process::id());
+    let m = MapOptions::new()
+        .name(&name)
+        .maximum_size(4096)
+        .open()
+        .unwrap();
+    let lock = Arc::new(m.lock().unwrap());
+    let tells = !mmapfile::blocks::BACKEND.starts_with("portable");
+    let start = Instant::now();
+    for cycle in 1..=cycles {
+        let mut child = spawn_holder(&format!("{name} {cycle}"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut bytes = [0u8; 8];
+            m.read_at(0, &mut bytes).unwrap();
+            if u64::from_le_bytes(bytes) == cycle {
+                break;
+            }
+            assert!(Instant::now() < deadline, "cycle {cycle}: no holder");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "cycle {cycle}: the holder died early"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(lock.is_locked().unwrap(), "cycle {cycle}");
+        // The parent waits (untimed) while the kill lands.
+        let waiter = {
+            let lock = Arc::clone(&lock);
+            std::thread::spawn(move || lock.acquire(None).unwrap())
+        };
+        std::thread::sleep(Duration::from_millis(2));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let killed = Instant::now();
+        assert!(waiter.join().unwrap(), "cycle {cycle}");
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "cycle {cycle}: the waiter took {:?} to see the holder's death",
+            killed.elapsed()
+        );
+        assert_eq!(lock.abandoned(), tells, "cycle {cycle}");
+        lock.release().unwrap();
+    }
+    eprintln!("{cycles} kill cycles in {:?}", start.elapsed());
+    assert!(!lock.is_locked().unwrap());
+    let _ = std::fs::remove_file(format!("/dev/shm/mmapfile.{name}"));
+}

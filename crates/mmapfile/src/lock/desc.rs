@@ -1,6 +1,7 @@
 //! The mapping lock for backends whose OS lock is a descriptor per
-//! acquisition (`flock` in the portable backend, a mutex handle with its
-//! owner thread on Windows): whoever holds the descriptor holds the lock,
+//! acquisition (`flock` in the portable backend; Windows used it with a
+//! mutex handle and its owner thread before its lock became a word in
+//! shared memory): whoever holds the descriptor holds the lock,
 //! dropping it releases the lock, and the OS releases it when the holding
 //! process dies. Waits that must wake up to check for signals run in a
 //! helper thread, and timed waits poll, as these OS calls cannot be timed.

@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use windows_sys::Win32::Foundation::{
     GetLastError, ERROR_ALREADY_EXISTS, GENERIC_READ, GENERIC_WRITE, INVALID_HANDLE_VALUE,
@@ -20,6 +20,7 @@ use windows_sys::Win32::System::Memory::{
     PAGE_READWRITE, PAGE_WRITECOPY,
 };
 
+use super::lock::LockTarget;
 use super::sys::{check, split, wide, Handle};
 use super::view::{map_raw, RawView};
 use crate::access::{Access, CreateMode, Space};
@@ -38,13 +39,13 @@ pub(super) enum Source {
     },
     /// A named or unnamed pagefile-backed section and its size. `name` is
     /// the block's name as given (prefix included), for its lock; an
-    /// unnamed block keeps its unnamed lock mutex in `mutex` instead, made
-    /// on first use, since nothing else could find it again.
+    /// unnamed block keeps its lock (a word in this process) in `lock`
+    /// instead, made on first use, since nothing else could find it again.
     Section {
         section: Handle,
         size: u64,
         name: Option<String>,
-        mutex: OnceLock<Arc<Handle>>,
+        lock: OnceLock<LockTarget>,
     },
 }
 
@@ -73,7 +74,11 @@ pub(crate) struct Backing {
     writable: bool,
 }
 
-fn create_section(name: Option<&[u16]>, size: u64) -> Result<(Handle, bool)> {
+/// Creates (or opens, for an existing name) a pagefile-backed section with
+/// the default security; also makes the companion of a named block's lock
+/// (`lock_home.rs`), which so gets the block's security. Returns whether the
+/// name existed.
+pub(super) fn create_section(name: Option<&[u16]>, size: u64) -> Result<(Handle, bool)> {
     let (hi, lo) = split(size);
     let name_ptr = name.map_or(ptr::null(), |n| n.as_ptr());
     // SAFETY: INVALID_HANDLE_VALUE asks for a pagefile-backed section; the
@@ -242,7 +247,7 @@ impl Backing {
                     section,
                     size,
                     name: Some(name.as_str().to_owned()),
-                    mutex: OnceLock::new(),
+                    lock: OnceLock::new(),
                 },
                 writable,
             },
@@ -258,7 +263,7 @@ impl Backing {
                 section,
                 size,
                 name: None,
-                mutex: OnceLock::new(),
+                lock: OnceLock::new(),
             },
             writable: true,
         })

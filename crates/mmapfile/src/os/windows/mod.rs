@@ -9,8 +9,10 @@
 //!
 //! The files mirror `unix/` where the concern exists on both:
 //! `backing.rs` (`Backing`), `view.rs` (`RawView`, `ADVICE`), `lock.rs`
-//! (`LockTarget`, `LockDesc`), `blocks.rs` (named blocks seen from outside),
-//! `names.rs`, `huge_pages.rs`, and `sys.rs`, the calls the others share.
+//! (`LockTarget`, `Lock`; with `lock_home.rs` and `lock_owner.rs`, as
+//! `lock_linux.rs` with `lock_home.rs` and `lock_slots.rs`), `blocks.rs`
+//! (named blocks seen from outside), `names.rs`, `huge_pages.rs`, and
+//! `sys.rs`, the calls the others share.
 
 mod backing;
 mod blocks;
