@@ -638,6 +638,13 @@ def test_abandoned_is_false_before_any_acquisition_and_after_a_clean_one():
         lock.abandoned = True
 
 
+def own_companion(path):
+    """The name of the companion object that a lock on the object at path
+    would make in /dev/shm (named after its device and inode)."""
+    st = os.stat(path)
+    return f"mmapfile-lock.{st.st_dev:x}.{st.st_ino:x}"
+
+
 def hung(*_):
     raise TimeoutError("the acquire hung")
 
@@ -669,9 +676,11 @@ def test_a_thousand_holders_killed_in_turn_leave_no_leak_and_no_hang(
     with lock:  # the first acquisition opens what the lock keeps open
         pass
     fds = open_fds()
-    # Other processes' companions may come and go meanwhile: only new names
-    # count.
-    companions = {e for e in os.listdir("/dev/shm") if e.startswith("mmapfile-lock.")}
+    # The only companion this test can make is the one named after its own
+    # object (other processes' come and go meanwhile, and are not counted).
+    objects = {"file": [path], "named block": [f"/dev/shm/mmapfile.{block_name}"]}
+    ours = {own_companion(p) for p in objects.get(kind, [])}
+    companions = ours & set(os.listdir("/dev/shm"))
     for cycle in range(1000):
         r, w = os.pipe()
         pid = os.fork()
@@ -702,8 +711,7 @@ def test_a_thousand_holders_killed_in_turn_leave_no_leak_and_no_hang(
         assert m[0] == cycle % 256
         lock.release()
     assert open_fds() == fds
-    left = {e for e in os.listdir("/dev/shm") if e.startswith("mmapfile-lock.")}
-    assert left - companions == set()
+    assert ours & set(os.listdir("/dev/shm")) == companions
     m.close()
 
 
