@@ -170,9 +170,10 @@ pub(crate) trait LockWord {
     /// Looks at the word [`SPINS`] times, taking it if it is seen free:
     /// what a waiter does before it sleeps.
     fn spin(&self, me: Bits<Self>) -> Option<bool> {
+        let word = self.word();
         for _ in 0..SPINS {
             std::hint::spin_loop();
-            let w = self.word().load(Ordering::Relaxed);
+            let w = word.load(Ordering::Relaxed);
             if w & Self::OWNER == Self::Word::ZERO {
                 if let Some(abandoned) = self.take(me, w, Self::Word::ZERO, false) {
                     return Some(abandoned);
