@@ -19,7 +19,6 @@
 //!   `acquire_checking` and `acquire_waiting` turn into the backend's timed
 //!   waits.
 
-use std::fmt::Debug;
 use std::ops::{BitAnd, BitOr, Deref};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -36,59 +35,49 @@ const SPINS: u32 = 40;
 /// again: an hour (well below Windows' `INFINITE`, `u32::MAX` ms).
 pub(crate) const LONGEST_WAIT: Duration = Duration::from_secs(3600);
 
-/// An atomic integer that a lock word can be: `AtomicU32` (what a futex
-/// is) or `AtomicU64`.
-pub(crate) trait Atomic {
-    /// Its value.
-    type Bits: Copy + Eq + Debug + BitAnd<Output = Self::Bits> + BitOr<Output = Self::Bits>;
-    /// The value 0: a free word, or no bit.
-    const ZERO: Self::Bits;
-    fn load(&self, order: Ordering) -> Self::Bits;
-    fn compare_exchange(
-        &self,
-        current: Self::Bits,
-        new: Self::Bits,
-        success: Ordering,
-        failure: Ordering,
-    ) -> std::result::Result<Self::Bits, Self::Bits>;
-    fn compare_exchange_weak(
-        &self,
-        current: Self::Bits,
-        new: Self::Bits,
-        success: Ordering,
-        failure: Ordering,
-    ) -> std::result::Result<Self::Bits, Self::Bits>;
+/// A value of a lock word: `u32` (what a futex holds) or `u64`.
+pub(crate) trait Bits: Copy + Eq + BitAnd<Output = Self> + BitOr<Output = Self> {
+    /// A free word, or no bit.
+    const ZERO: Self;
 }
 
+/// What a compare-and-swap returns: the value it found, as `Ok` if it
+/// swapped.
+type Swap<B> = std::result::Result<B, B>;
+
+/// An atomic `B` that a lock word can be: `AtomicU32` or `AtomicU64`.
+pub(crate) trait Atomic<B> {
+    fn load(&self, order: Ordering) -> B;
+    fn compare_exchange(&self, old: B, new: B, success: Ordering, failure: Ordering) -> Swap<B>;
+    fn compare_exchange_weak(
+        &self,
+        old: B,
+        new: B,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Swap<B>;
+}
+
+/// [`Bits`] and [`Atomic`] for an integer and its atomic, each method the
+/// atomic's own.
 macro_rules! atomic {
     ($atomic:ty, $bits:ty) => {
-        impl Atomic for $atomic {
-            type Bits = $bits;
+        impl Bits for $bits {
             const ZERO: $bits = 0;
+        }
+        impl Atomic<$bits> for $atomic {
             #[inline]
             fn load(&self, order: Ordering) -> $bits {
                 <$atomic>::load(self, order)
             }
-            #[inline]
-            fn compare_exchange(
-                &self,
-                current: $bits,
-                new: $bits,
-                success: Ordering,
-                failure: Ordering,
-            ) -> std::result::Result<$bits, $bits> {
-                <$atomic>::compare_exchange(self, current, new, success, failure)
-            }
-            #[inline]
-            fn compare_exchange_weak(
-                &self,
-                current: $bits,
-                new: $bits,
-                success: Ordering,
-                failure: Ordering,
-            ) -> std::result::Result<$bits, $bits> {
-                <$atomic>::compare_exchange_weak(self, current, new, success, failure)
-            }
+            atomic!(@swap $atomic, $bits, compare_exchange);
+            atomic!(@swap $atomic, $bits, compare_exchange_weak);
+        }
+    };
+    (@swap $atomic:ty, $bits:ty, $swap:ident) => {
+        #[inline]
+        fn $swap(&self, old: $bits, new: $bits, success: Ordering, failure: Ordering) -> Swap<$bits> {
+            <$atomic>::$swap(self, old, new, success, failure)
         }
     };
 }
@@ -96,23 +85,22 @@ macro_rules! atomic {
 atomic!(AtomicU32, u32);
 atomic!(AtomicU64, u64);
 
-/// The value of the word of `L`.
-pub(crate) type Bits<L> = <<L as LockWord>::Word as Atomic>::Bits;
-
 /// What a backend does for a lock word: where it is, who this process is in
 /// it, how a waiter sleeps and learns of a holder's death, and how a
 /// release wakes a sleeper. The protocol on the word itself is written
 /// here once (the provided methods).
 pub(crate) trait LockWord {
+    /// What the word holds.
+    type Bits: Bits;
     /// The atomic integer the word is.
-    type Word: Atomic;
+    type Word: Atomic<Self::Bits>;
     /// The holder's mark, in the word (0 when the lock is free).
-    const OWNER: Bits<Self>;
+    const OWNER: Self::Bits;
     /// Someone may sleep on the word: the release must wake one.
-    const WAITERS: Bits<Self>;
+    const WAITERS: Self::Bits;
     /// In a free word: its last holder died holding it (0 where the
     /// backend has no such bit and learns of a death only by looking).
-    const ABANDONED: Bits<Self>;
+    const ABANDONED: Self::Bits;
 
     /// What one acquisition's wait carries from one [`LockWord::lock_for`]
     /// to the next (Linux: how long to sleep before asking whether the
@@ -123,7 +111,7 @@ pub(crate) trait LockWord {
     /// The word, in memory that every user of the lock maps.
     fn word(&self) -> &Self::Word;
     /// This process's mark in the word (never 0, never a flag bit).
-    fn me(&self) -> Result<Bits<Self>>;
+    fn me(&self) -> Result<Self::Bits>;
     /// What a [`WordLock`] records as its holder: never 0; the process id
     /// where a forked child must not hold its parent's acquisition (which
     /// the child sees in its copy of the `WordLock`), any constant where
@@ -147,8 +135,8 @@ pub(crate) trait LockWord {
     /// `waiters` keeps the wake-up duty of a waiter that slept. Returns
     /// `Some(abandoned)` if taken.
     #[inline]
-    fn take(&self, me: Bits<Self>, w: Bits<Self>, waiters: Bits<Self>, dead: bool) -> Option<bool> {
-        let zero = Self::Word::ZERO;
+    fn take(&self, me: Self::Bits, w: Self::Bits, waiters: Self::Bits, dead: bool) -> Option<bool> {
+        let zero = Self::Bits::ZERO;
         if w & Self::OWNER != zero && !dead {
             return None;
         }
@@ -162,20 +150,20 @@ pub(crate) trait LockWord {
     /// Takes the lock only if the word is free right now: one load and one
     /// compare-and-swap, without asking whether a holder died.
     #[inline]
-    fn take_if_free(&self, me: Bits<Self>) -> Option<bool> {
+    fn take_if_free(&self, me: Self::Bits) -> Option<bool> {
         let w = self.word().load(Ordering::Relaxed);
-        self.take(me, w, Self::Word::ZERO, false)
+        self.take(me, w, Self::Bits::ZERO, false)
     }
 
     /// Looks at the word [`SPINS`] times, taking it if it is seen free:
     /// what a waiter does before it sleeps.
-    fn spin(&self, me: Bits<Self>) -> Option<bool> {
+    fn spin(&self, me: Self::Bits) -> Option<bool> {
         let word = self.word();
         for _ in 0..SPINS {
             std::hint::spin_loop();
             let w = word.load(Ordering::Relaxed);
-            if w & Self::OWNER == Self::Word::ZERO {
-                if let Some(abandoned) = self.take(me, w, Self::Word::ZERO, false) {
+            if w & Self::OWNER == Self::Bits::ZERO {
+                if let Some(abandoned) = self.take(me, w, Self::Bits::ZERO, false) {
                     return Some(abandoned);
                 }
             }
@@ -186,8 +174,8 @@ pub(crate) trait LockWord {
     /// Marks the held word `w` as slept on ([`LockWord::WAITERS`]), before
     /// the caller sleeps on it; false if the word changed meanwhile (look
     /// at it again).
-    fn mark_waiters(&self, w: Bits<Self>) -> bool {
-        w & Self::WAITERS != Self::Word::ZERO
+    fn mark_waiters(&self, w: Self::Bits) -> bool {
+        w & Self::WAITERS != Self::Bits::ZERO
             || self
                 .word()
                 .compare_exchange(w, w | Self::WAITERS, Ordering::Relaxed, Ordering::Relaxed)
@@ -197,7 +185,7 @@ pub(crate) trait LockWord {
     /// Releases the lock held by `me`, waking a sleeper if one marked the
     /// word.
     #[inline]
-    fn unlock(&self, me: Bits<Self>) -> Result<()> {
+    fn unlock(&self, me: Self::Bits) -> Result<()> {
         let word = self.word();
         let mut w = word.load(Ordering::Relaxed);
         loop {
@@ -206,7 +194,7 @@ pub(crate) trait LockWord {
             }
             match word.compare_exchange_weak(
                 w,
-                Self::Word::ZERO,
+                Self::Bits::ZERO,
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
@@ -214,7 +202,7 @@ pub(crate) trait LockWord {
                 Err(now) => w = now,
             }
         }
-        if w & Self::WAITERS != Self::Word::ZERO {
+        if w & Self::WAITERS != Self::Bits::ZERO {
             self.wake_one()?;
         }
         Ok(())

@@ -197,6 +197,7 @@ impl Shared {
 }
 
 impl LockWord for Shared {
+    type Bits = u32;
     type Word = AtomicU32;
     const OWNER: u32 = OWNER;
     const WAITERS: u32 = WAITERS;

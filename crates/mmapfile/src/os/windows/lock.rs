@@ -164,6 +164,7 @@ impl Shared {
 }
 
 impl LockWord for Shared {
+    type Bits = u64;
     type Word = AtomicU64;
     const OWNER: u64 = OWNER;
     const WAITERS: u64 = WAITERS;
