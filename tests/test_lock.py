@@ -679,7 +679,7 @@ def test_a_thousand_holders_killed_in_turn_leave_no_leak_and_no_hang(
     fds = open_fds()
     # The only companion this test can make is the one named after its own
     # object (other processes' come and go meanwhile, and are not counted).
-    objects = {"file": [path], "named block": [f"/dev/shm/mmapfile.{block_name}"]}
+    objects = {"file": [path], "named block": [shm_path(block_name)]}
     ours = {own_companion(p) for p in objects.get(kind, [])}
     companions = ours & set(os.listdir("/dev/shm"))
     for cycle in range(1000):
