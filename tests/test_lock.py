@@ -1,5 +1,6 @@
 """m.lock(): the mapping's cross-process lock."""
 
+import contextlib
 import gc
 import os
 import platform
@@ -517,6 +518,22 @@ m[4:8] = b"DONE"
 """
 
 
+@contextlib.contextmanager
+def half_writer(path, name):
+    """A HALF_WRITER process holding the lock, its record half written; on
+    the way out it is killed if still alive, and reaped."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HALF_WRITER, path, name], stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout.readline().strip() == b"half"
+        yield holder
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait()
+
+
 @pytest.mark.parametrize("kind", ["named block", "file"])
 def test_sigkill_of_a_holder_mid_critical_section_tells_the_next_acquirer(
     kind, block_name, tmp_path, burners
@@ -525,11 +542,7 @@ def test_sigkill_of_a_holder_mid_critical_section_tells_the_next_acquirer(
     name = block_name if kind == "named block" else ""
     m = mmapfile.mmapfile(path or None, name or None, 4096)
     lock = m.lock()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HALF_WRITER, path, name], stdout=subprocess.PIPE
-    )
-    try:
-        assert holder.stdout.readline().strip() == b"half"
+    with half_writer(path, name) as holder:
         assert lock.locked()
         assert lock.acquire(timeout=0.05) is False
         holder.kill()
@@ -544,10 +557,6 @@ def test_sigkill_of_a_holder_mid_critical_section_tells_the_next_acquirer(
         assert lock.acquire(timeout=10) is True
         assert lock.abandoned is False
         lock.release()
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait()
     m.close()
 
 
@@ -583,13 +592,9 @@ def test_a_holder_that_exits_holding_the_lock_tells_the_next_acquirer(kind, bloc
 def test_a_waiter_asleep_when_its_holder_is_killed_takes_the_lock_at_once(block_name):
     m = mmapfile.mmapfile(None, block_name, 4096)
     lock = m.lock()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HALF_WRITER, "", block_name], stdout=subprocess.PIPE
-    )
     taken = []
     waiter = threading.Thread(target=lambda: taken.append((lock.acquire(), time.monotonic())))
-    try:
-        assert holder.stdout.readline().strip() == b"half"
+    with half_writer("", block_name) as holder:
         waiter.start()
         time.sleep(0.2)  # the waiter is asleep by now
         assert taken == []
@@ -604,10 +609,6 @@ def test_a_waiter_asleep_when_its_holder_is_killed_takes_the_lock_at_once(block_
         assert at - killed < 1.0
         assert lock.abandoned is TELLS_ABANDONED
         lock.release()
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-        holder.wait()
     m.close()
 
 
@@ -678,7 +679,7 @@ def test_a_thousand_holders_killed_in_turn_leave_no_leak_and_no_hang(
     fds = open_fds()
     # The only companion this test can make is the one named after its own
     # object (other processes' come and go meanwhile, and are not counted).
-    objects = {"file": [path], "named block": [f"/dev/shm/mmapfile.{block_name}"]}
+    objects = {"file": [path], "named block": [shm_path(block_name)]}
     ours = {own_companion(p) for p in objects.get(kind, [])}
     companions = ours & set(os.listdir("/dev/shm"))
     for cycle in range(1000):

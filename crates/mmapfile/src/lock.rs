@@ -1,8 +1,11 @@
 //! The cross-process lock that belongs to a mapping. Each backend makes
 //! its own (`os::Lock`): Linux a futex word in shared memory
 //! (`os/unix/lock_linux.rs`), Windows an interlocked word in shared memory
-//! with an event to sleep on (`os/windows/lock.rs`); the portable backend,
-//! whose OS lock is a descriptor per acquisition, uses [`desc::DescLock`].
+//! with an event to sleep on (`os/windows/lock.rs`), both a
+//! [`word::WordLock`], which holds what the two do alike (the word's
+//! protocol, a `MapLock`'s state, how a wait is cut into slices); the
+//! portable backend, whose OS lock is a descriptor per acquisition, uses
+//! [`desc::DescLock`].
 
 use std::time::Duration;
 
@@ -11,6 +14,8 @@ use crate::os;
 
 #[cfg_attr(not(portable_lifetime), allow(dead_code))]
 pub(crate) mod desc;
+#[cfg_attr(portable_lifetime, allow(dead_code))]
+pub(crate) mod word;
 
 /// A lock shared by every process that maps the same file or the same named
 /// block (and by forked children, for an unnamed block): a mutex for

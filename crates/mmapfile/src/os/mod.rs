@@ -33,10 +33,12 @@
 //!   `is_held`, `is_locked`, `abandoned`): the cross-process lock of a
 //!   mapping. Every `Lock` of one mapped thing contends with every other, in
 //!   this process or another; a holder that dies leaves it to the next
-//!   acquirer. Linux: a futex word (`unix/lock_linux.rs`); the portable
-//!   backend and Windows: a descriptor per acquisition, through
-//!   `crate::lock::desc::DescLock` (a `flock`; a named mutex with an owner
-//!   thread).
+//!   acquirer. Linux and Windows: a word in shared memory,
+//!   `crate::lock::word::WordLock` over the backend's `LockWord` (where the
+//!   word lives, how a waiter sleeps and learns of a holder's death:
+//!   `unix/lock_linux.rs`, a futex; `windows/lock.rs`, an event and the
+//!   holder's process handle); the portable backend: a descriptor per
+//!   acquisition (a `flock`), through `crate::lock::desc::DescLock`.
 //! - `page_size()` and `allocation_granularity()`.
 //! - `find_byte(byte, hay)`: the fastest `memchr` for short haystacks that
 //!   the platform has.

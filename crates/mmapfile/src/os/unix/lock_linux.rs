@@ -15,7 +15,11 @@
 //! - **Taking it** is one compare-and-swap of 0 to the taker's *slot*, and
 //!   releasing it one swap back to 0: no system call unless someone waits.
 //!   A waiter marks the word ([`WAITERS`]) and sleeps on it with
-//!   `FUTEX_WAIT`; the release then wakes one waiter (`FUTEX_WAKE`).
+//!   `FUTEX_WAIT`; the release then wakes one waiter (`FUTEX_WAKE`). That
+//!   protocol, and the state of a `MapLock`, are the same on Windows and
+//!   written once in `crate::lock::word`; this file is the futex, the
+//!   liveness asked of the kernel, and the word's bits ([`Shared`]'s
+//!   `LockWord`).
 //! - **A slot** (`lock_slots.rs`) is a number that stands for one user of
 //!   the lock (one process's target), live as long as that user holds an OFD
 //!   write lock on byte `SLOT_BASE + slot` of a file every user opens: the
@@ -36,14 +40,16 @@
 
 use std::ffi::CString;
 use std::io;
+use std::ops::Deref;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::control::LOCK_AREA;
 use super::{lifetime, page_size};
 use crate::error::{Error, Result};
+use crate::lock::word::{LockWord, WordLock};
 
 #[path = "lock_home.rs"]
 mod home;
@@ -68,9 +74,6 @@ const WAITERS: u32 = 1 << 31;
 const LIVENESS_SLICE: Duration = Duration::from_millis(50);
 const FIRST_SLICE: Duration = Duration::from_millis(1);
 
-/// How many times a waiter looks at the word before it sleeps.
-const SPINS: u32 = 40;
-
 /// What a `Backing` keeps of its lock: the target, made on first use.
 pub(crate) type LockCache = Mutex<Option<LockTarget>>;
 
@@ -93,8 +96,11 @@ pub(crate) struct LockTarget {
     shared: Arc<Shared>,
 }
 
+/// This process's side of one lock (shared by its `MapLock`s): where the
+/// word is and this process's slot; what Linux does with the word is its
+/// `LockWord`.
 #[derive(Debug)]
-struct Shared {
+pub(crate) struct Shared {
     /// The object, through an open file description of our own that never
     /// holds a slot: slots are claimed through fresh ones, and this one
     /// asks whether a slot is held. For a companion, it is the holder's
@@ -188,26 +194,37 @@ impl Shared {
         // aligned (so aligned for `Words`), and only accessed atomically.
         unsafe { &*self.page.add(LOCK_AREA.start).cast::<Words>() }
     }
+}
 
+impl LockWord for Shared {
+    type Bits = u32;
+    type Word = AtomicU32;
+    const OWNER: u32 = OWNER;
+    const WAITERS: u32 = WAITERS;
+    const ABANDONED: u32 = ABANDONED;
+
+    /// How long the next sleep lasts at most before the waiter asks whether
+    /// the holder is alive (see [`LIVENESS_SLICE`]).
+    type Wait = Duration;
+    const FIRST_WAIT: Duration = FIRST_SLICE;
+
+    #[inline]
     fn word(&self) -> &AtomicU32 {
         &self.words().word
     }
 
-    /// Takes the word from its free state `w`, or from a dead holder's;
-    /// `waiters` keeps the wake-up duty of a waiter that slept. Returns
-    /// `Some(abandoned)` if taken.
-    fn take(&self, me: u32, w: u32, waiters: u32, dead: bool) -> Option<bool> {
-        if w & OWNER != 0 && !dead {
-            return None;
-        }
-        let new = me | waiters | (w & WAITERS);
-        self.word()
-            .compare_exchange(w, new, Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| dead || w & ABANDONED != 0)
+    /// This process's slot.
+    #[inline]
+    fn me(&self) -> Result<u32> {
+        self.slot()
     }
 
-    /// Takes the lock if it is free, or if its holder died.
+    /// The pid: a forked child does not hold what its parent acquired.
+    #[inline]
+    fn holder_token() -> u32 {
+        current_pid()
+    }
+
     fn try_lock(&self) -> Result<Option<bool>> {
         let me = self.slot()?;
         let word = self.word();
@@ -230,26 +247,17 @@ impl Shared {
         }
     }
 
-    /// Waits at most `timeout` for the lock (see the module's
-    /// documentation), sleeping at most `slice` before asking whether the
-    /// holder is alive (see [`LIVENESS_SLICE`]; a caller that waits again
-    /// passes it on). A signal ends the wait with an error of kind
-    /// [`io::ErrorKind::Interrupted`].
+    /// Spins, then sleeps on the futex (see the module's documentation),
+    /// at most `slice` at a time before asking whether the holder is alive
+    /// (see [`LIVENESS_SLICE`]; `slice` grows for the next sleep, and a
+    /// caller that waits again passes it on). A signal ends the wait with
+    /// an error of kind [`io::ErrorKind::Interrupted`].
     fn lock_for(&self, timeout: Duration, slice: &mut Duration) -> Result<Option<bool>> {
         let me = self.slot()?;
-        let word = self.word();
-        // A holder often releases within a microsecond or two (a short
-        // critical section on another core): spinning that long is cheaper
-        // than sleeping and being woken by a system call on each side.
-        for _ in 0..SPINS {
-            std::hint::spin_loop();
-            let w = word.load(Ordering::Relaxed);
-            if w & OWNER == 0 {
-                if let Some(abandoned) = self.take(me, w, 0, false) {
-                    return Ok(Some(abandoned));
-                }
-            }
+        if let Some(abandoned) = self.spin(me) {
+            return Ok(Some(abandoned));
         }
+        let word = self.word();
         let start = Instant::now();
         let mut waiters = 0;
         loop {
@@ -257,14 +265,7 @@ impl Shared {
             if let Some(abandoned) = self.take(me, w, waiters, false) {
                 return Ok(Some(abandoned));
             }
-            if w & OWNER == 0 {
-                continue;
-            }
-            if w & WAITERS == 0
-                && word
-                    .compare_exchange(w, w | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
+            if w & OWNER == 0 || !self.mark_waiters(w) {
                 continue;
             }
             let left = timeout.saturating_sub(start.elapsed());
@@ -302,180 +303,25 @@ impl Shared {
         }
     }
 
-    /// Releases the lock held by `me`.
-    fn unlock(&self, me: u32) -> Result<()> {
-        let word = self.word();
-        let mut w = word.load(Ordering::Relaxed);
-        loop {
-            if w & OWNER != me {
-                return Err(Error::NotHeld);
-            }
-            match word.compare_exchange_weak(w, 0, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(now) => w = now,
-            }
-        }
-        if w & WAITERS != 0 {
-            futex_wake(word, 1);
-        }
+    fn wake_one(&self) -> Result<()> {
+        futex_wake(self.word(), 1);
         Ok(())
     }
-}
 
-impl LockTarget {
-    /// Whether anyone (in any process) holds the lock. A holder that died
-    /// does not.
-    pub(crate) fn is_locked(&self) -> Result<bool> {
-        let owner = self.shared.word().load(Ordering::Acquire) & OWNER;
-        Ok(owner != 0 && self.shared.alive(owner)?)
+    fn is_locked(&self) -> Result<bool> {
+        let owner = self.word().load(Ordering::Acquire) & OWNER;
+        Ok(owner != 0 && self.alive(owner)?)
     }
 }
 
-/// A `MapLock` on Linux: which process holds the lock through it, if any.
-/// Two `MapLock`s of one process (of one map) share a slot, so the word
-/// alone cannot tell them apart: `holder` does.
-#[derive(Debug)]
-pub(crate) struct Lock {
-    target: LockTarget,
-    /// The pid of the process that holds the lock through this `MapLock`,
-    /// 0 if none. A forked child sees its parent's pid here, which is not
-    /// its own: it does not hold the lock.
-    holder: AtomicU32,
-    /// Whether the last acquisition found its holder dead.
-    abandoned: AtomicBool,
-}
-
-impl Lock {
-    pub(crate) fn new(target: LockTarget) -> Lock {
-        Lock {
-            target,
-            holder: AtomicU32::new(0),
-            abandoned: AtomicBool::new(false),
-        }
-    }
-
-    fn shared(&self) -> &Shared {
-        &self.target.shared
-    }
-
-    /// Records an acquisition (`Some(abandoned)`); returns whether there
-    /// was one.
-    fn hold(&self, taken: Option<bool>) -> bool {
-        let Some(abandoned) = taken else {
-            return false;
-        };
-        self.abandoned.store(abandoned, Ordering::Relaxed);
-        self.holder.store(current_pid(), Ordering::Relaxed);
-        true
-    }
-
-    pub(crate) fn acquire_if_free(&self) -> Result<bool> {
-        let shared = self.shared();
-        let me = shared.slot()?;
-        let w = shared.word().load(Ordering::Relaxed);
-        Ok(self.hold(shared.take(me, w, 0, false)))
-    }
-
-    pub(crate) fn acquire(&self, timeout: Option<Duration>) -> Result<bool> {
-        // A free lock costs no clock reading either.
-        if self.acquire_if_free()? {
-            return Ok(true);
-        }
-        match timeout {
-            Some(Duration::ZERO) => Ok(self.hold(self.shared().try_lock()?)),
-            Some(timeout) => Ok(self.hold(self.shared().lock_for(timeout, &mut { FIRST_SLICE })?)),
-            None => {
-                let mut slice = FIRST_SLICE;
-                loop {
-                    let waited = self
-                        .shared()
-                        .lock_for(Duration::from_secs(3600), &mut slice)?;
-                    if let Some(abandoned) = waited {
-                        return Ok(self.hold(Some(abandoned)));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Waits in timed sleeps of the kernel, calling `check` between them,
-    /// at least every `every`. A release wakes the sleeper at once; the
-    /// slices only bound how late `check` runs.
-    pub(crate) fn acquire_checking<E: From<Error>>(
-        &self,
-        timeout: Option<Duration>,
-        every: Duration,
-        mut check: impl FnMut() -> Result<(), E>,
-    ) -> Result<bool, E> {
-        if self.acquire_if_free()? {
-            return Ok(true);
-        }
-        check()?;
-        self.acquire_waiting(timeout, every, check)
-    }
-
-    /// [`Lock::acquire_checking`] without the first `check`, which the
-    /// caller has just made.
-    pub(crate) fn acquire_waiting<E: From<Error>>(
-        &self,
-        timeout: Option<Duration>,
-        every: Duration,
-        mut check: impl FnMut() -> Result<(), E>,
-    ) -> Result<bool, E> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut slice = FIRST_SLICE;
-        loop {
-            let wait = match deadline {
-                Some(deadline) => deadline
-                    .saturating_duration_since(Instant::now())
-                    .min(every),
-                None => every,
-            };
-            match self.shared().lock_for(wait, &mut slice) {
-                Ok(Some(abandoned)) => return Ok(self.hold(Some(abandoned))),
-                Ok(None) if deadline.is_some_and(|d| Instant::now() >= d) => return Ok(false),
-                Ok(None) => {}
-                // A signal: `check` runs its handlers.
-                Err(Error::Io { ref source, .. })
-                    if source.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
-            check()?;
-        }
-    }
-
-    pub(crate) fn abandoned(&self) -> bool {
-        self.abandoned.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn release(&self) -> Result<()> {
-        let pid = current_pid();
-        if self
-            .holder
-            .compare_exchange(pid, 0, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-        {
-            return Err(Error::NotHeld);
-        }
-        let shared = self.shared();
-        shared.unlock(shared.slot()?)
-    }
-
-    pub(crate) fn is_held(&self) -> bool {
-        self.holder.load(Ordering::Relaxed) == current_pid()
-    }
-
-    pub(crate) fn is_locked(&self) -> Result<bool> {
-        Ok(self.is_held() || self.target.is_locked()?)
+impl Deref for LockTarget {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.shared
     }
 }
 
-impl Drop for Lock {
-    fn drop(&mut self) {
-        // Dropping a held lock releases it; an error (the lock was not ours
-        // any more) has nobody to go to.
-        if self.is_held() {
-            let _ = self.release();
-        }
-    }
-}
+/// A `MapLock` on Linux. Two `MapLock`s of one process (of one map) share
+/// a slot, so the word alone cannot tell them apart: the `WordLock`'s
+/// holder (the pid) does.
+pub(crate) type Lock = WordLock<LockTarget>;

@@ -13,6 +13,7 @@ use std::sync::{MutexGuard, Once, PoisonError};
 use super::super::{cstring, open_path};
 use super::{futex_wake, Shared, ABANDONED, OWNER};
 use crate::error::{Error, Result};
+use crate::lock::word::LockWord;
 
 /// The record-lock byte of slot 1 (slot `n` is at `SLOT_BASE + n`). Byte 0
 /// is the liveness byte of named blocks and companions; byte 1 was the

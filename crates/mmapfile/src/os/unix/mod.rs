@@ -21,7 +21,9 @@
 //! - `view.rs` and `fault.rs`: one mapped view, and the `SIGBUS` guard that
 //!   lets an access to a vanished page fail instead of killing the process.
 //! - `lock_linux.rs` / `lock_portable.rs`: the cross-process lock of a
-//!   mapping; on Linux its word protocol, with `lock_home.rs` (where the
+//!   mapping; on Linux the futex's sleeps and wake-ups and the holder's
+//!   liveness under the word protocol of `crate::lock::word`, with
+//!   `lock_home.rs` (where the
 //!   word lives: an unnamed block's control page, a named block's segment
 //!   trailer, or a companion object) and `lock_slots.rs` (whose record
 //!   locks tell its users alive, and the fork handler); `control.rs`, the

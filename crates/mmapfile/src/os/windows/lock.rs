@@ -21,7 +21,10 @@
 //!   event, which wakes one sleeper (or the next one to sleep: an event
 //!   stays set until a waiter takes it, so no wake-up is lost between
 //!   marking the word and sleeping; a wake-up that finds the lock taken
-//!   again just sleeps again).
+//!   again just sleeps again). That protocol, and the state of a `MapLock`,
+//!   are the same on Linux and written once in `crate::lock::word`; this
+//!   file is the event, the holder's liveness, and the word's bits
+//!   ([`Shared`]'s `LockWord`).
 //! - **A holder that dies** signals its process handle: the waiter wakes at
 //!   once, finds the process ended (or its id given to another process, told
 //!   apart by the creation time) and takes the lock over from it, and is told
@@ -46,7 +49,8 @@
 //! mapping (the mutex did too): if the holder that died was the only one,
 //! the next `lock()` makes a fresh, free word and is not told.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -55,6 +59,7 @@ use windows_sys::Win32::System::Threading::{SetEvent, WaitForMultipleObjects};
 
 use super::sys::{check, Handle};
 use crate::error::{Error, Result};
+use crate::lock::word::{LockWord, WordLock, LONGEST_WAIT};
 
 #[path = "lock_home.rs"]
 mod home;
@@ -69,12 +74,6 @@ use owner::{Holder, OWNER, WAITERS};
 /// by dying.
 const LIVENESS_SLICE: Duration = Duration::from_millis(50);
 
-/// How many times a waiter looks at the word before it sleeps.
-const SPINS: u32 = 40;
-
-/// The longest single sleep: well below `INFINITE` (`u32::MAX` ms).
-const LONGEST_SLEEP: Duration = Duration::from_secs(3600);
-
 /// Where a mapping's lock lives (see the module's documentation): shared by
 /// every `lock()` of one mapping in this process, and kept alive by each
 /// `MapLock`, so it outlives closing the map.
@@ -83,8 +82,11 @@ pub(crate) struct LockTarget {
     shared: Arc<Shared>,
 }
 
+/// This process's side of one lock (shared by its `MapLock`s): where the
+/// word is, the event, the holder last watched; what Windows does with the
+/// word is its `LockWord`.
 #[derive(Debug)]
-struct Shared {
+pub(crate) struct Shared {
     /// Where the word is.
     home: Home,
     /// The auto-reset event that waiters sleep on.
@@ -111,8 +113,8 @@ enum Woken {
 /// The sleep's length in whole milliseconds, rounded up, so that a timed
 /// wait never ends early.
 fn millis(d: Duration) -> u32 {
-    let ms = d.min(LONGEST_SLEEP).as_nanos().div_ceil(1_000_000);
-    // LONGEST_SLEEP bounds it far below u32::MAX.
+    let ms = d.min(LONGEST_WAIT).as_nanos().div_ceil(1_000_000);
+    // LONGEST_WAIT bounds it far below u32::MAX.
     u32::try_from(ms).unwrap_or(u32::MAX - 1)
 }
 
@@ -123,10 +125,6 @@ impl Shared {
             wake,
             watched: Mutex::new(None),
         }
-    }
-
-    fn word(&self) -> &AtomicU64 {
-        self.home.word()
     }
 
     /// [`owner::holder`], through the last watched holder.
@@ -142,20 +140,6 @@ impl Shared {
             *watched = Some((holder, Arc::clone(process)));
         }
         Ok(found)
-    }
-
-    /// Takes the word from its free state `w`, or from a dead holder's;
-    /// `waiters` keeps the wake-up duty of a waiter that slept. Returns
-    /// `Some(abandoned)` if taken.
-    fn take(&self, me: u64, w: u64, waiters: u64, dead: bool) -> Option<bool> {
-        if w & OWNER != 0 && !dead {
-            return None;
-        }
-        let new = me | waiters | (w & WAITERS);
-        self.word()
-            .compare_exchange(w, new, Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| dead)
     }
 
     /// Sleeps at most `timeout` on the event and, if given, the holder's
@@ -177,27 +161,53 @@ impl Shared {
             )),
         }
     }
+}
 
-    /// Waits at most `timeout` for the lock (see the module's
-    /// documentation); a zero `timeout` only tries, and takes the lock over
-    /// from a holder that died. Returns `Some(abandoned)` if taken.
-    fn lock_for(&self, timeout: Duration) -> Result<Option<bool>> {
+impl LockWord for Shared {
+    type Bits = u64;
+    type Word = AtomicU64;
+    const OWNER: u64 = OWNER;
+    const WAITERS: u64 = WAITERS;
+    /// None: a waiter learns of a holder's death from its process handle.
+    const ABANDONED: u64 = 0;
+
+    /// Nothing: a wait asks about the holder anew each time.
+    type Wait = ();
+    const FIRST_WAIT: () = ();
+
+    #[inline]
+    fn word(&self) -> &AtomicU64 {
+        self.home.word()
+    }
+
+    /// This process's identity.
+    #[inline]
+    fn me(&self) -> Result<u64> {
+        owner::me()
+    }
+
+    /// A constant: without `fork`, an acquisition never reaches another
+    /// process.
+    #[inline]
+    fn holder_token() -> u32 {
+        1
+    }
+
+    fn try_lock(&self) -> Result<Option<bool>> {
+        self.lock_for(Duration::ZERO, &mut ())
+    }
+
+    /// Spins, then sleeps on the event and the holder's process handle
+    /// (see the module's documentation); a zero `timeout` only tries, and
+    /// takes the lock over from a holder that died.
+    fn lock_for(&self, timeout: Duration, _: &mut ()) -> Result<Option<bool>> {
         let me = owner::me()?;
-        let word = self.word();
         if !timeout.is_zero() {
-            // A holder often releases within a microsecond or two (a short
-            // critical section on another core): spinning that long is
-            // cheaper than sleeping and being woken by two system calls.
-            for _ in 0..SPINS {
-                std::hint::spin_loop();
-                let w = word.load(Ordering::Relaxed);
-                if w & OWNER == 0 {
-                    if let Some(abandoned) = self.take(me, w, 0, false) {
-                        return Ok(Some(abandoned));
-                    }
-                }
+            if let Some(abandoned) = self.spin(me) {
+                return Ok(Some(abandoned));
             }
         }
+        let word = self.word();
         let start = Instant::now();
         let mut waiters = 0;
         // The holder last asked about, and what Windows said of it.
@@ -228,11 +238,7 @@ impl Shared {
             if left.is_zero() {
                 return Ok(None);
             }
-            if w & WAITERS == 0
-                && word
-                    .compare_exchange(w, w | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
+            if !self.mark_waiters(w) {
                 continue;
             }
             // From now on, taking the lock keeps the wake-up duty: other
@@ -260,38 +266,13 @@ impl Shared {
         }
     }
 
-    /// Releases the lock held by `me`.
-    fn unlock(&self, me: u64) -> Result<()> {
-        let word = self.word();
-        let mut w = word.load(Ordering::Relaxed);
-        loop {
-            if w & OWNER != me {
-                return Err(Error::NotHeld);
-            }
-            match word.compare_exchange_weak(w, 0, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(now) => w = now,
-            }
-        }
-        if w & WAITERS != 0 {
-            // SAFETY: `wake` is an open event handle.
-            check("SetEvent", unsafe { SetEvent(self.wake.0) })?;
-        }
-        Ok(())
-    }
-}
-
-impl LockTarget {
-    fn new(shared: Shared) -> LockTarget {
-        LockTarget {
-            shared: Arc::new(shared),
-        }
+    fn wake_one(&self) -> Result<()> {
+        // SAFETY: `wake` is an open event handle.
+        check("SetEvent", unsafe { SetEvent(self.wake.0) })
     }
 
-    /// Whether anyone (in any process) holds the lock. A holder that died
-    /// does not.
-    pub(crate) fn is_locked(&self) -> Result<bool> {
-        let holder = self.shared.word().load(Ordering::Acquire) & OWNER;
+    fn is_locked(&self) -> Result<bool> {
+        let holder = self.word().load(Ordering::Acquire) & OWNER;
         if holder == 0 {
             return Ok(false);
         }
@@ -302,133 +283,22 @@ impl LockTarget {
     }
 }
 
-/// A `MapLock` on Windows: whether this process holds the lock through it.
-/// Two `MapLock`s of one process share its identity, so the word alone
-/// cannot tell them apart: `held` does.
-#[derive(Debug)]
-pub(crate) struct Lock {
-    target: LockTarget,
-    held: AtomicBool,
-    /// Whether the last acquisition found its holder dead.
-    abandoned: AtomicBool,
-}
-
-impl Lock {
-    pub(crate) fn new(target: LockTarget) -> Lock {
-        Lock {
-            target,
-            held: AtomicBool::new(false),
-            abandoned: AtomicBool::new(false),
-        }
-    }
-
-    fn shared(&self) -> &Shared {
-        &self.target.shared
-    }
-
-    /// Records an acquisition (`Some(abandoned)`); returns whether there
-    /// was one.
-    fn hold(&self, taken: Option<bool>) -> bool {
-        let Some(abandoned) = taken else {
-            return false;
-        };
-        self.abandoned.store(abandoned, Ordering::Relaxed);
-        self.held.store(true, Ordering::Relaxed);
-        true
-    }
-
-    pub(crate) fn acquire_if_free(&self) -> Result<bool> {
-        let shared = self.shared();
-        let me = owner::me()?;
-        let w = shared.word().load(Ordering::Relaxed);
-        Ok(self.hold(shared.take(me, w, 0, false)))
-    }
-
-    pub(crate) fn acquire(&self, timeout: Option<Duration>) -> Result<bool> {
-        // A free lock costs no clock reading either.
-        if self.acquire_if_free()? {
-            return Ok(true);
-        }
-        match timeout {
-            Some(timeout) => Ok(self.hold(self.shared().lock_for(timeout)?)),
-            None => loop {
-                if let Some(abandoned) = self.shared().lock_for(LONGEST_SLEEP)? {
-                    return Ok(self.hold(Some(abandoned)));
-                }
-            },
-        }
-    }
-
-    /// Waits in timed sleeps of the kernel, calling `check` between them,
-    /// at least every `every`. A release (or the holder's death) wakes the
-    /// sleeper at once; the slices only bound how late `check` runs.
-    pub(crate) fn acquire_checking<E: From<Error>>(
-        &self,
-        timeout: Option<Duration>,
-        every: Duration,
-        mut check: impl FnMut() -> Result<(), E>,
-    ) -> Result<bool, E> {
-        if self.acquire_if_free()? {
-            return Ok(true);
-        }
-        check()?;
-        self.acquire_waiting(timeout, every, check)
-    }
-
-    /// [`Lock::acquire_checking`] without the first `check`, which the
-    /// caller has just made.
-    pub(crate) fn acquire_waiting<E: From<Error>>(
-        &self,
-        timeout: Option<Duration>,
-        every: Duration,
-        mut check: impl FnMut() -> Result<(), E>,
-    ) -> Result<bool, E> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        loop {
-            let wait = match deadline {
-                Some(deadline) => deadline
-                    .saturating_duration_since(Instant::now())
-                    .min(every),
-                None => every,
-            };
-            match self.shared().lock_for(wait)? {
-                Some(abandoned) => return Ok(self.hold(Some(abandoned))),
-                None if deadline.is_some_and(|d| Instant::now() >= d) => return Ok(false),
-                None => {}
-            }
-            check()?;
-        }
-    }
-
-    pub(crate) fn abandoned(&self) -> bool {
-        self.abandoned.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn release(&self) -> Result<()> {
-        if self
-            .held
-            .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-        {
-            return Err(Error::NotHeld);
-        }
-        self.shared().unlock(owner::me()?)
-    }
-
-    pub(crate) fn is_held(&self) -> bool {
-        self.held.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn is_locked(&self) -> Result<bool> {
-        Ok(self.is_held() || self.target.is_locked()?)
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        // Dropping a held lock releases it; an error has nobody to go to.
-        if self.is_held() {
-            let _ = self.release();
+impl LockTarget {
+    fn new(shared: Shared) -> LockTarget {
+        LockTarget {
+            shared: Arc::new(shared),
         }
     }
 }
+
+impl Deref for LockTarget {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+/// A `MapLock` on Windows. Two `MapLock`s of one process share its
+/// identity, so the word alone cannot tell them apart: the `WordLock`'s
+/// holder does.
+pub(crate) type Lock = WordLock<LockTarget>;

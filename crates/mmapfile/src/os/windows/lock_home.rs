@@ -188,6 +188,7 @@ mod tests {
 
     use super::*;
     use crate::access::Access;
+    use crate::lock::word::LockWord;
 
     /// A fresh file, opened as a mapping would open it.
     fn file(tag: &str) -> (Backing, std::path::PathBuf) {
