@@ -503,15 +503,19 @@ def burners():
         spinner.wait()
 
 
-# Takes the lock, writes half of a record and dies in the middle (SIGKILL
-# from the test): the record's second half is never written.
+# Takes the lock and writes half of a record. Then, with "wait", says so
+# and sleeps until the test kills it (SIGKILL) in the middle; with "exit",
+# ends at once without releasing the lock (no finalizers: os._exit). Either
+# way the record's second half is never written.
 HALF_WRITER = """
-import sys, time
+import os, sys, time
 import mmapfile
 m = mmapfile.mmapfile(sys.argv[1] or None, sys.argv[2] or None, 0)
 lock = m.lock()
 assert lock.acquire()
 m[0:4] = b"HALF"
+if sys.argv[3] == "exit":
+    os._exit(0)
 print("half", flush=True)
 time.sleep(600)
 m[4:8] = b"DONE"
@@ -523,7 +527,7 @@ def half_writer(path, name):
     """A HALF_WRITER process holding the lock, its record half written; on
     the way out it is killed if still alive, and reaped."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", HALF_WRITER, path, name], stdout=subprocess.PIPE
+        [sys.executable, "-c", HALF_WRITER, path, name, "wait"], stdout=subprocess.PIPE
     )
     try:
         assert holder.stdout.readline().strip() == b"half"
@@ -560,26 +564,13 @@ def test_sigkill_of_a_holder_mid_critical_section_tells_the_next_acquirer(
     m.close()
 
 
-# Takes the lock, writes half of a record and ends without releasing it
-# (no finalizers: os._exit).
-EXITING_HOLDER = """
-import os, sys
-import mmapfile
-m = mmapfile.mmapfile(sys.argv[1] or None, sys.argv[2] or None, 0)
-lock = m.lock()
-assert lock.acquire()
-m[0:4] = b"HALF"
-os._exit(0)
-"""
-
-
 @pytest.mark.parametrize("kind", ["named block", "file"])
 def test_a_holder_that_exits_holding_the_lock_tells_the_next_acquirer(kind, block_name, tmp_path):
     path = str(tmp_path / "f.bin") if kind == "file" else ""
     name = block_name if kind == "named block" else ""
     m = mmapfile.mmapfile(path or None, name or None, 4096)
     lock = m.lock()
-    holder = subprocess.run([sys.executable, "-c", EXITING_HOLDER, path, name], timeout=60)
+    holder = subprocess.run([sys.executable, "-c", HALF_WRITER, path, name, "exit"], timeout=60)
     assert holder.returncode == 0
     assert lock.locked() is False, "a holder that died does not hold the lock"
     assert lock.acquire(timeout=10) is True
