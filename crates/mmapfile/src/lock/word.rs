@@ -31,6 +31,21 @@ use crate::error::{Error, Result};
 /// woken by a system call on each side.
 const SPINS: u32 = 40;
 
+/// How many of this process's coming waits mark the word before they look
+/// (where [`LockWord::MARK_BEFORE_LOOKING`]): set to [`MARKED_AFTER_A_MISS`]
+/// when a wait's looks, unmarked, missed the release, and counted down by
+/// each marked wait; the first unmarked wait after that tries looking
+/// alone again. Whether looks alone catch a release depends on how far
+/// apart the two processes' cores are, which is the machine's doing and
+/// the same for every lock (on this project's 2-vCPU machines a cache
+/// line's round trip took 100 ns in some minutes and 400 ns in others), so
+/// one count serves the process.
+static MARKED_WAITS: AtomicU32 = AtomicU32::new(0);
+
+/// See [`MARKED_WAITS`]: enough that a failed unmarked try costs little
+/// (about 1 us in 256 waits) while the cores stay far apart.
+const MARKED_AFTER_A_MISS: u32 = 256;
+
 /// The longest single wait of an untimed acquisition, which then waits
 /// again: an hour (well below Windows' `INFINITE`, `u32::MAX` ms).
 pub(crate) const LONGEST_WAIT: Duration = Duration::from_secs(3600);
@@ -102,6 +117,18 @@ pub(crate) trait LockWord {
     /// backend has no such bit and learns of a death only by looking).
     const ABANDONED: Self::Bits;
 
+    /// Whether a waiter whose looks missed lately ([`MARKED_WAITS`]) marks
+    /// the word [`LockWord::WAITERS`] before it starts looking, not only
+    /// before it sleeps. The release then takes its slow path (a wake-up,
+    /// which finds nobody asleep) and the word stays free for that long:
+    /// time for a waiter on a far core to see it free and take it. Without
+    /// the mark, a holder that releases and takes the lock again in a loop
+    /// takes it back before such a waiter sees it free, and the waiter
+    /// looks in vain, then sleeps. Worth it where a wake-up that finds
+    /// nobody costs a system call and nothing more (a futex), not where it
+    /// leaves a state behind.
+    const MARK_BEFORE_LOOKING: bool;
+
     /// What one acquisition's wait carries from one [`LockWord::lock_for`]
     /// to the next (Linux: how long to sleep before asking whether the
     /// holder lives), starting from [`LockWord::FIRST_WAIT`].
@@ -156,9 +183,27 @@ pub(crate) trait LockWord {
     }
 
     /// Looks at the word [`SPINS`] times, taking it if it is seen free:
-    /// what a waiter does before it sleeps.
+    /// what a waiter does before it sleeps. Where
+    /// [`LockWord::MARK_BEFORE_LOOKING`] and this process's looks missed
+    /// lately ([`MARKED_WAITS`]), it first marks a held word
+    /// [`LockWord::WAITERS`].
     fn spin(&self, me: Self::Bits) -> Option<bool> {
         let word = self.word();
+        let marked = Self::MARK_BEFORE_LOOKING && {
+            // Counted down without a read-modify-write: two threads that
+            // race here only make one marked wait more or fewer.
+            let left = MARKED_WAITS.load(Ordering::Relaxed);
+            if left > 0 {
+                MARKED_WAITS.store(left - 1, Ordering::Relaxed);
+            }
+            left > 0
+        };
+        if marked {
+            let w = word.load(Ordering::Relaxed);
+            if w & Self::OWNER != Self::Bits::ZERO {
+                self.mark_waiters(w);
+            }
+        }
         for _ in 0..SPINS {
             std::hint::spin_loop();
             let w = word.load(Ordering::Relaxed);
@@ -167,6 +212,9 @@ pub(crate) trait LockWord {
                     return Some(abandoned);
                 }
             }
+        }
+        if Self::MARK_BEFORE_LOOKING && !marked {
+            MARKED_WAITS.store(MARKED_AFTER_A_MISS, Ordering::Relaxed);
         }
         None
     }
@@ -356,5 +404,73 @@ impl<T: Deref<Target: LockWord>> Drop for WordLock<T> {
         if self.is_held() {
             let _ = self.release();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A word in this test's memory, held by mark 1; `MARK` is the
+    /// backend's [`LockWord::MARK_BEFORE_LOOKING`].
+    struct Held<const MARK: bool>(AtomicU32);
+
+    impl<const MARK: bool> LockWord for Held<MARK> {
+        type Bits = u32;
+        type Word = AtomicU32;
+        const OWNER: u32 = 0xff;
+        const WAITERS: u32 = 0x100;
+        const ABANDONED: u32 = 0;
+        const MARK_BEFORE_LOOKING: bool = MARK;
+        type Wait = ();
+        const FIRST_WAIT: () = ();
+
+        fn word(&self) -> &AtomicU32 {
+            &self.0
+        }
+        fn me(&self) -> Result<u32> {
+            Ok(2)
+        }
+        fn holder_token() -> u32 {
+            1
+        }
+        fn try_lock(&self) -> Result<Option<bool>> {
+            Ok(self.take_if_free(2))
+        }
+        fn lock_for(&self, _: Duration, _: &mut ()) -> Result<Option<bool>> {
+            Ok(self.spin(2))
+        }
+        fn wake_one(&self) -> Result<()> {
+            Ok(())
+        }
+        fn is_locked(&self) -> Result<bool> {
+            Ok(self.0.load(Ordering::Relaxed) & Self::OWNER != 0)
+        }
+    }
+
+    #[test]
+    fn a_wait_after_a_miss_marks_the_word_before_it_looks() {
+        // The first wait may find the count at 0 (then it misses, unmarked,
+        // and sets it) or above (it marks): either way the second marks.
+        let held = Held::<true>(AtomicU32::new(1));
+        assert_eq!(held.spin(2), None);
+        assert_eq!(held.spin(2), None);
+        assert_eq!(held.0.load(Ordering::Relaxed), 1 | 0x100);
+        assert!(MARKED_WAITS.load(Ordering::Relaxed) > 0);
+        // The release finds the mark, so it wakes; the word is free after.
+        assert!(matches!(held.unlock(2), Err(Error::NotHeld)));
+        held.unlock(1).unwrap();
+        assert_eq!(held.0.load(Ordering::Relaxed), 0);
+        assert_eq!(held.spin(2), Some(false));
+        assert_eq!(held.0.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_backend_that_does_not_mark_before_looking_never_does() {
+        let held = Held::<false>(AtomicU32::new(1));
+        for _ in 0..3 {
+            assert_eq!(held.spin(2), None);
+        }
+        assert_eq!(held.0.load(Ordering::Relaxed), 1);
     }
 }

@@ -202,6 +202,7 @@ impl LockWord for Shared {
     const OWNER: u32 = OWNER;
     const WAITERS: u32 = WAITERS;
     const ABANDONED: u32 = ABANDONED;
+    const MARK_BEFORE_LOOKING: bool = true;
 
     /// How long the next sleep lasts at most before the waiter asks whether
     /// the holder is alive (see [`LIVENESS_SLICE`]).

@@ -170,6 +170,10 @@ impl LockWord for Shared {
     const WAITERS: u64 = WAITERS;
     /// None: a waiter learns of a holder's death from its process handle.
     const ABANDONED: u64 = 0;
+    /// No: a wake-up sets an auto-reset event, which stays set when nobody
+    /// sleeps (the next sleeper then wakes for nothing), and costs a round
+    /// trip to the server under Wine, where this backend is measured.
+    const MARK_BEFORE_LOOKING: bool = false;
 
     /// Nothing: a wait asks about the holder anew each time.
     type Wait = ();
