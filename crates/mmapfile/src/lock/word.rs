@@ -411,9 +411,16 @@ impl<T: Deref<Target: LockWord>> Drop for WordLock<T> {
 mod tests {
     use super::*;
 
-    /// A word in this test's memory, held by mark 1; `MARK` is the
-    /// backend's [`LockWord::MARK_BEFORE_LOOKING`].
-    struct Held<const MARK: bool>(AtomicU32);
+    /// A word in this test's memory, held by mark 1, and how many wake-ups
+    /// its releases made; `MARK` is the backend's
+    /// [`LockWord::MARK_BEFORE_LOOKING`].
+    struct Held<const MARK: bool>(AtomicU32, AtomicU32);
+
+    impl<const MARK: bool> Held<MARK> {
+        fn new() -> Self {
+            Held(AtomicU32::new(1), AtomicU32::new(0))
+        }
+    }
 
     impl<const MARK: bool> LockWord for Held<MARK> {
         type Bits = u32;
@@ -441,6 +448,7 @@ mod tests {
             Ok(self.spin(2))
         }
         fn wake_one(&self) -> Result<()> {
+            self.1.fetch_add(1, Ordering::Relaxed);
             Ok(())
         }
         fn is_locked(&self) -> Result<bool> {
@@ -452,7 +460,7 @@ mod tests {
     fn a_wait_after_a_miss_marks_the_word_before_it_looks() {
         // The first wait may find the count at 0 (then it misses, unmarked,
         // and sets it) or above (it marks): either way the second marks.
-        let held = Held::<true>(AtomicU32::new(1));
+        let held = Held::<true>::new();
         assert_eq!(held.spin(2), None);
         assert_eq!(held.spin(2), None);
         assert_eq!(held.0.load(Ordering::Relaxed), 1 | 0x100);
@@ -461,16 +469,19 @@ mod tests {
         assert!(matches!(held.unlock(2), Err(Error::NotHeld)));
         held.unlock(1).unwrap();
         assert_eq!(held.0.load(Ordering::Relaxed), 0);
+        assert_eq!(held.1.load(Ordering::Relaxed), 1);
         assert_eq!(held.spin(2), Some(false));
         assert_eq!(held.0.load(Ordering::Relaxed), 2);
     }
 
     #[test]
     fn a_backend_that_does_not_mark_before_looking_never_does() {
-        let held = Held::<false>(AtomicU32::new(1));
+        let held = Held::<false>::new();
         for _ in 0..3 {
             assert_eq!(held.spin(2), None);
         }
         assert_eq!(held.0.load(Ordering::Relaxed), 1);
+        held.unlock(1).unwrap();
+        assert_eq!(held.1.load(Ordering::Relaxed), 0);
     }
 }
