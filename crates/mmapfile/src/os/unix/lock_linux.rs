@@ -228,13 +228,10 @@ impl LockWord for Shared {
 
     fn try_lock(&self) -> Result<Option<bool>> {
         let me = self.slot()?;
-        let word = self.word();
-        if word
-            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            return Ok(Some(false));
+        if let Some(abandoned) = self.take_if_free(me) {
+            return Ok(Some(abandoned));
         }
+        let word = self.word();
         loop {
             let w = word.load(Ordering::Relaxed);
             let owner = w & OWNER;
