@@ -206,8 +206,9 @@ mod backend {
         Ok(None)
     }
 
-    /// Nothing is left behind by creators here (`O_TMPFILE`); the lock
-    /// companions of processes that all died are.
+    /// A creator killed before it finished its block leaves the block's
+    /// record, dead, which `gc` removes with the other dead blocks; the lock
+    /// companions of processes that all died are removed here.
     pub(crate) fn collect_leftovers() -> Result<()> {
         crate::os::unix::lock::collect_companions()
     }
@@ -245,15 +246,22 @@ mod backend {
             let holders = counts.as_ref().map(|c| count_for(c, &st));
             let shm = format!("{SHM_PREFIX}{base}");
             let segment = lifetime::segment_of(&fd);
-            if tidy && holders == Some(0) && segment.is_some() {
+            let unfinished = lifetime::unfinished(&st, segment.as_ref());
+            if tidy && holders == Some(0) && (segment.is_some() || unfinished) {
                 // What the last holder of a block in a segment leaves when it
-                // dies without closing: the kernel freed the memory, and
-                // this record of nothing goes now (a live holder that joins
-                // meanwhile keeps it: `collect` takes the exclusive lock).
+                // dies without closing, or a creator killed before its block
+                // was finished: the kernel freed the memory, and this record
+                // of nothing goes now (a live holder that joins meanwhile
+                // keeps it: `collect` takes the exclusive lock).
                 drop(fd);
                 if let Ok(key) = CString::new(shm) {
                     let _ = lifetime::collect(&key);
                 }
+                continue;
+            }
+            if unfinished && holders != Some(0) {
+                // Not a block yet: its creator is at work. (One whose creator
+                // died is listed, dead, for `gc` to remove.)
                 continue;
             }
             let record = if is_record(&st) {

@@ -6,9 +6,15 @@
 //! - Every holder keeps a shared open-file-description (OFD) lock on byte
 //!   [`LIVENESS_BYTE`] of the shared-memory object. The kernel drops it when
 //!   the holder's descriptor closes, which includes exit and SIGKILL.
-//! - A block is published under its name only once it is sized, has its
-//!   permission bits, and is held by its creator (`O_TMPFILE` + `linkat`),
-//!   so nobody ever sees a block under construction.
+//! - Nobody ever uses a block under construction. A block's record is
+//!   created under its name (`O_CREAT | O_EXCL`) empty, and held by its
+//!   creator, which finishes it by its last step (the segment's reference,
+//!   or the size). A record that is still empty is *unfinished*: an opener
+//!   that finds one held waits for it, and one that finds it without a
+//!   holder (its creator died, or has not taken its lock yet) removes it
+//!   like a dead block, so a creator checks `st_nlink` once it holds its
+//!   lock. A file mapping's record, written in several steps, is published
+//!   only once written and held (`O_TMPFILE` + `linkat`).
 //! - The name is removed only by a process that holds the *exclusive* lock
 //!   on the object the name refers to, and that has checked (`st_nlink`)
 //!   that the object is still linked. A closing holder gets that lock by
@@ -61,6 +67,25 @@ fn ofd_lock(fd: RawFd, cmd: libc::c_int, ty: libc::c_int) -> io::Result<()> {
             return Err(err);
         }
     }
+}
+
+/// Converts our shared lock to the exclusive one if we are the only
+/// holder, for a holder about to remove the name (the last to leave, or one
+/// that found the record unfinished). `Ok(false)`: another holder stays, and
+/// we hold nothing now.
+///
+/// Two holders doing this at once can each be refused because of the
+/// other's shared lock, and the name would be left behind. So a refused one
+/// drops its lock and tries again: of those that try together, the one that
+/// tries last finds the others' locks gone. Meanwhile it holds nothing,
+/// which is fine: it is leaving, and an opener that finds no holder at all
+/// removes the name just as it would.
+fn take_from_holders(fd: &OwnedFd) -> Result<bool> {
+    if try_exclusive(fd)? {
+        return Ok(true);
+    }
+    unlock(fd)?;
+    try_exclusive(fd)
 }
 
 /// Takes (or converts our shared lock to) the exclusive lock without
@@ -123,6 +148,60 @@ fn shm_path(shm: &CString) -> Result<CString> {
 
 /// Set once `linkat(AT_EMPTY_PATH)` has been refused (see `publish`).
 static EMPTY_PATH_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a record with status `st` and the segment reference `segment`
+/// is unfinished: created in place and not yet given its block (see
+/// [`create_in_place`]). A finished block's record has a segment or a size;
+/// a file mapping's has its mark.
+pub(crate) fn unfinished(st: &libc::stat, segment: Option<&SegmentRef>) -> bool {
+    st.st_size == 0 && st.st_mode & MARK == 0 && segment.is_none()
+}
+
+/// How long an opener that found a record unfinished, and its creator at
+/// work, sleeps before it looks again.
+const UNFINISHED_POLL: Duration = Duration::from_micros(200);
+
+/// Creates a block's record under its name, holds it, and lets `init` give
+/// it its block; `init` must leave the record [`unfinished`] until its last
+/// step. `Ok(None)`: the name is taken.
+///
+/// Creating under the name, where `publish` creates an unnamed object and
+/// links it, spares the look for an existing name and the `linkat`. The
+/// creator holds the record shared, as any holder, rather than exclusively
+/// until it is finished (which would let openers sleep in the kernel instead
+/// of polling): converting down would be one more system call a create.
+/// Measured in docs/named-blocks.md, "Costs".
+fn create_in_place(shm: &CString, init: Init<'_>, mode: u32) -> Result<Option<OwnedFd>> {
+    loop {
+        let fd = match shm_open(shm, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, mode) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
+            Err(e) => return Err(Error::io("shm_open", e)),
+        };
+        // Waits only while an opener that found the record before this lock
+        // removes it, taking it for a dead creator's: then make another.
+        wait_shared(&fd)?;
+        let st = fstat(&fd)?;
+        if st.st_nlink == 0 {
+            continue;
+        }
+        let made = if st.st_mode & 0o7777 != mode {
+            // The umask took bits away.
+            fchmod(&fd, mode).and_then(|()| init(&fd))
+        } else {
+            init(&fd)
+        };
+        if let Err(e) = made {
+            // Unfinished, so nobody joined: remove it, or leave it to an
+            // opener looking at it just now, which removes it once we are gone.
+            if take_from_holders(&fd)? && is_linked(&fd)? {
+                unlink_held(shm)?;
+            }
+            return Err(e);
+        }
+        return Ok(Some(fd));
+    }
+}
 
 /// Creates an object, fills it with `init` (a block's size, or a file
 /// mapping's record), gives it the mode bits `mode`, holds it, and only then
@@ -365,8 +444,13 @@ pub(crate) fn join(
     // The segment a creating call made for the record it is filling: the
     // last one, if a name taken meanwhile made it start over.
     let made: RefCell<Option<Segment>> = RefCell::new(None);
+    // A block's record is finished by its last step (see `unfinished`):
+    // the segment's reference, or the size.
     let fill = |fd: &OwnedFd| {
         made.replace(None);
+        if digested {
+            label(fd, base)?;
+        }
         match (block, file) {
             (Some((size, init, space)), _) => {
                 room_in_memory(size, space)?;
@@ -388,9 +472,6 @@ pub(crate) fn join(
             (None, Some(record)) => drop(record.write(fd)?),
             (None, None) => {}
         }
-        if digested {
-            label(fd, base)?;
-        }
         Ok(())
     };
     let making = block.is_some() || file.is_some();
@@ -399,6 +480,7 @@ pub(crate) fn join(
         let (fd, lockable, created, owner) = open(
             key,
             making.then_some(&fill as Init<'_>),
+            block.is_some(),
             create,
             writable,
             mode,
@@ -409,7 +491,22 @@ pub(crate) fn join(
         }
         made.replace(None);
         let Some(reference) = segment_of(&fd) else {
-            break (fd, lockable, created, None);
+            if !unfinished(&fstat(&fd)?, None) {
+                break (fd, lockable, created, None);
+            }
+            // Its creator is at work, died, or has not taken its lock yet.
+            // As its only holder we remove it; a read-only opener cannot,
+            // but then looks again and finds it gone or without a holder.
+            if lockable && take_from_holders(&fd)? {
+                if is_linked(&fd)? {
+                    unlink_held(key)?;
+                }
+                continue;
+            }
+            unlock(&fd)?;
+            drop(fd);
+            std::thread::sleep(UNFINISHED_POLL);
+            continue;
         };
         // The kernel detaches a killed holder's memory before it drops its
         // locks, so for a moment a record can look held while its segment is
@@ -485,15 +582,24 @@ pub(crate) fn join(
 fn open(
     shm: &CString,
     new: Option<Init<'_>>,
+    in_place: bool,
     create: CreateMode,
     writable: bool,
     mode: u32,
     allow_other_owner: bool,
 ) -> Result<(OwnedFd, bool, bool, libc::uid_t)> {
     let may_create = new.is_some() && create != CreateMode::OpenOnly;
+    let make = |init| match in_place {
+        true => create_in_place(shm, init, mode),
+        false => publish(shm, init, mode),
+    };
     loop {
-        if let (CreateMode::CreateOnly, Some(init)) = (create, new) {
-            if let Some(fd) = publish(shm, init, mode)? {
+        // A block is made first and opened if the name is taken: creating
+        // is the look. A file mapping's record is looked for first.
+        if let Some(init) =
+            new.filter(|_| create == CreateMode::CreateOnly || (in_place && may_create))
+        {
+            if let Some(fd) = make(init)? {
                 return Ok((fd, true, true, geteuid()));
             }
         }
@@ -511,7 +617,7 @@ fn open(
                 let Some(init) = new else {
                     unreachable!("may_create needs an init")
                 };
-                match publish(shm, init, mode)? {
+                match make(init)? {
                     Some(fd) => return Ok((fd, true, true, geteuid())),
                     None => continue,
                 }
@@ -558,18 +664,7 @@ pub(crate) fn release(fd: &OwnedFd, shm: &CString, lockable: bool) -> Result<()>
     // holder exists; while we hold it nobody can join, so removing the name
     // cannot strand a new holder. Openers waiting for the shared lock see
     // st_nlink == 0 once we are done and start over.
-    let mut last = try_exclusive(fd)?;
-    if !last {
-        // Two holders closing at once can each be refused because of the
-        // other's shared lock, and the block would be left dead. So drop
-        // ours and try again: of the holders that leave together, the one
-        // that tries last finds the others' locks gone and removes the name.
-        // Meanwhile we hold nothing, which is fine: we are leaving, and an
-        // opener that finds no holder at all removes the block just as we would.
-        unlock(fd)?;
-        last = try_exclusive(fd)?;
-    }
-    if last && is_linked(fd)? {
+    if take_from_holders(fd)? && is_linked(fd)? {
         unlink_held(shm)?;
     }
     Ok(())
