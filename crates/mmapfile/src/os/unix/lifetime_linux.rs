@@ -163,7 +163,7 @@ const UNFINISHED_POLL: Duration = Duration::from_micros(200);
 
 /// Creates a block's record under its name, holds it, and lets `init` give
 /// it its block; `init` must leave the record [`unfinished`] until its last
-/// step. `Ok(None)`: the name is taken.
+/// step. Returns the record and its owner; `Ok(None)`: the name is taken.
 ///
 /// Creating under the name, where `publish` creates an unnamed object and
 /// links it, spares the look for an existing name and the `linkat`. The
@@ -171,7 +171,11 @@ const UNFINISHED_POLL: Duration = Duration::from_micros(200);
 /// until it is finished (which would let openers sleep in the kernel instead
 /// of polling): converting down would be one more system call a create.
 /// Measured in docs/named-blocks.md, "Costs".
-fn create_in_place(shm: &CString, init: Init<'_>, mode: u32) -> Result<Option<OwnedFd>> {
+fn create_in_place(
+    shm: &CString,
+    init: Init<'_>,
+    mode: u32,
+) -> Result<Option<(OwnedFd, libc::uid_t)>> {
     loop {
         let fd = match shm_open(shm, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, mode) {
             Ok(fd) => fd,
@@ -199,7 +203,7 @@ fn create_in_place(shm: &CString, init: Init<'_>, mode: u32) -> Result<Option<Ow
             }
             return Err(e);
         }
-        return Ok(Some(fd));
+        return Ok(Some((fd, st.st_uid)));
     }
 }
 
@@ -475,12 +479,16 @@ pub(crate) fn join(
         Ok(())
     };
     let making = block.is_some() || file.is_some();
+    // A record created in place has the umask's mode until its creator
+    // corrects it, so one that others may open (group or other bits) is
+    // published whole instead: they would be refused meanwhile.
+    let in_place = block.is_some() && mode & 0o077 == 0;
     let started = Instant::now();
     let (fd, lockable, created, segment) = loop {
         let (fd, lockable, created, owner) = open(
             key,
             making.then_some(&fill as Init<'_>),
-            block.is_some(),
+            in_place,
             create,
             writable,
             mode,
@@ -591,7 +599,7 @@ fn open(
     let may_create = new.is_some() && create != CreateMode::OpenOnly;
     let make = |init| match in_place {
         true => create_in_place(shm, init, mode),
-        false => publish(shm, init, mode),
+        false => Ok(publish(shm, init, mode)?.map(|fd| (fd, geteuid()))),
     };
     loop {
         // A block is made first and opened if the name is taken: creating
@@ -599,8 +607,8 @@ fn open(
         if let Some(init) =
             new.filter(|_| create == CreateMode::CreateOnly || (in_place && may_create))
         {
-            if let Some(fd) = make(init)? {
-                return Ok((fd, true, true, geteuid()));
+            if let Some((fd, owner)) = make(init)? {
+                return Ok((fd, true, true, owner));
             }
         }
         // Read-write even for read-only access where permitted: a read-only
@@ -618,7 +626,7 @@ fn open(
                     unreachable!("may_create needs an init")
                 };
                 match make(init)? {
-                    Some(fd) => return Ok((fd, true, true, geteuid())),
+                    Some((fd, owner)) => return Ok((fd, true, true, owner)),
                     None => continue,
                 }
             }

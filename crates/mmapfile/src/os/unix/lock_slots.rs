@@ -7,9 +7,10 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 use std::sync::{MutexGuard, Once, PoisonError};
 
+use super::super::sys::getpid;
 use super::super::{cstring, open_path};
 use super::{futex_wake, Shared, ABANDONED, OWNER};
 use crate::error::{Error, Result};
@@ -68,16 +69,11 @@ fn slot_byte(slot: u32) -> libc::off_t {
     SLOT_BASE + libc::off_t::from(slot)
 }
 
-/// This process's id, without a system call on every use (glibc no longer
-/// caches it): kept here and renewed in a forked child by the fork handler.
+/// This process's id ([`getpid`]); installs the fork handler
+/// that closes a child's copies of slot descriptors first.
 pub(super) fn current_pid() -> u32 {
-    static PID: AtomicU32 = AtomicU32::new(0);
-    let pid = PID.load(Ordering::Relaxed);
-    if pid != 0 {
-        return pid;
-    }
-    fork_fds::install(&PID);
-    std::process::id()
+    fork_fds::install();
+    getpid() as u32
 }
 
 /// Descriptors that a forked child must not keep: slot descriptors, which
@@ -95,7 +91,6 @@ mod fork_fds {
     }
 
     static HEAD: AtomicPtr<Node> = AtomicPtr::new(std::ptr::null_mut());
-    static PID: AtomicPtr<AtomicU32> = AtomicPtr::new(std::ptr::null_mut());
 
     impl Node {
         /// Takes `fd` off the list; false if a fork handler closed it.
@@ -137,13 +132,8 @@ mod fork_fds {
     }
 
     /// Runs in a forked child (only async-signal-safe calls): closes the
-    /// child's copies of the slot descriptors, and renews the cached pid.
+    /// child's copies of the slot descriptors.
     extern "C" fn in_child() {
-        let pid = PID.load(Ordering::Acquire);
-        if !pid.is_null() {
-            // SAFETY: PID points to a static; getpid has no preconditions.
-            unsafe { (*pid).store(libc::getpid() as u32, Ordering::Relaxed) };
-        }
         let mut at = HEAD.load(Ordering::Acquire);
         while !at.is_null() {
             // SAFETY: nodes are leaked, never freed.
@@ -158,18 +148,14 @@ mod fork_fds {
         }
     }
 
-    /// Installs the fork handler once, and caches the pid in `pid`.
-    pub(super) fn install(pid: &'static AtomicU32) {
+    /// Installs the fork handler once.
+    pub(super) fn install() {
         static ONCE: Once = Once::new();
         ONCE.call_once(|| {
-            PID.store(pid as *const AtomicU32 as *mut AtomicU32, Ordering::Release);
             // SAFETY: `in_child` is a valid handler for the life of the
             // process (a static function); the others are none.
             unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
         });
-        // Stored after the handler exists, so a child never keeps a stale one.
-        // SAFETY: getpid has no preconditions.
-        pid.store(unsafe { libc::getpid() } as u32, Ordering::Relaxed);
     }
 }
 

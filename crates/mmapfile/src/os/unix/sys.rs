@@ -8,7 +8,8 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::Once;
 
 use crate::error::{Error, Result};
 
@@ -154,9 +155,31 @@ pub(crate) fn allocation_granularity() -> usize {
 }
 
 /// The calling process's id.
+/// This process's id, without a system call on every use (glibc no longer
+/// caches it; a named create + close asked twice): kept here, and renewed
+/// in a forked child by a fork handler.
 pub(crate) fn getpid() -> libc::pid_t {
+    static PID: AtomicI32 = AtomicI32::new(0);
+    /// Runs in a forked child; getpid is async-signal-safe.
+    extern "C" fn in_child() {
+        // SAFETY: getpid has no preconditions.
+        PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    }
+    let pid = PID.load(Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    static HANDLER: Once = Once::new();
+    HANDLER.call_once(|| {
+        // SAFETY: `in_child` is a valid handler for the life of the process
+        // (a static function); the others are none.
+        unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+    });
+    // Stored after the handler exists, so a child never keeps a stale one.
     // SAFETY: getpid has no preconditions.
-    unsafe { libc::getpid() }
+    let pid = unsafe { libc::getpid() };
+    PID.store(pid, Ordering::Relaxed);
+    pid
 }
 
 pub(crate) fn cstring(op: &'static str, bytes: &[u8]) -> Result<CString> {
