@@ -145,8 +145,9 @@ impl Backing {
         }
         let key = lifetime::key(name.base())?;
         let writable = access.writes_backing();
-        // A block that `space` finds no room for is refused before it has a
-        // name, so a refusal leaves nothing behind.
+        // A block that `space` finds no room for is refused before anyone
+        // can use it, and leaves nothing behind: the backend removes its
+        // unfinished record, or never named it.
         let init = |fd: &OwnedFd| {
             make_room(fd.as_fd(), 0, size, Purpose::NamedBlock, space)?;
             ftruncate(fd, size)
