@@ -69,10 +69,8 @@ fn slot_byte(slot: u32) -> libc::off_t {
     SLOT_BASE + libc::off_t::from(slot)
 }
 
-/// This process's id ([`getpid`]); installs the fork handler
-/// that closes a child's copies of slot descriptors first.
+/// This process's id ([`getpid`]), as the lock word holds it.
 pub(super) fn current_pid() -> u32 {
-    fork_fds::install();
     getpid() as u32
 }
 
@@ -101,8 +99,9 @@ mod fork_fds {
         }
     }
 
-    /// Puts `fd` on the list.
+    /// Puts `fd` on the list, with the fork handler installed first.
     pub(super) fn remember(fd: RawFd) -> &'static Node {
+        install();
         let mut at = HEAD.load(Ordering::Acquire);
         while !at.is_null() {
             // SAFETY: nodes are leaked, never freed.
@@ -149,7 +148,7 @@ mod fork_fds {
     }
 
     /// Installs the fork handler once.
-    pub(super) fn install() {
+    fn install() {
         static ONCE: Once = Once::new();
         ONCE.call_once(|| {
             // SAFETY: `in_child` is a valid handler for the life of the
