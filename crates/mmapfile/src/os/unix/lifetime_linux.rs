@@ -484,7 +484,8 @@ pub(crate) fn join(
     // published whole instead: they would be refused meanwhile.
     let in_place = block.is_some() && mode & 0o077 == 0;
     let started = Instant::now();
-    let (fd, lockable, created, segment) = loop {
+    // `marked`: the record has the mark of a file mapping's.
+    let (fd, lockable, created, segment, marked) = loop {
         let (fd, lockable, created, owner) = open(
             key,
             making.then_some(&fill as Init<'_>),
@@ -495,12 +496,14 @@ pub(crate) fn join(
             allow_other_owner,
         )?;
         if created {
-            break (fd, lockable, created, made.take());
+            break (fd, lockable, created, made.take(), false);
         }
         made.replace(None);
         let Some(reference) = segment_of(&fd) else {
-            if !unfinished(&fstat(&fd)?, None) {
-                break (fd, lockable, created, None);
+            let st = fstat(&fd)?;
+            // mode_t is u32 on Linux, and this file is built for Linux only.
+            if !unfinished(&st, None) {
+                break (fd, lockable, created, None, st.st_mode & MARK != 0);
             }
             // Its creator is at work, died, or has not taken its lock yet.
             // As its only holder we remove it; a read-only opener cannot,
@@ -520,7 +523,7 @@ pub(crate) fn join(
         // locks, so for a moment a record can look held while its segment is
         // already gone (or its id already another segment's): wait that out.
         match Segment::attach(&reference, owner, writable) {
-            Ok(segment) => break (fd, lockable, created, Some(segment)),
+            Ok(segment) => break (fd, lockable, created, Some(segment), false),
             Err(AttachError::Failed(e)) => {
                 let _ = unlock(&fd);
                 return Err(e);
@@ -562,8 +565,7 @@ pub(crate) fn join(
         },
         Some(record) if created => Held::File(record.clone()),
         _ if created => Held::Block { size: None },
-        // mode_t is u32 on Linux, and this file is built for Linux only.
-        _ if fstat(&fd)?.st_mode & MARK != 0 => match FileRecord::read(&fd) {
+        _ if marked => match FileRecord::read(&fd) {
             Ok(record) => Held::File(record),
             Err(e) => {
                 let _ = release(&fd, key, lockable);
