@@ -4,8 +4,10 @@
 # failure (the harness exits with 101 for those), it also says so and runs
 # the binary once more with Wine's error messages on, which `WINEDEBUG=-all`
 # hides: a launch that failed silently (exit 1, no output) was seen once
-# and not reproduced, and the next one should leave a trace. The second
-# run's result is only printed.
+# and not reproduced, and the next one should leave a trace. (One cause of
+# such failures was found since and removed: Wine without its preloader,
+# see APT_PACKAGES in windows-env.sh.) The second run's result is only
+# printed.
 wine "$@"
 rc=$?
 if [ "$rc" != 0 ] && [ "$rc" != 101 ]; then
