@@ -63,6 +63,17 @@ def object_path(name: str) -> Path:
     return SHM_DIR / mmapfile._mmapfile._block_info(name)["shm_name"].lstrip("/")
 
 
+def hold_as_linux_holder(fd: int) -> None:
+    """Takes the holder lock of the Linux protocol on ``fd`` (a shared OFD
+    lock on byte 0), as a holder of the block does
+    (crates/mmapfile/src/os/unix/lifetime_linux.rs)."""
+    import fcntl  # POSIX only
+    import struct
+
+    flock = struct.pack("hhqqi4x", fcntl.F_RDLCK, os.SEEK_SET, 0, 1, 0)
+    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, flock)
+
+
 def open_fds() -> set[str]:
     """The descriptors this process has open (Linux only)."""
     return set(os.listdir("/proc/self/fd"))

@@ -7,14 +7,13 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import struct
 import subprocess
 import sys
 
 import mmapfile
 import pytest
 from _other_user import start_python
-from conftest import LINUX, PORTABLE, WINDOWS, shm_path
+from conftest import LINUX, PORTABLE, WINDOWS, hold_as_linux_holder, shm_path
 
 MAX_NAME = 260
 
@@ -105,15 +104,6 @@ def test_a_long_name_is_listed_by_its_full_name(block_name):
     assert not shm_path(name).exists()
 
 
-def _hold_with_ofd_lock(fd: int) -> None:
-    """Takes the holder lock of the Linux protocol (a shared OFD lock on
-    byte 0) on ``fd``, as a holder of the block would."""
-    import fcntl  # POSIX only
-
-    flock = struct.pack("hhqqi4x", fcntl.F_RDLCK, os.SEEK_SET, 0, 1, 0)
-    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, flock)
-
-
 @pytest.mark.skipif(not LINUX or PORTABLE, reason="the Linux backend's digest names")
 def test_a_digest_shared_by_two_names_is_refused_not_shared(block_name):
     # SHA-256 collisions cannot be made; an object under the digest of one
@@ -130,7 +120,7 @@ def test_a_digest_shared_by_two_names_is_refused_not_shared(block_name):
                 pytest.skip("this kernel's tmpfs keeps no user extended attributes")
             raise
         os.ftruncate(fd, 4096)
-        _hold_with_ofd_lock(fd)
+        hold_as_linux_holder(fd)
         with pytest.raises(ValueError, match="same digest"):
             mmapfile.mmapfile(None, name, 4096)
     finally:

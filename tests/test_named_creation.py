@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import struct
 import sys
 import threading
 import time
@@ -22,21 +21,12 @@ import time
 import mmapfile
 import pytest
 from _other_user import start_python
-from conftest import PORTABLE, linux_only, shm_path
-
-if not sys.platform.startswith("linux"):
-    # fcntl, below, is POSIX-only, and imported as the module is collected.
-    pytest.skip("records created in place are Linux's", allow_module_level=True)
-
-import fcntl  # noqa: E402
+from conftest import PORTABLE, hold_as_linux_holder, linux_only, shm_path
 
 pytestmark = [
     linux_only,
     pytest.mark.skipif(PORTABLE, reason="the portable backend keeps its own records"),
 ]
-
-# Not in every Python's fcntl module.
-F_OFD_SETLK = 37
 
 
 def unfinished_record(name: str, held: bool) -> int:
@@ -45,7 +35,7 @@ def unfinished_record(name: str, held: bool) -> int:
     Returns its descriptor."""
     fd = os.open(shm_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     if held:
-        fcntl.fcntl(fd, F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_RDLCK, os.SEEK_SET, 0, 1, 0))
+        hold_as_linux_holder(fd)
     return fd
 
 
