@@ -154,7 +154,6 @@ pub(crate) fn allocation_granularity() -> usize {
     page_size()
 }
 
-/// The calling process's id.
 /// This process's id, without a system call on every use (glibc no longer
 /// caches it; a named create + close asked twice): kept here, and renewed
 /// in a forked child by a fork handler.
