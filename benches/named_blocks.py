@@ -12,6 +12,7 @@ under `chrt -f 10` steadies them but is not fair: real-time scheduling slows
 SharedMemory's hand-off to its tracker process.)
 """
 
+import secrets
 import statistics
 import time
 import uuid
@@ -23,7 +24,9 @@ ROUNDS, CALLS = 7, 1000
 
 
 def ours():
-    m = mmapfile.mmapfile(None, "bench-" + uuid.uuid4().hex[:12], 4096)
+    # Named as SharedMemory names its own blocks (secrets.token_hex), so that
+    # both sides pay the same for a fresh name.
+    m = mmapfile.mmapfile(None, "bench-" + secrets.token_hex(6), 4096)
     m.close()
 
 
