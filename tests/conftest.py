@@ -63,6 +63,17 @@ def object_path(name: str) -> Path:
     return SHM_DIR / mmapfile._mmapfile._block_info(name)["shm_name"].lstrip("/")
 
 
+def segment_id(name: str) -> int | None:
+    """The id of the System V segment that the Linux record of ``name`` names
+    in its modification time, or None (crates/mmapfile/src/os/unix/segment.rs,
+    ``SegmentRef::mtime``, read again here to check it): seconds with 0b0101
+    in their top four bits, then the id in the next 31."""
+    seconds = os.stat(shm_path(name)).st_mtime_ns // 10**9
+    if seconds >> 60 != 0b0101:
+        return None
+    return (seconds >> 29) & 0x7FFF_FFFF
+
+
 def hold_as_linux_holder(fd: int) -> None:
     """Takes the holder lock of the Linux protocol on ``fd`` (a shared OFD
     lock on byte 0), as a holder of the block does

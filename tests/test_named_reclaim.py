@@ -20,7 +20,7 @@ import time
 import mmapfile
 import pytest
 from _other_user import as_nobody, start_python
-from conftest import IS_ROOT, PORTABLE, linux_only, shm_path
+from conftest import IS_ROOT, PORTABLE, linux_only, segment_id, shm_path
 
 if not sys.platform.startswith("linux"):
     # Below, decorators call POSIX-only functions (os.geteuid) as the module
@@ -114,7 +114,7 @@ def test_the_last_holders_end_frees_a_filled_64_mib_block_within_a_second(block_
 def test_a_second_holder_keeps_the_bytes_and_the_name_for_a_third(block_name):
     first = hold(block_name, 64)
     second = hold(block_name, 64)
-    seg_id = segment_of(block_name)[0]
+    seg_id = str(segment_id(block_name))
     first.kill()
     first.wait(30)
     time.sleep(0.3)
@@ -192,7 +192,7 @@ def hold_locked(name: str, mib: int) -> subprocess.Popen:
 
 def test_a_killed_last_holder_that_locked_its_block_leaves_nothing_in_dev_shm(block_name):
     child = hold_locked(block_name, 64)
-    assert segment_of(block_name), "the block is kept in a segment"
+    assert segment_id(block_name) is not None, "the block is kept in a segment"
     companion = lock_companion(block_name)
     # The word is in the segment's trailer page: no companion object.
     assert not os.path.exists(companion)
@@ -313,6 +313,30 @@ def test_a_block_in_another_ipc_namespace_is_refused_with_an_explanation(block_n
     m.close()
 
 
+def test_a_touched_record_is_reported_not_waited_on_for_ever(block_name):
+    # The record's modification time names the block's segment: `touch`
+    # takes that away. Openers say so (after the few seconds a creation
+    # could take), the holder keeps its bytes, and `rm` frees the name.
+    m = mmapfile.mmapfile(None, block_name, 4096)
+    m.write(b"held")
+    os.utime(shm_path(block_name))
+    assert segment_id(block_name) is None
+    start = time.monotonic()
+    with pytest.raises(OSError) as caught:
+        mmapfile.mmapfile(None, block_name, 0)
+    waited = time.monotonic() - start
+    assert caught.value.errno == errno.EIDRM, caught.value
+    assert "modification time" in str(caught.value)
+    assert 4.5 <= waited < 30, waited
+    m.seek(0)
+    assert m.read(4) == b"held"
+    mmapfile._mmapfile._remove_block(block_name)
+    fresh = mmapfile.mmapfile(None, block_name, 4096)
+    assert fresh.created and fresh.read(4) == bytes(4)
+    fresh.close()
+    m.close()
+
+
 # --- the segment's own security ---------------------------------------------
 
 SHMAT_AS_OTHER_USER = """
@@ -335,15 +359,10 @@ def start_as_nobody(code: str, *args: str, preload: tuple[str, ...]) -> subproce
     )
 
 
-def segment_of(name: str) -> list[str]:
-    """What the block's record says: id, tag, IPC namespace, size."""
-    return os.getxattr(shm_path(name), "user.mmapfile.shm").decode().split()
-
-
 @pytest.mark.skipif(not IS_ROOT, reason="needs root to run a child as nobody")
 def test_the_segment_has_the_blocks_mode_and_the_kernel_enforces_it(block_name):
     m = mmapfile.mmapfile(None, block_name, 4096)  # mode 0600
-    seg_id = segment_of(block_name)[0]
+    seg_id = str(segment_id(block_name))
     assert mmapfile._mmapfile._block_info(block_name)["segment"] == int(seg_id)
     with open("/proc/sysvipc/shm") as f:
         rows = [line.split() for line in f if line.split()[1:2] == [seg_id]]
@@ -356,15 +375,14 @@ def test_the_segment_has_the_blocks_mode_and_the_kernel_enforces_it(block_name):
 
 
 # A record forged by another user (nobody) under a name of its own, naming
-# our segment (whose tag it may read: the block is 0644), and held, so that
-# an opener does not take it for dead.
+# our segment (any user may read a record's times, and /proc/sysvipc/shm
+# shows every segment), and held, so that an opener does not take it for dead.
 FORGE = """
-import fcntl, os, struct, sys
-path, value = sys.argv[1], sys.argv[2]
+import fcntl, os, struct, sys, time
+path, mtime_ns = sys.argv[1], int(sys.argv[2])
 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
-os.setxattr(fd, "user.mmapfile.shm", value.encode())
-F_OFD_SETLK = 37
-fcntl.fcntl(fd, F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_RDLCK, 0, 0, 1, 0))
+os.utime(fd, ns=(time.time_ns(), mtime_ns))
+fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_RDLCK, 0, 0, 1, 0))
 print("ready", flush=True)
 sys.stdin.readline()
 """
@@ -375,8 +393,10 @@ def test_a_forged_record_naming_another_users_segment_is_never_attached(block_na
     victim = mmapfile.mmapfile(None, block_name, 4096, mode=0o644)
     victim.write(b"victim")
     forged = f"{block_name}-forged"
-    value = " ".join(segment_of(block_name))
-    child = start_as_nobody(FORGE, str(shm_path(forged)), value, preload=("fcntl", "struct"))
+    value = str(os.stat(shm_path(block_name)).st_mtime_ns)
+    child = start_as_nobody(
+        FORGE, str(shm_path(forged)), value, preload=("fcntl", "struct", "time")
+    )
     try:
         line = child.stdout.readline()
         assert line.strip() == "ready", (line, child.stderr.read())
@@ -430,7 +450,7 @@ def test_closing_the_last_holder_in_process_detaches_and_frees_its_segment_at_on
     block_name, order
 ):
     m = mmapfile.mmapfile(None, block_name, 3 * 4096 + 10)
-    seg_id = segment_of(block_name)[0]
+    seg_id = str(segment_id(block_name))
     m.write(b"first")
     other = mmapfile.mmapfile(None, block_name, 0)
     assert other.read(5) == b"first"

@@ -21,7 +21,15 @@ from pathlib import Path
 import mmapfile
 import pytest
 from _other_user import as_nobody
-from conftest import IS_ROOT, PORTABLE, SIMULATED, STATE_DIR, object_path, shm_path
+from conftest import (
+    IS_ROOT,
+    PORTABLE,
+    SIMULATED,
+    STATE_DIR,
+    object_path,
+    segment_id,
+    shm_path,
+)
 
 pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="POSIX users (Wine has one user)"),
@@ -516,7 +524,7 @@ def test_a_reader_of_a_segment_block_cannot_take_or_write_its_lock(block_name):
     # locks on the record: both need the write permission the block's mode
     # withholds from a reader.
     m = mmapfile.mmapfile(None, block_name, 4096, mode=0o644)
-    assert os.getxattr(shm_path(block_name), "user.mmapfile.shm"), "kept in a segment"
+    assert segment_id(block_name) is not None, "kept in a segment"
     done = subprocess.run(
         as_nobody(READER_TAKES_THE_LOCK, block_name, preload=("mmapfile", "errno")),
         capture_output=True,

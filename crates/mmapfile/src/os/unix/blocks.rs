@@ -129,7 +129,14 @@ mod backend {
     ) -> BlockInfo {
         let (size, file) = match record {
             Some(record) => (record.size, Some(record.path)),
-            None => (segment.map_or(st.st_size.max(0) as u64, |s| s.size), None),
+            // A block whose segment is gone (its holders all died) has no
+            // size left to show.
+            None => (
+                segment.map_or(st.st_size.max(0) as u64, |s| {
+                    Segment::size_of(&s, st.st_uid).unwrap_or(0)
+                }),
+                None,
+            ),
         };
         BlockInfo {
             name: base.to_owned(),
@@ -157,7 +164,7 @@ mod backend {
         } else {
             None
         };
-        let segment = lifetime::segment_of(&fd);
+        let segment = SegmentRef::from_stat(&st);
         Ok(info_from_stat(
             base,
             shm_name(base),
@@ -172,10 +179,10 @@ mod backend {
     /// and the block's size; `None` where the record is the memory itself.
     pub(super) fn segment_source(base: &str) -> Result<Option<(Segment, u64)>> {
         let fd = open_readonly(base)?;
-        let Some(reference) = lifetime::segment_of(&fd) else {
+        let st = fstat(&fd)?;
+        let Some(reference) = SegmentRef::from_stat(&st) else {
             return Ok(None);
         };
-        let st = fstat(&fd)?;
         match Segment::attach(&reference, st.st_uid, false) {
             Ok(segment) => {
                 let size = segment.size();
@@ -245,8 +252,8 @@ mod backend {
             }
             let holders = counts.as_ref().map(|c| count_for(c, &st));
             let shm = format!("{SHM_PREFIX}{base}");
-            let segment = lifetime::segment_of(&fd);
-            let unfinished = lifetime::unfinished(&st, segment.as_ref());
+            let segment = SegmentRef::from_stat(&st);
+            let unfinished = lifetime::unfinished(&st);
             if tidy && holders == Some(0) && (segment.is_some() || unfinished) {
                 // What the last holder of a block in a segment leaves when it
                 // dies without closing, or a creator killed before its block

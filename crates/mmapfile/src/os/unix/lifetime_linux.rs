@@ -28,7 +28,7 @@ use std::cell::RefCell;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use super::file_record::{FileRecord, MARK};
@@ -149,21 +149,43 @@ fn shm_path(shm: &CString) -> Result<CString> {
 /// Set once `linkat(AT_EMPTY_PATH)` has been refused (see `publish`).
 static EMPTY_PATH_REFUSED: AtomicBool = AtomicBool::new(false);
 
-/// Whether a record with status `st` and the segment reference `segment`
-/// is unfinished: created in place and not yet given its block (see
-/// [`create_in_place`]). A finished block's record has a segment or a size;
-/// a file mapping's has its mark.
-pub(crate) fn unfinished(st: &libc::stat, segment: Option<&SegmentRef>) -> bool {
-    st.st_size == 0 && st.st_mode & MARK == 0 && segment.is_none()
+/// Whether a record with status `st` is unfinished: created in place and
+/// not yet given its block (see [`create_in_place`]). A finished block's
+/// record has a segment's reference or a size; a file mapping's has its mark.
+pub(crate) fn unfinished(st: &libc::stat) -> bool {
+    st.st_size == 0 && st.st_mode & MARK == 0 && SegmentRef::from_stat(st).is_none()
 }
 
 /// How long an opener that found a record unfinished, and its creator at
 /// work, sleeps before it looks again.
 const UNFINISHED_POLL: Duration = Duration::from_micros(200);
 
+/// How long after its last change a held record may still be unfinished.
+/// A creator finishes its record microseconds after making it, except one
+/// that keeps the block in the record and allocates it first (`space=
+/// "reserve"` where no segment can be had), which the record's growing
+/// pages show. One held, unfinished and without pages for longer had its
+/// time changed since (`touch` on it), which took away the reference to its
+/// block's memory: see [`touched`].
+const FINISHED_WITHIN: Duration = Duration::from_secs(5);
+
+/// Whether the unfinished record with status `st` was touched rather than
+/// being made: last changed (`st_ctime`: made, given its mode or its time)
+/// longer than [`FINISHED_WITHIN`] ago, and no page allocated in it.
+fn touched(st: &libc::stat) -> bool {
+    let changed = Duration::new(
+        st.st_ctime.max(0) as u64,
+        st.st_ctime_nsec.clamp(0, 999_999_999) as u32,
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    st.st_blocks == 0 && now.saturating_sub(changed) > FINISHED_WITHIN
+}
+
 /// Creates a block's record under its name, holds it, and lets `init` give
 /// it its block; `init` must leave the record [`unfinished`] until its last
-/// step. Returns the record and its owner; `Ok(None)`: the name is taken.
+/// step. Returns the record; `Ok(None)`: the name is taken.
 ///
 /// Creating under the name, where `publish` creates an unnamed object and
 /// links it, spares the look for an existing name and the `linkat`. The
@@ -171,11 +193,7 @@ const UNFINISHED_POLL: Duration = Duration::from_micros(200);
 /// until it is finished (which would let openers sleep in the kernel instead
 /// of polling): converting down would be one more system call a create.
 /// Measured in docs/named-blocks.md, "Costs".
-fn create_in_place(
-    shm: &CString,
-    init: Init<'_>,
-    mode: u32,
-) -> Result<Option<(OwnedFd, libc::uid_t)>> {
+fn create_in_place(shm: &CString, init: Init<'_>, mode: u32) -> Result<Option<OwnedFd>> {
     loop {
         let fd = match shm_open(shm, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, mode) {
             Ok(fd) => fd,
@@ -203,7 +221,7 @@ fn create_in_place(
             }
             return Err(e);
         }
-        return Ok(Some((fd, st.st_uid)));
+        return Ok(Some(fd));
     }
 }
 
@@ -281,8 +299,8 @@ fn publish(shm: &CString, init: Init<'_>, mode: u32) -> Result<Option<OwnedFd>> 
 
 /// What looking at an existing object found.
 enum Found {
-    /// We now hold it (shared lock).
-    Held,
+    /// We now hold it (shared lock); its status, taken under the lock.
+    Held(libc::stat),
     /// Someone holds it; we do not (only asked to look).
     Live,
     /// Dead or destroyed: start over with the name.
@@ -303,11 +321,7 @@ fn examine(fd: &OwnedFd, shm: &CString, lockable: bool, hold: bool) -> Result<Fo
             return Ok(Found::Live);
         }
         wait_shared(fd)?;
-        return Ok(if is_linked(fd)? {
-            Found::Held
-        } else {
-            Found::Gone
-        });
+        return held(fd);
     }
     if try_exclusive(fd)? {
         // No holder now, and none can join while we hold this lock. If the
@@ -324,8 +338,15 @@ fn examine(fd: &OwnedFd, shm: &CString, lockable: bool, hold: bool) -> Result<Fo
     // reclaimer is removing it), it holds the exclusive lock: wait, then
     // check that the object survived.
     wait_shared(fd)?;
-    Ok(if is_linked(fd)? {
-        Found::Held
+    held(fd)
+}
+
+/// What a holder that just took its shared lock on `fd` finds: the object,
+/// or that it was removed while we waited (start over).
+fn held(fd: &OwnedFd) -> Result<Found> {
+    let st = fstat(fd)?;
+    Ok(if st.st_nlink > 0 {
+        Found::Held(st)
     } else {
         Found::Gone
     })
@@ -339,11 +360,6 @@ pub(crate) fn key(base: &str) -> Result<CString> {
 
 /// The extended attribute that keeps a digested name's full name.
 const LABEL: &std::ffi::CStr = c"user.mmapfile.name";
-
-/// The extended attribute of a record whose block's memory is a System V
-/// segment ([`SegmentRef`]). A record without it is the block's memory
-/// itself (where segments cannot be had, and blocks of earlier versions).
-const SEGMENT: &std::ffi::CStr = c"user.mmapfile.shm";
 
 /// Sets the extended attribute `name` of the new object `fd` to `value`.
 /// `Ok(false)`: this file system keeps no user extended attributes (tmpfs
@@ -418,10 +434,54 @@ pub(crate) fn label_of(fd: &OwnedFd) -> Option<String> {
     String::from_utf8(read_label(fd)?).ok()
 }
 
-/// The segment that holds the memory of the block whose record is `fd`,
-/// if its memory is a segment (see [`SEGMENT`]).
-pub(crate) fn segment_of(fd: &OwnedFd) -> Option<SegmentRef> {
-    SegmentRef::decode(&attr(fd, SEGMENT)?)
+/// Whether this file system keeps a record's modification time exactly, as
+/// a [`SegmentRef`] in it needs: learnt from the first record this process
+/// finishes (`KEPT_UNKNOWN` until then).
+static MTIME_KEPT: AtomicU8 = AtomicU8::new(KEPT_UNKNOWN);
+const KEPT_UNKNOWN: u8 = 0;
+const KEPT: u8 = 1;
+const NOT_KEPT: u8 = 2;
+
+/// Finishes the new record `fd` of a block whose memory is a segment: its
+/// modification time becomes the segment's reference. `Ok(false)`: this
+/// file system does not keep such a time (found once per process, by
+/// reading the first one back); the caller keeps the block in the record.
+///
+/// A time rather than an extended attribute: tmpfs keeps user attributes
+/// only from Linux 6.6, a create + close that set one took 1.2 to 2 us
+/// longer (of about 21) than one that sets the time (0.4 us), and an opener
+/// reads the time with the `fstat` it makes anyway (docs/named-blocks.md,
+/// "The record").
+fn mark_segment(fd: &OwnedFd, reference: &SegmentRef) -> Result<bool> {
+    let known = MTIME_KEPT.load(Ordering::Relaxed);
+    if known == NOT_KEPT {
+        return Ok(false);
+    }
+    let (seconds, nanoseconds) = reference.mtime();
+    // SAFETY: an all-zero timespec is a valid value of this plain C struct.
+    let mut times: [libc::timespec; 2] = unsafe { std::mem::zeroed() };
+    // The access time is left as it is.
+    times[0].tv_nsec = libc::UTIME_OMIT;
+    times[1].tv_sec = seconds as libc::time_t;
+    times[1].tv_nsec = nanoseconds as _;
+    // SAFETY: `fd` is open and `times` two valid timespecs.
+    if unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) } != 0 {
+        let err = io::Error::last_os_error();
+        if !matches!(
+            err.raw_os_error(),
+            Some(libc::EINVAL | libc::EOVERFLOW | libc::EPERM)
+        ) {
+            return Err(Error::io("futimens", err));
+        }
+        MTIME_KEPT.store(NOT_KEPT, Ordering::Relaxed);
+        return Ok(false);
+    }
+    if known == KEPT_UNKNOWN {
+        let kept = SegmentRef::from_stat(&fstat(fd)?) == Some(*reference);
+        MTIME_KEPT.store(if kept { KEPT } else { NOT_KEPT }, Ordering::Relaxed);
+        return Ok(kept);
+    }
+    Ok(true)
 }
 
 /// How long an opener waits for the holders of a record whose segment is
@@ -463,7 +523,7 @@ pub(crate) fn join(
                     // its path (`SharedMemory(name=...)`, `shm_open`) is
                     // refused rather than shown zeros.
                     Some((segment, reference)) => {
-                        if set_attr(fd, SEGMENT, reference.encode().as_bytes())? {
+                        if mark_segment(fd, &reference)? {
                             populate(&segment, size, space)?;
                             made.replace(Some(segment));
                         } else {
@@ -486,7 +546,7 @@ pub(crate) fn join(
     let started = Instant::now();
     // `marked`: the record has the mark of a file mapping's.
     let (fd, lockable, created, segment, marked) = loop {
-        let (fd, lockable, created, owner) = open(
+        let (fd, lockable, found) = open(
             key,
             making.then_some(&fill as Init<'_>),
             in_place,
@@ -495,35 +555,46 @@ pub(crate) fn join(
             mode,
             allow_other_owner,
         )?;
-        if created {
-            break (fd, lockable, created, made.take(), false);
-        }
+        let Some(st) = found else {
+            break (fd, lockable, true, made.take(), false);
+        };
         made.replace(None);
-        let Some(reference) = segment_of(&fd) else {
-            let st = fstat(&fd)?;
+        let Some(reference) = SegmentRef::from_stat(&st) else {
             // mode_t is u32 on Linux, and this file is built for Linux only.
-            if !unfinished(&st, None) {
-                break (fd, lockable, created, None, st.st_mode & MARK != 0);
+            if !unfinished(&st) {
+                break (fd, lockable, false, None, st.st_mode & MARK != 0);
             }
             // Its creator is at work, died, or has not taken its lock yet.
             // As its only holder we remove it; a read-only opener cannot,
             // but then looks again and finds it gone or without a holder.
-            if lockable && take_from_holders(&fd)? {
+            // A refused `take_from_holders` has already let go of our lock.
+            if !lockable {
+                unlock(&fd)?;
+            } else if take_from_holders(&fd)? {
                 if is_linked(&fd)? {
                     unlink_held(key)?;
                 }
                 continue;
             }
-            unlock(&fd)?;
             drop(fd);
+            if touched(&st) {
+                return Err(Error::FileChanged {
+                    message: format!(
+                        "the named block {base:?} is held, but its record no longer says where \
+                         its memory is: its modification time was changed (by `touch`?); \
+                         its holders keep their views, and `mmapfile rm` frees the name"
+                    ),
+                    code: libc::EIDRM,
+                });
+            }
             std::thread::sleep(UNFINISHED_POLL);
             continue;
         };
         // The kernel detaches a killed holder's memory before it drops its
         // locks, so for a moment a record can look held while its segment is
         // already gone (or its id already another segment's): wait that out.
-        match Segment::attach(&reference, owner, writable) {
-            Ok(segment) => break (fd, lockable, created, Some(segment), false),
+        match Segment::attach(&reference, st.st_uid, writable) {
+            Ok(segment) => break (fd, lockable, false, Some(segment), false),
             Err(AttachError::Failed(e)) => {
                 let _ = unlock(&fd);
                 return Err(e);
@@ -587,8 +658,8 @@ pub(crate) fn join(
 /// Opens or creates the named object `shm` and joins it as a holder; `new`
 /// fills an object this call creates (none: the name must exist).
 /// Returns the descriptor, whether it was opened read-write (only those can
-/// end the object's life on close), whether this call created it, and the
-/// object's owner.
+/// end the object's life on close), and, unless this call created it, its
+/// status as taken under our lock.
 fn open(
     shm: &CString,
     new: Option<Init<'_>>,
@@ -597,11 +668,11 @@ fn open(
     writable: bool,
     mode: u32,
     allow_other_owner: bool,
-) -> Result<(OwnedFd, bool, bool, libc::uid_t)> {
+) -> Result<(OwnedFd, bool, Option<libc::stat>)> {
     let may_create = new.is_some() && create != CreateMode::OpenOnly;
     let make = |init| match in_place {
         true => create_in_place(shm, init, mode),
-        false => Ok(publish(shm, init, mode)?.map(|fd| (fd, geteuid()))),
+        false => publish(shm, init, mode),
     };
     loop {
         // A block is made first and opened if the name is taken: creating
@@ -609,8 +680,8 @@ fn open(
         if let Some(init) =
             new.filter(|_| create == CreateMode::CreateOnly || (in_place && may_create))
         {
-            if let Some((fd, owner)) = make(init)? {
-                return Ok((fd, true, true, owner));
+            if let Some(fd) = make(init)? {
+                return Ok((fd, true, None));
             }
         }
         // Read-write even for read-only access where permitted: a read-only
@@ -628,15 +699,14 @@ fn open(
                     unreachable!("may_create needs an init")
                 };
                 match make(init)? {
-                    Some((fd, owner)) => return Ok((fd, true, true, owner)),
+                    Some(fd) => return Ok((fd, true, None)),
                     None => continue,
                 }
             }
             Err(e) => return Err(Error::io("shm_open", e)),
         };
         let st = fstat(&fd)?;
-        // SAFETY: geteuid has no preconditions.
-        if st.st_uid != unsafe { libc::geteuid() } && !allow_other_owner {
+        if st.st_uid != geteuid() && !allow_other_owner {
             return Err(errno("shm_open", libc::EACCES));
         }
         // A block has one name (`publish` links it once). Another means a
@@ -657,7 +727,7 @@ fn open(
         }
         let hold = create != CreateMode::CreateOnly;
         match examine(&fd, shm, lockable, hold)? {
-            Found::Held => return Ok((fd, lockable, false, st.st_uid)),
+            Found::Held(st) => return Ok((fd, lockable, Some(st))),
             Found::Live => return Err(errno("shm_open", libc::EEXIST)),
             Found::Gone => continue,
         }

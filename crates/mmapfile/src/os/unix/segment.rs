@@ -7,8 +7,9 @@
 //! last holder; Linux still lets a process attach a marked segment by its
 //! id while it exists. The name (`/dev/shm/mmapfile.<name>`) stays a small
 //! record file that says which segment holds the block ([`SegmentRef`], in
-//! an extended attribute, so the record holds no page of memory) and keeps
-//! the holders' locks of `lifetime_linux.rs`.
+//! its modification time, so the record holds no page of memory and an
+//! opener reads it with the `fstat` it makes anyway) and keeps the holders'
+//! locks of `lifetime_linux.rs`.
 //!
 //! Ids are reused, and anybody can write a record under a name of their
 //! own, so an opener checks what it attached: the segment's owner must be
@@ -48,43 +49,71 @@ pub(crate) fn object_len(user_len: u64) -> Option<u64> {
     trailer_offset(user_len)?.checked_add(page_size() as u64)
 }
 
-/// What a record says about its block's segment.
+/// What a record says about its block's segment. It is kept in the
+/// record's modification time ([`SegmentRef::mtime`]), which the creator
+/// sets with the one call that finishes the record, and which an opener
+/// reads with the `fstat` it makes anyway; the record itself stays empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SegmentRef {
     pub(crate) id: libc::c_int,
     /// The segment's identity, as [`identity`] makes it from what
     /// `IPC_STAT` says.
-    pub(crate) tag: u64,
-    /// The IPC namespace the segment lives in (the inode of
-    /// `/proc/self/ns/ipc`), 0 where unknown.
-    pub(crate) ipc_ns: u64,
-    /// The block's size (the segment is longer: whole pages and the trailer).
-    pub(crate) size: u64,
+    pub(crate) tag: u32,
+    /// The low [`NS_BITS`] bits of the IPC namespace the segment lives in
+    /// (the inode of `/proc/self/ns/ipc`), 0 where unknown.
+    pub(crate) ipc_ns: u16,
+    /// The bytes by which the block's size falls short of whole pages: the
+    /// segment's length gives the pages, so this gives the size.
+    pub(crate) pad: u16,
 }
 
+/// The top four bits of the seconds of a record's modification time that
+/// say it holds a [`SegmentRef`]: a time some 10^11 years from now, which
+/// no clock and no `touch` without `-d` writes.
+const MAGIC: u64 = 0b0101;
+const NS_BITS: u32 = 13;
+const NS_MASK: u64 = (1 << NS_BITS) - 1;
+/// The creation second is kept modulo 2^13 (over two hours) in the tag.
+const CTIME_MASK: u64 = (1 << 13) - 1;
+
 impl SegmentRef {
-    /// The text kept in the record: `<id> <tag in hex> <namespace> <size>`.
-    pub(crate) fn encode(&self) -> String {
-        format!(
-            "{} {:016x} {} {}",
-            self.id, self.tag, self.ipc_ns, self.size
-        )
+    /// The record's modification time that says this: seconds
+    /// `MAGIC | id | pad | namespace` (4, 31, 16 and 13 bits, from the top),
+    /// nanoseconds the tag (29 bits, below 10^9 as a time must be).
+    pub(crate) fn mtime(&self) -> (i64, i64) {
+        let seconds = MAGIC << 60
+            | (self.id as u64 & 0x7fff_ffff) << 29
+            | u64::from(self.pad) << NS_BITS
+            | u64::from(self.ipc_ns) & NS_MASK;
+        (seconds as i64, i64::from(self.tag))
     }
 
-    pub(crate) fn decode(text: &[u8]) -> Option<SegmentRef> {
-        let text = std::str::from_utf8(text).ok()?;
-        let mut parts = text.split(' ');
-        let id = parts.next()?.parse().ok()?;
-        let tag = u64::from_str_radix(parts.next()?, 16).ok()?;
-        let ipc_ns = parts.next()?.parse().ok()?;
-        let size = parts.next()?.parse().ok()?;
-        parts.next().is_none().then_some(SegmentRef {
-            id,
-            tag,
-            ipc_ns,
-            size,
+    /// What the modification time `seconds`, `nanoseconds` of a record
+    /// says, if it holds a reference.
+    pub(crate) fn from_mtime(seconds: i64, nanoseconds: i64) -> Option<SegmentRef> {
+        let seconds = seconds as u64;
+        if seconds >> 60 != MAGIC || !(0..1 << 29).contains(&nanoseconds) {
+            return None;
+        }
+        Some(SegmentRef {
+            id: ((seconds >> 29) & 0x7fff_ffff) as libc::c_int,
+            tag: nanoseconds as u32,
+            ipc_ns: (seconds & NS_MASK) as u16,
+            pad: (seconds >> NS_BITS) as u16,
         })
     }
+
+    /// What the record with status `st` says, if it names a segment.
+    #[allow(clippy::unnecessary_cast)]
+    pub(crate) fn from_stat(st: &libc::stat) -> Option<SegmentRef> {
+        SegmentRef::from_mtime(st.st_mtime as i64, st.st_mtime_nsec as i64)
+    }
+}
+
+/// Whether a record's modification time can hold a [`SegmentRef`] here:
+/// it needs 64-bit times, and a page size that fits in its `pad`.
+fn references_fit() -> bool {
+    std::mem::size_of::<libc::time_t>() >= 8 && page_size() <= 1 << 16
 }
 
 /// The IPC namespace of this process (the inode number of
@@ -166,16 +195,17 @@ fn new_shortfall() -> Result<u64> {
     Ok((z ^ (z >> 31)) % page_size() as u64)
 }
 
-/// A segment's identity (a record's [`SegmentRef::tag`]): its creation time
-/// in seconds, and its shortfall. No two segments with the same id share
-/// it in practice: the kernel gives an id again only after its sequence
-/// number has wrapped, that is after 65,536 other segments at least (and on
-/// Linux 4.19 and later after millions: each wrap of the sequence takes a
-/// cycle through the free slots, at least 64 of them), which at more than a
-/// microsecond a `shmget` cannot happen within the same second; and should
-/// it, the shortfall must match too (one chance in the page size).
-fn identity(ctime: i64, shortfall: u64) -> u64 {
-    ((ctime as u64) << 16) | shortfall
+/// A segment's identity (a record's [`SegmentRef::tag`]): the second it was
+/// created in, modulo 2^13 (2 h 16 min), and its shortfall. No two segments
+/// with the same id share it in practice: the kernel gives an id again only
+/// after its sequence number has wrapped, that is after 65,536 other
+/// segments at least (and on Linux 4.19 and later after millions: each wrap
+/// of the sequence takes a cycle through the free slots, at least 64 of
+/// them), which at more than a microsecond a `shmget` takes more than a
+/// second; the second must then be the same modulo 2^13, and the shortfall
+/// too (one chance in the page size).
+fn identity(ctime: i64, shortfall: u64) -> u32 {
+    ((ctime as u64 & CTIME_MASK) << 16 | shortfall) as u32
 }
 
 /// The seconds of the real-time clock as the kernel stamps an IPC object's
@@ -237,6 +267,9 @@ impl Segment {
     /// left under `kernel.shmmni`, larger than `kernel.shmmax`, or refused
     /// by a sandbox); the caller keeps the block in `/dev/shm` instead.
     pub(crate) fn create(user_len: u64, mode: u32) -> Result<Option<(Segment, SegmentRef)>> {
+        if !references_fit() {
+            return Ok(None);
+        }
         let too_large = || Error::io("shmget", io::Error::from_raw_os_error(libc::EFBIG));
         let len = object_len(user_len).ok_or_else(too_large)?;
         let shortfall = new_shortfall()?;
@@ -277,8 +310,9 @@ impl Segment {
         let reference = SegmentRef {
             id,
             tag: identity(ctime, shortfall),
-            ipc_ns: ipc_namespace(),
-            size: user_len,
+            ipc_ns: (ipc_namespace() & NS_MASK) as u16,
+            // Below a page, which `references_fit` keeps within 16 bits.
+            pad: (len - page_size() as u64 - user_len) as u16,
         };
         Ok(Some((segment, reference)))
     }
@@ -290,49 +324,65 @@ impl Segment {
         owner: libc::uid_t,
         writable: bool,
     ) -> std::result::Result<Segment, AttachError> {
-        let here = ipc_namespace();
-        if reference.ipc_ns != 0 && here != 0 && reference.ipc_ns != here {
+        let here = ipc_namespace() & NS_MASK;
+        if reference.ipc_ns != 0 && here != 0 && u64::from(reference.ipc_ns) != here {
             return Err(AttachError::Failed(Error::FileChanged {
                 message: format!(
-                    "this named block lives in another IPC namespace (ipc:[{}], this process \
-                     is in ipc:[{here}]): a container that shares /dev/shm with its host \
-                     must share its IPC namespace too (docker run --ipc=host, or the same \
+                    "this named block lives in another IPC namespace than this process's \
+                     (ipc:[{}]): a container that shares /dev/shm with its host must share \
+                     its IPC namespace too (docker run --ipc=host, or the same \
                      --ipc=container:<name>)",
-                    reference.ipc_ns
+                    ipc_namespace()
                 ),
                 code: libc::EXDEV,
             }));
         }
+        let (size, len) = Segment::check(reference, owner)?;
         let gone = |e: io::Error| match e.raw_os_error() {
             Some(libc::EINVAL | libc::EIDRM) => AttachError::NotTheBlock,
             _ => AttachError::Failed(Error::io("shmat", e)),
         };
-        let ds = stat(reference.id).map_err(gone)?;
+        let base = shmat(reference.id, writable).map_err(gone)?;
+        Ok(Segment::new(reference.id, base, size, len, writable))
+    }
+
+    /// The size of the block whose record is `reference`, of the user
+    /// `owner`, if its segment is still there (`None`: its last holder
+    /// ended, and the kernel freed it).
+    pub(crate) fn size_of(reference: &SegmentRef, owner: libc::uid_t) -> Option<u64> {
+        Segment::check(reference, owner).ok().map(|(size, _)| size)
+    }
+
+    /// Checks that the segment `reference` names is the record's block and
+    /// returns the block's size and the segment's length.
+    fn check(
+        reference: &SegmentRef,
+        owner: libc::uid_t,
+    ) -> std::result::Result<(u64, u64), AttachError> {
+        let ds = stat(reference.id).map_err(|e| match e.raw_os_error() {
+            Some(libc::EINVAL | libc::EIDRM) => AttachError::NotTheBlock,
+            _ => AttachError::Failed(Error::io("shmctl", e)),
+        })?;
         if ds.shm_perm.uid != owner || ds.shm_perm.cuid != owner {
             return Err(AttachError::NotTheBlock);
         }
-        // The segment is the record's if its size is the record's rounded
-        // up as `object_len` does it, less its shortfall, and its identity
-        // is the record's tag.
-        let Some(len) = object_len(reference.size) else {
-            return Err(AttachError::NotTheBlock);
-        };
+        // The segment has whole pages: the size asked, rounded up. Its
+        // shortfall and creation second are its identity, which must be the
+        // record's tag; its pages less the trailer's and the record's pad
+        // are the block's size.
+        let page = page_size() as u64;
         let asked = ds.shm_segsz as u64;
-        let shortfall = len.wrapping_sub(asked);
-        if asked > len || shortfall >= page_size() as u64 {
+        let len = asked
+            .checked_next_multiple_of(page)
+            .ok_or(AttachError::NotTheBlock)?;
+        if identity(seconds(ds.shm_ctime), len - asked) != reference.tag {
             return Err(AttachError::NotTheBlock);
         }
-        if identity(seconds(ds.shm_ctime), shortfall) != reference.tag {
-            return Err(AttachError::NotTheBlock);
-        }
-        let base = shmat(reference.id, writable).map_err(gone)?;
-        Ok(Segment::new(
-            reference.id,
-            base,
-            reference.size,
-            len,
-            writable,
-        ))
+        let size = (len.checked_sub(page))
+            .and_then(|user| user.checked_sub(u64::from(reference.pad)))
+            .filter(|&size| object_len(size) == Some(len))
+            .ok_or(AttachError::NotTheBlock)?;
+        Ok((size, len))
     }
 
     fn new(id: libc::c_int, base: *mut u8, size: u64, len: u64, writable: bool) -> Segment {
@@ -509,15 +559,25 @@ mod tests {
     #[test]
     fn records_of_segments_read_back() {
         let r = SegmentRef {
-            id: 42,
-            tag: 0xdead_beef_0123_4567,
-            ipc_ns: 4_026_531_839,
-            size: 1 << 40,
+            id: i32::MAX,
+            tag: (1 << 29) - 1,
+            ipc_ns: (NS_MASK as u16) & 0x1234,
+            pad: u16::MAX,
         };
-        assert_eq!(SegmentRef::decode(r.encode().as_bytes()), Some(r));
-        assert_eq!(SegmentRef::decode(b"42 12 1"), None);
-        assert_eq!(SegmentRef::decode(b"42 zz 1 4"), None);
-        assert_eq!(SegmentRef::decode(b"42 12 1 9 9"), None);
+        let (sec, nsec) = r.mtime();
+        assert!(nsec < 1_000_000_000, "a valid time");
+        assert_eq!(SegmentRef::from_mtime(sec, nsec), Some(r));
+        let zero = SegmentRef {
+            id: 0,
+            tag: 0,
+            ipc_ns: 0,
+            pad: 0,
+        };
+        assert_eq!(SegmentRef::from_mtime(zero.mtime().0, 0), Some(zero));
+        // Times a clock or `touch` writes say nothing.
+        assert_eq!(SegmentRef::from_mtime(1_796_000_000, 5), None);
+        assert_eq!(SegmentRef::from_mtime(-1, 0), None);
+        assert_eq!(SegmentRef::from_mtime(sec, 1 << 29), None);
     }
 
     #[test]
@@ -575,7 +635,12 @@ mod tests {
             r.tag,
             identity(seconds(ds.shm_ctime), len - ds.shm_segsz as u64)
         );
+        assert_eq!(u64::from(r.pad), page_size() as u64 - 10);
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        assert_eq!(Segment::size_of(&r, me), Some(10));
         drop(seg);
+        assert_eq!(Segment::size_of(&r, me), None, "freed with its attachment");
     }
 
     #[test]
@@ -584,14 +649,27 @@ mod tests {
         // SAFETY: geteuid has no preconditions.
         let me = unsafe { libc::geteuid() };
         assert!(Segment::attach(&r, me, true).is_ok());
-        let forged = SegmentRef {
-            tag: r.tag ^ 1,
-            ..r
-        };
-        assert!(matches!(
-            Segment::attach(&forged, me, true),
-            Err(AttachError::NotTheBlock)
-        ));
+        let mut forgeries = vec![
+            SegmentRef {
+                tag: r.tag ^ 1,
+                ..r
+            },
+            SegmentRef {
+                tag: r.tag ^ 1 << 16,
+                ..r
+            },
+        ];
+        // A pad of a page or more would leave the block fewer pages than
+        // its segment has.
+        if let Ok(page) = u16::try_from(page_size()) {
+            forgeries.push(SegmentRef { pad: page, ..r });
+        }
+        for forged in forgeries {
+            assert!(matches!(
+                Segment::attach(&forged, me, true),
+                Err(AttachError::NotTheBlock)
+            ));
+        }
         assert!(matches!(
             Segment::attach(&r, me + 1, true),
             Err(AttachError::NotTheBlock)
