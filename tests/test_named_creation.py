@@ -161,34 +161,53 @@ import sys, mmapfile
 held = []
 print("ready", flush=True)
 for i in range(1_000_000):
-    held.append(mmapfile.mmapfile(None, f"{sys.argv[1]}-{i}", 4096))
+    held.append(mmapfile.mmapfile(None, f"{sys.argv[1]}-{i}", 4096, mode=int(sys.argv[2], 8)))
     if len(held) > 100:  # well inside kernel.shmmni
         held.pop(0).close()
 """
 
 
-def test_creators_killed_at_random_moments_leave_nothing_once_listed(block_name):
+def segments_made_by(pid: int) -> list[list[str]]:
+    """The rows of /proc/sysvipc/shm of the segments that process `pid`
+    made and that still exist."""
+    with open("/proc/sysvipc/shm") as f:
+        header = f.readline().split()
+        cpid = header.index("cpid")
+        return [row for row in map(str.split, f) if int(row[cpid]) == pid]
+
+
+# A private block's record is made under its name; one that others may open
+# is made with its mode first, then named (docs/named-blocks.md, "Create").
+@pytest.mark.parametrize("mode", ["600", "644"])
+def test_creators_killed_at_random_moments_leave_nothing_once_listed(block_name, mode):
     """Each child creates blocks as fast as it can (closing the oldest) and
-    is killed; some die in the middle of a creation. Listing the blocks (what `ls` does) must
-    leave nothing of theirs, and a new block under each name they used
-    works."""
+    is killed; some die in the middle of a creation. Listing the blocks (what
+    `ls` does) must leave nothing of theirs: no record, and no segment (one
+    killed between making its segment and marking it for removal leaves the
+    segment, which the record it left leads to). A new block under each name
+    they used works."""
     used = 0
+    left_segments = 0
     for round_ in range(20):
         prefix = f"{block_name}-{round_}"
-        child = start_python(CREATE_FOREVER, prefix)
+        child = start_python(CREATE_FOREVER, prefix, mode)
         assert child.stdout.readline().strip() == "ready"
         time.sleep(0.02 + 0.005 * (round_ % 7))
         os.kill(child.pid, signal.SIGKILL)
         child.wait(30)
         names = [n for n in os.listdir("/dev/shm") if n.startswith(f"mmapfile.{prefix}-")]
         used += len(names)
+        left_segments += len(segments_made_by(child.pid))
         assert not [b for b in mmapfile._mmapfile._list_blocks() if b["name"].startswith(prefix)]
         left = [n for n in os.listdir("/dev/shm") if n.startswith(f"mmapfile.{prefix}-")]
         assert not left, f"a killed creator left {left}"
+        assert segments_made_by(child.pid) == [], "a killed creator left a segment"
         # The name a creator was making when it died works as any other.
         last = max((int(n.rsplit("-", 1)[1]) for n in names), default=0)
         m = mmapfile.mmapfile(None, f"{prefix}-{last}", 4096)
         assert m.created
         m.close()
     assert used > 0, "no child got to create a block before it was killed"
-    sys.stderr.write(f"{used} names left by killed creators were tidied\n")
+    sys.stderr.write(
+        f"{used} names and {left_segments} segments left by killed creators were tidied\n"
+    )

@@ -33,12 +33,17 @@ use std::time::{Duration, Instant};
 
 use super::file_record::{FileRecord, MARK};
 use super::names::{is_digested, shm_name};
-use super::segment::{AttachError, Segment, SegmentRef};
+use super::segment::{creation_key, AttachError, Segment, SegmentRef};
 use super::space::{populate, room_in_memory};
 use super::sys::errno;
-use super::{cstring, fchmod, fstat, shm_open, shm_unlink, Held, Init, Joined, New, SHM_DIR};
+use super::{cstring, fchmod, fstat, shm_open, shm_unlink, Held, Joined, New, SHM_DIR};
 use crate::access::CreateMode;
 use crate::error::{Error, Result};
+
+/// What fills a new record (a block's memory and reference, or a file
+/// mapping's record), given the key to make a segment under
+/// ([`creation_key`], or `IPC_PRIVATE` for a record nobody can find yet).
+type Fill<'a> = &'a dyn Fn(&OwnedFd, libc::key_t) -> Result<()>;
 
 fn geteuid() -> libc::uid_t {
     // SAFETY: geteuid has no preconditions.
@@ -138,6 +143,24 @@ fn unlink_held(shm: &CString) -> Result<()> {
     }
 }
 
+/// Removes the name of the dead object `fd`, which the caller holds
+/// exclusively, if it is still linked; returns whether it did. A record
+/// left unfinished by a creator killed while it made the block's segment may
+/// have left that segment too: it is destroyed first ([`Segment::reap`]), so
+/// that a killed creator leaves nothing.
+fn remove_dead(fd: &OwnedFd, shm: &CString) -> Result<bool> {
+    let st = fstat(fd)?;
+    if st.st_nlink == 0 {
+        return Ok(false);
+    }
+    if unfinished(&st) {
+        #[allow(clippy::unnecessary_cast)]
+        Segment::reap(creation_key(&st), st.st_uid, st.st_mtime as i64);
+    }
+    unlink_held(shm)?;
+    Ok(true)
+}
+
 /// `/dev/shm/<name>` for a shared-memory name `/<name>`: where glibc and
 /// musl keep POSIX shared memory.
 fn shm_path(shm: &CString) -> Result<CString> {
@@ -193,7 +216,7 @@ fn touched(st: &libc::stat) -> bool {
 /// until it is finished (which would let openers sleep in the kernel instead
 /// of polling): converting down would be one more system call a create.
 /// Measured in docs/named-blocks.md, "Costs".
-fn create_in_place(shm: &CString, init: Init<'_>, mode: u32) -> Result<Option<OwnedFd>> {
+fn create_in_place(shm: &CString, init: Fill<'_>, mode: u32) -> Result<Option<OwnedFd>> {
     loop {
         let fd = match shm_open(shm, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, mode) {
             Ok(fd) => fd,
@@ -207,28 +230,54 @@ fn create_in_place(shm: &CString, init: Init<'_>, mode: u32) -> Result<Option<Ow
         if st.st_nlink == 0 {
             continue;
         }
-        let made = if st.st_mode & 0o7777 != mode {
+        if st.st_mode & 0o7777 != mode {
             // The umask took bits away.
-            fchmod(&fd, mode).and_then(|()| init(&fd))
-        } else {
-            init(&fd)
-        };
-        if let Err(e) = made {
-            // Unfinished, so nobody joined: remove it, or leave it to an
-            // opener looking at it just now, which removes it once we are gone.
-            if take_from_holders(&fd)? && is_linked(&fd)? {
-                unlink_held(shm)?;
+            if let Err(e) = fchmod(&fd, mode) {
+                return Err(abandon(&fd, shm, e));
             }
-            return Err(e);
         }
-        return Ok(Some(fd));
+        return finish(fd, &st, shm, init).map(Some);
     }
 }
 
-/// Creates an object, fills it with `init` (a block's size, or a file
-/// mapping's record), gives it the mode bits `mode`, holds it, and only then
-/// gives it its name. `Ok(None)`: the name is taken.
-fn publish(shm: &CString, init: Init<'_>, mode: u32) -> Result<Option<OwnedFd>> {
+/// Gives the named, held, unfinished record `fd` (status `st`) its block
+/// with `init`, under the segment key [`creation_key`] of `st`.
+fn finish(fd: OwnedFd, st: &libc::stat, shm: &CString, init: Fill<'_>) -> Result<OwnedFd> {
+    match init(&fd, creation_key(st)) {
+        Ok(()) => Ok(fd),
+        Err(e) => Err(abandon(&fd, shm, e)),
+    }
+}
+
+/// Lets go of the record `fd` whose creation failed with `e`, and returns
+/// `e`. It is unfinished, so nobody joined: remove it, or leave it to an
+/// opener looking at it just now, which removes it once we are gone.
+fn abandon(fd: &OwnedFd, shm: &CString, e: Error) -> Error {
+    let removed = take_from_holders(fd).and_then(|sole| match sole {
+        true => remove_dead(fd, shm).map(drop),
+        false => Ok(()),
+    });
+    removed.err().unwrap_or(e)
+}
+
+/// Creates a block's record with the mode bits `mode` exactly (which a
+/// record created under its name lacks until `fchmod`, refusing others
+/// meanwhile), holds it, names it unfinished, and lets `init` give it its
+/// block as [`create_in_place`] does. For blocks that other users may open.
+/// `Ok(None)`: the name is taken.
+fn publish_unfinished(shm: &CString, init: Fill<'_>, mode: u32) -> Result<Option<OwnedFd>> {
+    let Some(fd) = publish(shm, &|_, _| Ok(()), mode)? else {
+        return Ok(None);
+    };
+    // Held since before it was named, so still linked and unfinished.
+    let st = fstat(&fd)?;
+    finish(fd, &st, shm, init).map(Some)
+}
+
+/// Creates an object, fills it with `init` (a file mapping's record; nothing
+/// for [`publish_unfinished`]), gives it the mode bits `mode`, holds it, and
+/// only then gives it its name. `Ok(None)`: the name is taken.
+fn publish(shm: &CString, init: Fill<'_>, mode: u32) -> Result<Option<OwnedFd>> {
     let dir = CString::new(SHM_DIR).map_err(|_| errno("open", libc::EINVAL))?;
     // SAFETY: `dir` is a NUL-terminated string that outlives the call.
     let raw = unsafe {
@@ -243,7 +292,10 @@ fn publish(shm: &CString, init: Init<'_>, mode: u32) -> Result<Option<OwnedFd>> 
     }
     // SAFETY: open returned a fresh descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    init(&fd)?;
+    // What is filled here makes no segment: until it is linked, nobody could
+    // find this record to reap what its creator left if killed meanwhile
+    // (see `creation_key`).
+    init(&fd, libc::IPC_PRIVATE)?;
     // Explicitly, so that the umask does not change what the caller asked for.
     fchmod(&fd, mode)?;
     // Nobody else can reach the object yet, so this cannot wait.
@@ -326,9 +378,7 @@ fn examine(fd: &OwnedFd, shm: &CString, lockable: bool, hold: bool) -> Result<Fo
     if try_exclusive(fd)? {
         // No holder now, and none can join while we hold this lock. If the
         // object is still linked, its holders all died: remove it.
-        if is_linked(fd)? {
-            unlink_held(shm)?;
-        }
+        remove_dead(fd, shm)?;
         return Ok(Found::Gone);
     }
     if !hold {
@@ -510,7 +560,7 @@ pub(crate) fn join(
     let made: RefCell<Option<Segment>> = RefCell::new(None);
     // A block's record is finished by its last step (see `unfinished`):
     // the segment's reference, or the size.
-    let fill = |fd: &OwnedFd| {
+    let fill = |fd: &OwnedFd, key: libc::key_t| {
         made.replace(None);
         if digested {
             label(fd, base)?;
@@ -518,7 +568,7 @@ pub(crate) fn join(
         match (block, file) {
             (Some((size, init, space)), _) => {
                 room_in_memory(size, space)?;
-                match Segment::create(size, mode)? {
+                match Segment::create(size, mode, key)? {
                     // The record stays empty: a program that maps it by
                     // its path (`SharedMemory(name=...)`, `shm_open`) is
                     // refused rather than shown zeros.
@@ -541,15 +591,21 @@ pub(crate) fn join(
     let making = block.is_some() || file.is_some();
     // A record created in place has the umask's mode until its creator
     // corrects it, so one that others may open (group or other bits) is
-    // published whole instead: they would be refused meanwhile.
-    let in_place = block.is_some() && mode & 0o077 == 0;
+    // given its mode before it is named: they would be refused meanwhile.
+    // A file mapping's record is written in several steps, so it is named
+    // only once written.
+    let how = match block {
+        Some(_) if mode & 0o077 == 0 => Make::InPlace,
+        Some(_) => Make::NamedUnfinished,
+        None => Make::Whole,
+    };
     let started = Instant::now();
     // `marked`: the record has the mark of a file mapping's.
     let (fd, lockable, created, segment, marked) = loop {
         let (fd, lockable, found) = open(
             key,
-            making.then_some(&fill as Init<'_>),
-            in_place,
+            making.then_some(&fill as Fill<'_>),
+            how,
             create,
             writable,
             mode,
@@ -571,9 +627,7 @@ pub(crate) fn join(
             if !lockable {
                 unlock(&fd)?;
             } else if take_from_holders(&fd)? {
-                if is_linked(&fd)? {
-                    unlink_held(key)?;
-                }
+                remove_dead(&fd, key)?;
                 continue;
             }
             drop(fd);
@@ -655,30 +709,43 @@ pub(crate) fn join(
     })
 }
 
+/// How a record is made and named.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Make {
+    /// Under its name: [`create_in_place`].
+    InPlace,
+    /// Unnamed with its mode, then named unfinished: [`publish_unfinished`].
+    NamedUnfinished,
+    /// Filled, then named: [`publish`].
+    Whole,
+}
+
 /// Opens or creates the named object `shm` and joins it as a holder; `new`
-/// fills an object this call creates (none: the name must exist).
+/// fills an object this call creates (none: the name must exist), made as
+/// `how` says.
 /// Returns the descriptor, whether it was opened read-write (only those can
 /// end the object's life on close), and, unless this call created it, its
 /// status as taken under our lock.
 fn open(
     shm: &CString,
-    new: Option<Init<'_>>,
-    in_place: bool,
+    new: Option<Fill<'_>>,
+    how: Make,
     create: CreateMode,
     writable: bool,
     mode: u32,
     allow_other_owner: bool,
 ) -> Result<(OwnedFd, bool, Option<libc::stat>)> {
     let may_create = new.is_some() && create != CreateMode::OpenOnly;
-    let make = |init| match in_place {
-        true => create_in_place(shm, init, mode),
-        false => publish(shm, init, mode),
+    let make = |init| match how {
+        Make::InPlace => create_in_place(shm, init, mode),
+        Make::NamedUnfinished => publish_unfinished(shm, init, mode),
+        Make::Whole => publish(shm, init, mode),
     };
     loop {
         // A block is made first and opened if the name is taken: creating
         // is the look. A file mapping's record is looked for first.
         if let Some(init) =
-            new.filter(|_| create == CreateMode::CreateOnly || (in_place && may_create))
+            new.filter(|_| create == CreateMode::CreateOnly || (how == Make::InPlace && may_create))
         {
             if let Some(fd) = make(init)? {
                 return Ok((fd, true, None));
@@ -786,11 +853,7 @@ pub(crate) fn collect(shm: &CString) -> Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io("shm_open", e)),
     };
-    if try_exclusive(&fd)? && is_linked(&fd)? {
-        unlink_held(shm)?;
-        return Ok(true);
-    }
-    Ok(false)
+    Ok(try_exclusive(&fd)? && remove_dead(&fd, shm)?)
 }
 
 #[cfg(test)]

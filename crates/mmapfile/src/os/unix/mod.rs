@@ -87,4 +87,4 @@ use join::{Held, Joined, New};
 use sys::fchmod_object;
 use sys::{cstring, cvt, fchmod, fstat, open_path, shm_open, shm_unlink};
 #[cfg(not(portable_lifetime))]
-use {join::Init, names::SHM_DIR, sys::ftruncate};
+use {names::SHM_DIR, sys::ftruncate};

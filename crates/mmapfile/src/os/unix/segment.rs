@@ -184,16 +184,42 @@ fn new_shortfall() -> Result<u64> {
             *SEED.get_or_init(|| u64::from_ne_bytes(bytes))
         }
     };
-    // SplitMix64's finaliser: distinct inputs give distinct, scattered values.
-    let mut z = seed.wrapping_add(
+    let z = seed.wrapping_add(
         COUNTER
             .fetch_add(1, Ordering::Relaxed)
             .wrapping_mul(0x9e37_79b9_7f4a_7c15),
     );
+    Ok(mix(z) % page_size() as u64)
+}
+
+/// SplitMix64's finaliser: distinct inputs give distinct, scattered values.
+fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    Ok((z ^ (z >> 31)) % page_size() as u64)
+    z ^ (z >> 31)
 }
+
+/// The key under which a creator makes the segment of the record with
+/// status `st` (taken once it holds the record, so its inode and its
+/// modification time, which is still its creation time). The segment has
+/// this key only until its creator marks it for removal (`IPC_RMID` turns
+/// the key back to `IPC_PRIVATE`), a few microseconds: a creator killed in
+/// between leaves a segment that nobody attaches and nothing marks, which
+/// [`Segment::reap`] finds by this key from the record it left.
+#[allow(clippy::unnecessary_cast)]
+pub(crate) fn creation_key(st: &libc::stat) -> libc::key_t {
+    let z = mix(st.st_ino as u64
+        ^ (st.st_mtime as u64).rotate_left(32)
+        ^ (st.st_mtime_nsec as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    // Positive, and never IPC_PRIVATE (0).
+    ((z & 0x7fff_ffff) as libc::key_t).max(1)
+}
+
+/// `SHM_DEST` of `<linux/shm.h>`: the segment is marked for removal.
+const SHM_DEST: libc::c_ushort = 0o1000;
+
+/// How long after its record was made a creator may have made its segment.
+const MADE_WITHIN_SECONDS: i64 = 60;
 
 /// A segment's identity (a record's [`SegmentRef::tag`]): the second it was
 /// created in, modulo 2^13 (2 h 16 min), and its shortfall. No two segments
@@ -266,7 +292,14 @@ impl Segment {
     /// its last attachment. `Ok(None)`: segments cannot be had here (none
     /// left under `kernel.shmmni`, larger than `kernel.shmmax`, or refused
     /// by a sandbox); the caller keeps the block in `/dev/shm` instead.
-    pub(crate) fn create(user_len: u64, mode: u32) -> Result<Option<(Segment, SegmentRef)>> {
+    ///
+    /// The segment is made under `key` ([`creation_key`], or `IPC_PRIVATE`),
+    /// or without a key if another segment has that one.
+    pub(crate) fn create(
+        user_len: u64,
+        mode: u32,
+        key: libc::key_t,
+    ) -> Result<Option<(Segment, SegmentRef)>> {
         if !references_fit() {
             return Ok(None);
         }
@@ -278,12 +311,17 @@ impl Segment {
         // The kernel stamps the segment with the second it was made in: when
         // the clock reads the same second on both sides of the call, that is
         // the one, and no `IPC_STAT` is needed to learn it.
-        let before = coarse_seconds();
-        // SAFETY: shmget has no memory preconditions.
-        let id = unsafe { libc::shmget(libc::IPC_PRIVATE, asked, flags) };
-        let after = coarse_seconds();
+        let make = |key| {
+            let before = coarse_seconds();
+            // SAFETY: shmget has no memory preconditions.
+            let id = unsafe { libc::shmget(key, asked, flags) };
+            (id, io::Error::last_os_error(), before, coarse_seconds())
+        };
+        let (mut id, mut err, mut before, mut after) = make(key);
+        if id < 0 && key != libc::IPC_PRIVATE && err.raw_os_error() == Some(libc::EEXIST) {
+            (id, err, before, after) = make(libc::IPC_PRIVATE);
+        }
         if id < 0 {
-            let err = io::Error::last_os_error();
             return match err.raw_os_error() {
                 Some(libc::ENOSPC | libc::EINVAL | libc::EPERM | libc::ENOSYS | libc::EACCES) => {
                     Ok(None)
@@ -344,6 +382,34 @@ impl Segment {
         };
         let base = shmat(reference.id, writable).map_err(gone)?;
         Ok(Segment::new(reference.id, base, size, len, writable))
+    }
+
+    /// Destroys the segment that a creator killed while it made it left
+    /// behind: the one under `key` ([`creation_key`] of the unfinished record
+    /// the creator left, which the caller holds exclusively, so that no live
+    /// creator is making it), created by `owner` within a minute of the
+    /// record's making at `made_at` seconds, attached by nobody and not
+    /// marked for removal. Anything else under that key is left alone.
+    /// Returns whether it destroyed one.
+    pub(crate) fn reap(key: libc::key_t, owner: libc::uid_t, made_at: i64) -> bool {
+        // SAFETY: shmget has no memory preconditions; size 0 and no flags
+        // only look the key up.
+        let id = unsafe { libc::shmget(key, 0, 0) };
+        let Ok(ds) = (if id < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            stat(id)
+        }) else {
+            return false;
+        };
+        let made = seconds(ds.shm_ctime);
+        let left = ds.shm_perm.uid == owner
+            && ds.shm_perm.cuid == owner
+            && ds.shm_nattch == 0
+            && ds.shm_perm.mode & SHM_DEST == 0
+            && (made_at - 1..=made_at + MADE_WITHIN_SECONDS).contains(&made);
+        // SAFETY: IPC_RMID takes no buffer.
+        left && unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) } == 0
     }
 
     /// The size of the block whose record is `reference`, of the user
@@ -608,7 +674,9 @@ mod tests {
     fn creating_a_segment_allocates_none_of_its_memory_and_keeps_whole_pages() {
         let page = page_size();
         for size in [1, 10, page as u64, 3 * page as u64 + 1] {
-            let (seg, r) = Segment::create(size, 0o600).unwrap().expect("segments");
+            let (seg, r) = Segment::create(size, 0o600, libc::IPC_PRIVATE)
+                .unwrap()
+                .expect("segments");
             // Columns: key shmid perms size cpid lpid nattch uid gid cuid
             // cgid atime dtime ctime rss swap.
             let row = sysvipc_row(r.id);
@@ -628,7 +696,9 @@ mod tests {
 
     #[test]
     fn the_tag_is_the_identity_the_kernel_reports() {
-        let (seg, r) = Segment::create(10, 0o600).unwrap().expect("segments");
+        let (seg, r) = Segment::create(10, 0o600, libc::IPC_PRIVATE)
+            .unwrap()
+            .expect("segments");
         let ds = stat(r.id).unwrap();
         let len = object_len(10).unwrap();
         assert_eq!(
@@ -645,7 +715,9 @@ mod tests {
 
     #[test]
     fn an_opener_attaches_only_the_segment_its_record_names() {
-        let (seg, r) = Segment::create(10, 0o600).unwrap().expect("segments");
+        let (seg, r) = Segment::create(10, 0o600, libc::IPC_PRIVATE)
+            .unwrap()
+            .expect("segments");
         // SAFETY: geteuid has no preconditions.
         let me = unsafe { libc::geteuid() };
         assert!(Segment::attach(&r, me, true).is_ok());
@@ -680,5 +752,39 @@ mod tests {
             Segment::attach(&r, me, true),
             Err(AttachError::NotTheBlock)
         ));
+    }
+
+    #[test]
+    fn a_segment_left_by_a_killed_creator_is_reaped_by_its_key_alone() {
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        let now = coarse_seconds();
+        let key = 0x3a00_0000 | (std::process::id() as libc::key_t & 0xff_ffff);
+        let leave = || {
+            // What a creator killed before its IPC_RMID leaves: a keyed,
+            // unmarked segment that nobody attaches.
+            // SAFETY: shmget has no memory preconditions.
+            let id = unsafe { libc::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+            assert!(id >= 0, "{}", io::Error::last_os_error());
+            id
+        };
+        let id = leave();
+        // Not the record's: made long after it, or by someone else.
+        assert!(!Segment::reap(key, me, now - 3600));
+        assert!(!Segment::reap(key, me + 1, now));
+        // Attached: someone uses it.
+        let at = shmat(id, false).unwrap();
+        assert!(!Segment::reap(key, me, now));
+        // SAFETY: `at` is the attachment just made.
+        unsafe { libc::shmdt(at.cast()) };
+        assert!(Segment::reap(key, me, now));
+        assert!(stat(id).is_err(), "destroyed");
+        assert!(!Segment::reap(key, me, now), "nothing left under the key");
+        // A creator that finds the key taken makes its segment without one.
+        let id = leave();
+        let (seg, r) = Segment::create(10, 0o600, key).unwrap().expect("segments");
+        assert_ne!(r.id, id);
+        drop(seg);
+        assert!(Segment::reap(key, me, now));
     }
 }
