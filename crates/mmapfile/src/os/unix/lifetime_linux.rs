@@ -130,25 +130,14 @@ fn others_hold(fd: &OwnedFd) -> Result<bool> {
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
-fn is_linked(fd: &OwnedFd) -> Result<bool> {
-    Ok(fstat(fd)?.st_nlink > 0)
-}
-
-/// Removes the name of the object `fd`, which the caller holds exclusively
-/// and has found linked. `ENOENT` only means a forced removal got there first.
-fn unlink_held(shm: &CString) -> Result<()> {
-    match shm_unlink(shm) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("shm_unlink", e)),
-        _ => Ok(()),
-    }
-}
-
-/// Removes the name of the dead object `fd`, which the caller holds
-/// exclusively, if it is still linked; returns whether it did. A record
-/// left unfinished by a creator killed while it made the block's segment may
+/// Removes the name `shm` of the object `fd`, which the caller holds
+/// exclusively (so no other holder is left), if the object is still linked
+/// (else the name is another object's now); returns whether it was. This is
+/// the one place a name is removed by the protocol. A record left
+/// unfinished by a creator killed while it made the block's segment may
 /// have left that segment too: it is destroyed first ([`Segment::reap`]), so
 /// that a killed creator leaves nothing.
-fn remove_dead(fd: &OwnedFd, shm: &CString) -> Result<bool> {
+fn remove_name(fd: &OwnedFd, shm: &CString) -> Result<bool> {
     let st = fstat(fd)?;
     if st.st_nlink == 0 {
         return Ok(false);
@@ -157,8 +146,11 @@ fn remove_dead(fd: &OwnedFd, shm: &CString) -> Result<bool> {
         #[allow(clippy::unnecessary_cast)]
         Segment::reap(creation_key(&st), st.st_uid, st.st_mtime as i64);
     }
-    unlink_held(shm)?;
-    Ok(true)
+    match shm_unlink(shm) {
+        // `ENOENT` only means a forced removal (`mmapfile rm`) got there first.
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("shm_unlink", e)),
+        _ => Ok(true),
+    }
 }
 
 /// `/dev/shm/<name>` for a shared-memory name `/<name>`: where glibc and
@@ -254,7 +246,7 @@ fn finish(fd: OwnedFd, st: &libc::stat, shm: &CString, init: Fill<'_>) -> Result
 /// opener looking at it just now, which removes it once we are gone.
 fn abandon(fd: &OwnedFd, shm: &CString, e: Error) -> Error {
     let removed = take_from_holders(fd).and_then(|sole| match sole {
-        true => remove_dead(fd, shm).map(drop),
+        true => remove_name(fd, shm).map(drop),
         false => Ok(()),
     });
     removed.err().unwrap_or(e)
@@ -378,7 +370,7 @@ fn examine(fd: &OwnedFd, shm: &CString, lockable: bool, hold: bool) -> Result<Fo
     if try_exclusive(fd)? {
         // No holder now, and none can join while we hold this lock. If the
         // object is still linked, its holders all died: remove it.
-        remove_dead(fd, shm)?;
+        remove_name(fd, shm)?;
         return Ok(Found::Gone);
     }
     if !hold {
@@ -627,7 +619,7 @@ pub(crate) fn join(
             if !lockable {
                 unlock(&fd)?;
             } else if take_from_holders(&fd)? {
-                remove_dead(&fd, key)?;
+                remove_name(&fd, key)?;
                 continue;
             }
             drop(fd);
@@ -811,8 +803,8 @@ pub(crate) fn release(fd: &OwnedFd, shm: &CString, lockable: bool) -> Result<()>
     // holder exists; while we hold it nobody can join, so removing the name
     // cannot strand a new holder. Openers waiting for the shared lock see
     // st_nlink == 0 once we are done and start over.
-    if take_from_holders(fd)? && is_linked(fd)? {
-        unlink_held(shm)?;
+    if take_from_holders(fd)? {
+        remove_name(fd, shm)?;
     }
     Ok(())
 }
@@ -853,7 +845,7 @@ pub(crate) fn collect(shm: &CString) -> Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io("shm_open", e)),
     };
-    Ok(try_exclusive(&fd)? && remove_dead(&fd, shm)?)
+    Ok(try_exclusive(&fd)? && remove_name(&fd, shm)?)
 }
 
 #[cfg(test)]

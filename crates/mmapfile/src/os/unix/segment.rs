@@ -137,6 +137,17 @@ pub(crate) enum AttachError {
     Failed(Error),
 }
 
+impl AttachError {
+    /// What the failed call `op` on a record's segment id says: the id
+    /// names no segment (any more) or a removed one, or a real error.
+    fn from_io(op: &'static str, e: io::Error) -> AttachError {
+        match e.raw_os_error() {
+            Some(libc::EINVAL | libc::EIDRM) => AttachError::NotTheBlock,
+            _ => AttachError::Failed(Error::io(op, e)),
+        }
+    }
+}
+
 /// A holder's attachment of a segment: what keeps its memory alive.
 ///
 /// It starts as one attachment of the whole segment. The first view of the
@@ -376,11 +387,7 @@ impl Segment {
             }));
         }
         let (size, len) = Segment::check(reference, owner)?;
-        let gone = |e: io::Error| match e.raw_os_error() {
-            Some(libc::EINVAL | libc::EIDRM) => AttachError::NotTheBlock,
-            _ => AttachError::Failed(Error::io("shmat", e)),
-        };
-        let base = shmat(reference.id, writable).map_err(gone)?;
+        let base = shmat(reference.id, writable).map_err(|e| AttachError::from_io("shmat", e))?;
         Ok(Segment::new(reference.id, base, size, len, writable))
     }
 
@@ -395,11 +402,10 @@ impl Segment {
         // SAFETY: shmget has no memory preconditions; size 0 and no flags
         // only look the key up.
         let id = unsafe { libc::shmget(key, 0, 0) };
-        let Ok(ds) = (if id < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            stat(id)
-        }) else {
+        if id < 0 {
+            return false;
+        }
+        let Ok(ds) = stat(id) else {
             return false;
         };
         let made = seconds(ds.shm_ctime);
@@ -425,10 +431,7 @@ impl Segment {
         reference: &SegmentRef,
         owner: libc::uid_t,
     ) -> std::result::Result<(u64, u64), AttachError> {
-        let ds = stat(reference.id).map_err(|e| match e.raw_os_error() {
-            Some(libc::EINVAL | libc::EIDRM) => AttachError::NotTheBlock,
-            _ => AttachError::Failed(Error::io("shmctl", e)),
-        })?;
+        let ds = stat(reference.id).map_err(|e| AttachError::from_io("shmctl", e))?;
         if ds.shm_perm.uid != owner || ds.shm_perm.cuid != owner {
             return Err(AttachError::NotTheBlock);
         }
