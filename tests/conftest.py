@@ -74,6 +74,15 @@ def segment_id(name: str) -> int | None:
     return (seconds >> 29) & 0x7FFF_FFFF
 
 
+def sysvipc_segments() -> list[dict[str, str]]:
+    """Every System V segment of this IPC namespace as /proc/sysvipc/shm
+    lists it: one dict per segment, keyed by the header's column names
+    (``shmid``, ``perms``, ``size``, ``cpid``, ``nattch``...)."""
+    with open("/proc/sysvipc/shm") as f:
+        header = f.readline().split()
+        return [dict(zip(header, line.split())) for line in f]
+
+
 def hold_as_linux_holder(fd: int) -> None:
     """Takes the holder lock of the Linux protocol on ``fd`` (a shared OFD
     lock on byte 0), as a holder of the block does

@@ -21,7 +21,7 @@ import time
 import mmapfile
 import pytest
 from _other_user import start_python
-from conftest import PORTABLE, hold_as_linux_holder, linux_only, shm_path
+from conftest import PORTABLE, hold_as_linux_holder, linux_only, shm_path, sysvipc_segments
 
 pytestmark = [
     linux_only,
@@ -167,13 +167,9 @@ for i in range(1_000_000):
 """
 
 
-def segments_made_by(pid: int) -> list[list[str]]:
-    """The rows of /proc/sysvipc/shm of the segments that process `pid`
-    made and that still exist."""
-    with open("/proc/sysvipc/shm") as f:
-        header = f.readline().split()
-        cpid = header.index("cpid")
-        return [row for row in map(str.split, f) if int(row[cpid]) == pid]
+def segments_made_by(pid: int) -> list[dict[str, str]]:
+    """The segments that process `pid` made and that still exist."""
+    return [row for row in sysvipc_segments() if int(row["cpid"]) == pid]
 
 
 # A private block's record is made under its name; one that others may open

@@ -20,7 +20,7 @@ import time
 import mmapfile
 import pytest
 from _other_user import as_nobody, start_python
-from conftest import IS_ROOT, PORTABLE, linux_only, segment_id, shm_path
+from conftest import IS_ROOT, PORTABLE, linux_only, segment_id, shm_path, sysvipc_segments
 
 if not sys.platform.startswith("linux"):
     # Below, decorators call POSIX-only functions (os.geteuid) as the module
@@ -119,10 +119,9 @@ def test_a_second_holder_keeps_the_bytes_and_the_name_for_a_third(block_name):
     first.wait(30)
     time.sleep(0.3)
     # The segment is still there, attached by the second holder only.
-    with open("/proc/sysvipc/shm") as f:
-        rows = [line.split() for line in f if line.split()[1:2] == [seg_id]]
+    rows = [row for row in sysvipc_segments() if row["shmid"] == seg_id]
     assert len(rows) == 1, rows
-    assert int(rows[0][3]) > 64 * MiB and int(rows[0][6]) >= 1, rows  # size, nattch
+    assert int(rows[0]["size"]) > 64 * MiB and int(rows[0]["nattch"]) >= 1, rows
     assert shm_path(block_name).exists()
     third = mmapfile.mmapfile(None, block_name, 0)
     assert not third.created and third.size() == 64 * MiB
@@ -364,9 +363,8 @@ def test_the_segment_has_the_blocks_mode_and_the_kernel_enforces_it(block_name):
     m = mmapfile.mmapfile(None, block_name, 4096)  # mode 0600
     seg_id = str(segment_id(block_name))
     assert mmapfile._mmapfile._block_info(block_name)["segment"] == int(seg_id)
-    with open("/proc/sysvipc/shm") as f:
-        rows = [line.split() for line in f if line.split()[1:2] == [seg_id]]
-    assert len(rows) == 1 and int(rows[0][2], 8) & 0o777 == 0o600, rows
+    rows = [row for row in sysvipc_segments() if row["shmid"] == seg_id]
+    assert len(rows) == 1 and int(rows[0]["perms"], 8) & 0o777 == 0o600, rows
     # Straight to the segment by its id, past the record: the kernel refuses.
     child = start_as_nobody(SHMAT_AS_OTHER_USER, seg_id, preload=("ctypes",))
     out, err = child.communicate(timeout=30)
@@ -441,8 +439,7 @@ def test_a_blocks_memory_stays_out_of_core_dumps(block_name):
 
 
 def segment_ids() -> set[str]:
-    with open("/proc/sysvipc/shm") as f:
-        return {line.split()[1] for line in f if line.split()[1:2] != ["shmid"]}
+    return {row["shmid"] for row in sysvipc_segments()}
 
 
 @pytest.mark.parametrize("order", ["creator first", "opener first"])
